@@ -1,0 +1,65 @@
+"""What every job shares: ``--env``/``--conf`` parsing, one-line errors, the session, the catalog.
+
+A job module defines ``run(spark, cfg, args)`` (tests call it with their own session and
+config) and ``main(argv=None)`` that hands both to ``execute``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from lakehouse.config import Config, ConfigError, load_config
+
+# Errors a user can fix from the message alone: printed as one line, exit code 2.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from lakehouse.jars import JarResolutionError
+    from lakehouse.java import JavaMissingError
+    from lakehouse.kafka.broker import BrokerError
+
+    return (ConfigError, BrokerError, JavaMissingError, JarResolutionError)
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0] if description else None)
+    p.add_argument("--env", default=None, help="configuration environment: local, gpu, cluster (default: $FINLAKE_ENV or local)")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --conf spark.shuffle_partitions=2 (repeatable)")
+    return p
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"finlake: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(args.env, args.conf)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str, needs_spark: bool = True,
+            register_catalog: bool = True):
+    """Parse ``argv``, load config, build Spark (if needed), register the catalog, call ``run``."""
+    args = p.parse_args(argv)
+    cfg = config_from(args)
+    try:
+        if not needs_spark:
+            return run(None, cfg, args)
+        from lakehouse.catalog import Catalog
+        from lakehouse.session import build_session
+
+        spark = build_session(cfg, app_name=app_name)
+        if register_catalog:
+            Catalog(cfg).register(spark)
+        return run(spark, cfg, args)
+    except _user_errors() as exc:
+        fail(str(exc))
+
+
+def emit(result: dict) -> None:
+    """Print a job's machine-readable result as one JSON line (after any human output)."""
+    print("FINLAKE_RESULT " + json.dumps(result, default=str, sort_keys=True), flush=True)

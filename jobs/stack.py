@@ -1,0 +1,41 @@
+"""Manage the local services: the Kafka broker (and its jars).
+
+    python -m jobs.stack up | down | status | fetch
+"""
+from __future__ import annotations
+
+import json
+
+from jobs import common
+from lakehouse.kafka.broker import LocalKafka
+
+
+def run(_spark, cfg, args) -> dict:
+    if not cfg["kafka.managed"]:
+        from lakehouse.kafka.clients import admin_client
+
+        if args.action == "status":
+            md = admin_client(cfg).list_topics(timeout=10)
+            return {"managed": False, "bootstrap": cfg["kafka.bootstrap_servers"], "brokers": len(md.brokers),
+                    "topics": sorted(t for t in md.topics if not t.startswith("__"))}
+        common.fail(f"kafka.managed is false in env '{cfg.env}': finlake does not run a broker to '{args.action}'")
+    broker = LocalKafka(cfg)
+    if args.action == "up":
+        return {"kafka": broker.start()}
+    if args.action == "down":
+        return {"kafka_stopped": broker.stop()}
+    if args.action == "fetch":
+        return {"kafka_jars": len(broker.jars())}
+    return {"kafka": broker.status(), "home": str(cfg.home), "env": cfg.env}
+
+
+def main(argv=None):
+    p = common.parser(__doc__)
+    p.add_argument("action", choices=["up", "down", "status", "fetch"])
+    result = common.execute(p, argv, run, app_name="finlake-stack", needs_spark=False)
+    print(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Tables by name. ``conf/base/catalog.yaml`` says where each table lives, its layer, schema,
+partitioning and checkpoint; this module registers them in a session so that any session (a
+job, a notebook, the SQL shell, a second process while a stream runs) can say
+``SELECT ... FROM silver.transactions``.
+
+The Spark catalog here is the session's in-memory one: each session registers the tables
+over their Delta locations when it starts. The Delta log stays the single source of truth,
+so two processes never disagree about a table, and there is no metastore database to lock.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+from lakehouse.config import Config, ConfigError
+from lakehouse.schemas.tables import SCHEMAS
+
+LAYERS = ("bronze", "silver", "quarantine", "gold", "ops")
+_ENTRY_KEYS = {"schema", "partition_by", "source", "description", "location", "checkpoint"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    layer: str
+    table: str
+    location: str
+    checkpoint: str
+    schema_name: str | None
+    partition_by: tuple[str, ...]
+    source: str | None
+    description: str
+
+    @property
+    def schema(self):
+        return SCHEMAS[self.schema_name] if self.schema_name else None
+
+
+class Catalog:
+    """The configured tables, looked up by ``layer.table`` name."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        warehouse = str(cfg["paths.warehouse"]).rstrip("/")
+        checkpoints = str(cfg["paths.checkpoints"]).rstrip("/")
+        specs = {}
+        for name, entry in (cfg["tables"] or {}).items():
+            layer, dot, table = name.partition(".")
+            if not dot or layer not in LAYERS or not table.isidentifier():
+                raise ConfigError(f"table name '{name}' in the catalog must be <layer>.<table> with layer one of {', '.join(LAYERS)}")
+            entry = entry or {}
+            unknown = set(entry) - _ENTRY_KEYS
+            if unknown:
+                raise ConfigError(f"unknown key '{sorted(unknown)[0]}' for table '{name}' in the catalog (known: {', '.join(sorted(_ENTRY_KEYS))})")
+            schema_name = entry.get("schema")
+            if schema_name is not None and schema_name not in SCHEMAS:
+                raise ConfigError(f"table '{name}' names schema '{schema_name}', which lakehouse/schemas/tables.py does not define")
+            specs[name] = TableSpec(
+                name=name,
+                layer=layer,
+                table=table,
+                location=entry.get("location") or f"{warehouse}/{layer}/{table}",
+                checkpoint=entry.get("checkpoint") or f"{checkpoints}/{layer}/{table}",
+                schema_name=schema_name,
+                partition_by=tuple(entry.get("partition_by") or ()),
+                source=entry.get("source"),
+                description=entry.get("description", ""),
+            )
+        self._specs = specs
+
+    def __iter__(self):
+        return iter(self._specs.values())
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, name: str) -> TableSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            hint = difflib.get_close_matches(name, self._specs, n=1)
+            raise ConfigError(
+                f"unknown table '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "") + "; tables are listed in conf/base/catalog.yaml"
+            ) from None
+
+    def register(self, spark, names: Iterable[str] | None = None) -> list[str]:
+        """Create the layer databases and register each table over its Delta location.
+
+        A table that does not exist yet is created empty from its schema (so readers never
+        meet a missing table); one whose schema its writer defines is registered once it
+        exists. Returns the names registered.
+        """
+        from delta.tables import DeltaTable
+
+        wanted = [self.spec(n) for n in names] if names is not None else list(self)
+        warehouse = str(self.cfg["paths.warehouse"]).rstrip("/")
+        for layer in sorted({s.layer for s in wanted}):
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer} LOCATION '{warehouse}/{layer}'")
+        done = []
+        for spec in wanted:
+            exists = DeltaTable.isDeltaTable(spark, spec.location)
+            if not exists and spec.schema is None:
+                continue
+            if not exists:
+                builder = DeltaTable.createIfNotExists(spark).location(spec.location).addColumns(spec.schema)
+                if spec.partition_by:
+                    builder = builder.partitionedBy(*spec.partition_by)
+                if spec.description:
+                    builder = builder.comment(spec.description)
+                builder.execute()
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} USING DELTA LOCATION '{spec.location}'")
+            done.append(spec.name)
+        return done
+
+    def ensure_registered(self, spark, name: str) -> None:
+        """Register one table (for writers of ``schema: null`` tables, after their first write)."""
+        self.register(spark, [name])

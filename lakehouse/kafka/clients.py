@@ -1,0 +1,82 @@
+"""Kafka client settings from config: the same broker and security for confluent-kafka
+(producers, admin) and for Spark's Kafka source and sink. Credentials only ever come from
+the environment through config references."""
+from __future__ import annotations
+
+from lakehouse.config import Config, ConfigError
+
+_JAAS = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def _security(cfg: Config) -> dict[str, str]:
+    protocol = str(cfg["kafka.security_protocol"] or "PLAINTEXT").upper()
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(f"kafka.security_protocol must be one of {', '.join(_PROTOCOLS)}, got '{protocol}'")
+    out = {"security.protocol": protocol}
+    if protocol.startswith("SASL"):
+        mechanism = str(cfg["kafka.sasl_mechanism"] or "").upper()
+        if mechanism not in _JAAS:
+            raise ConfigError(f"kafka.sasl_mechanism must be one of {', '.join(_JAAS)} for {protocol}, got '{mechanism}'")
+        if not cfg["kafka.sasl_username"] or not cfg["kafka.sasl_password"]:
+            raise ConfigError(f"{protocol} needs FINLAKE_KAFKA_SASL_USERNAME and FINLAKE_KAFKA_SASL_PASSWORD in the environment")
+        out.update({"sasl.mechanism": mechanism, "sasl.username": str(cfg["kafka.sasl_username"]),
+                    "sasl.password": str(cfg["kafka.sasl_password"])})
+    if protocol.endswith("SSL") and cfg["kafka.ssl_ca_location"]:
+        out["ssl.ca.location"] = str(cfg["kafka.ssl_ca_location"])
+    return out
+
+
+def client_config(cfg: Config, **extra) -> dict[str, str]:
+    """librdkafka (confluent-kafka) settings."""
+    conf = {"bootstrap.servers": str(cfg["kafka.bootstrap_servers"])}
+    conf.update(_security(cfg))
+    conf.update(extra)
+    return conf
+
+
+def spark_kafka_options(cfg: Config) -> dict[str, str]:
+    """Options for ``spark.readStream.format("kafka")`` and the Kafka sink (``kafka.`` prefixed)."""
+    sec = _security(cfg)
+    opts = {"kafka.bootstrap.servers": str(cfg["kafka.bootstrap_servers"]),
+            "kafka.security.protocol": sec["security.protocol"]}
+    if "sasl.mechanism" in sec:
+        user = sec["sasl.username"].replace('"', '\\"')
+        password = sec["sasl.password"].replace('"', '\\"')
+        opts["kafka.sasl.mechanism"] = sec["sasl.mechanism"]
+        opts["kafka.sasl.jaas.config"] = f'{_JAAS[sec["sasl.mechanism"]]} required username="{user}" password="{password}";'
+    if "ssl.ca.location" in sec:
+        # Java clients read a PEM CA file directly as a PEM truststore.
+        opts["kafka.ssl.truststore.type"] = "PEM"
+        opts["kafka.ssl.truststore.location"] = sec["ssl.ca.location"]
+    return opts
+
+
+def admin_client(cfg: Config):
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(client_config(cfg))
+
+
+def ensure_topics(cfg: Config, timeout: float = 30.0) -> list[str]:
+    """Create the configured topics that do not exist yet; return the names created."""
+    from confluent_kafka.admin import NewTopic
+
+    admin = admin_client(cfg)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = cfg["kafka.topics"] or {}
+    new = [NewTopic(name, num_partitions=int((spec or {}).get("partitions", 1)), replication_factor=int((spec or {}).get("replication", 1)))
+           for name, spec in wanted.items() if name not in existing]
+    created = []
+    for name, future in (admin.create_topics(new, operation_timeout=timeout) if new else {}).items():
+        try:
+            future.result()
+            created.append(name)
+        except Exception as exc:  # a concurrent creator already made it
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return sorted(created)

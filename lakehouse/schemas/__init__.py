@@ -1,0 +1,1 @@
+"""Schemas as code: Kafka message schemas and Delta table schemas."""

@@ -1,0 +1,101 @@
+"""Message schemas of the Kafka topics (what producers send) and the typed silver tables.
+
+Read with these explicit schemas, never by inference. A transaction message carries the clear
+PAN; nothing downstream of the bronze tokenizer does: silver has ``card_token`` and
+``card_last4`` in its place.
+"""
+from pyspark.sql.types import (
+    BooleanType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+AMOUNT = DecimalType(18, 2)
+
+TRANSACTION_MESSAGE = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("event_time", TimestampType(), False),
+    StructField("card_pan", StringType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("merchant_id", StringType(), False),
+    StructField("mcc", StringType(), False),
+    StructField("amount", AMOUNT, False),
+    StructField("currency", StringType(), False),
+    StructField("channel", StringType(), False),
+    StructField("terminal_id", StringType(), True),
+    StructField("lat", DoubleType(), True),
+    StructField("lon", DoubleType(), True),
+    StructField("device_id", StringType(), True),
+])
+
+TX_LABEL_MESSAGE = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("is_fraud", BooleanType(), False),
+    StructField("labelled_at", TimestampType(), False),
+])
+
+MARKET_TICK_MESSAGE = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("event_time", TimestampType(), False),
+    StructField("symbol", StringType(), False),
+    StructField("price", DoubleType(), False),
+    StructField("size", LongType(), False),
+    StructField("bid", DoubleType(), False),
+    StructField("ask", DoubleType(), False),
+    StructField("bid_size", LongType(), False),
+    StructField("ask_size", LongType(), False),
+    StructField("venue", StringType(), False),
+])
+
+USER_EVENT_MESSAGE = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("event_time", TimestampType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("event_type", StringType(), False),
+    StructField("device_id", StringType(), True),
+    StructField("ip_country", StringType(), True),
+    StructField("session_id", StringType(), True),
+])
+
+BUREAU_UPDATE_MESSAGE = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("event_time", TimestampType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("credit_score", IntegerType(), False),
+    StructField("utilisation", DoubleType(), False),
+    StructField("delinquencies", IntegerType(), False),
+    StructField("inquiries_6m", IntegerType(), False),
+    StructField("annual_income", AMOUNT, False),
+    StructField("debt_to_income", DoubleType(), False),
+])
+
+LOAN_APPLICATION_MESSAGE = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("event_time", TimestampType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("loan_amount", AMOUNT, False),
+    StructField("term_months", IntegerType(), False),
+    StructField("purpose", StringType(), False),
+])
+
+# Silver transactions: the message with the PAN replaced by its keyed token and last four.
+SILVER_TRANSACTIONS = StructType(
+    [f for f in TRANSACTION_MESSAGE.fields if f.name != "card_pan"][:2]
+    + [StructField("card_token", StringType(), False), StructField("card_last4", StringType(), False)]
+    + [f for f in TRANSACTION_MESSAGE.fields if f.name != "card_pan"][2:]
+)
+
+MESSAGE_SCHEMAS = {
+    "transactions": TRANSACTION_MESSAGE,
+    "tx_labels": TX_LABEL_MESSAGE,
+    "market_ticks": MARKET_TICK_MESSAGE,
+    "user_events": USER_EVENT_MESSAGE,
+    "bureau_updates": BUREAU_UPDATE_MESSAGE,
+    "loan_applications": LOAN_APPLICATION_MESSAGE,
+}

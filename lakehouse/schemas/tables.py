@@ -1,0 +1,76 @@
+"""Schemas of the Delta tables, by the schema name that ``conf/base/catalog.yaml`` gives."""
+from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from lakehouse.schemas import events
+
+# Bronze keeps every record as received (PAN tokenized before the write) plus where it came from.
+BRONZE = StructType([
+    StructField("key", StringType(), True),
+    StructField("payload", StringType(), True),
+    StructField("topic", StringType(), False),
+    StructField("partition", IntegerType(), False),
+    StructField("offset", LongType(), False),
+    StructField("kafka_timestamp", TimestampType(), False),
+    StructField("ingest_time", TimestampType(), False),
+    StructField("ingest_date", DateType(), False),
+])
+
+QUARANTINE = StructType([
+    StructField("source_table", StringType(), False),
+    StructField("batch_id", LongType(), False),
+    StructField("reasons", ArrayType(StringType(), False), False),
+    StructField("payload", StringType(), True),
+    StructField("topic", StringType(), True),
+    StructField("partition", IntegerType(), True),
+    StructField("offset", LongType(), True),
+    StructField("quarantined_at", TimestampType(), False),
+])
+
+DQ_RESULTS = StructType([
+    StructField("run_time", TimestampType(), False),
+    StructField("table", StringType(), False),
+    StructField("batch_id", LongType(), False),
+    StructField("suite", StringType(), False),
+    StructField("expectation", StringType(), False),
+    StructField("success", StringType(), False),
+    StructField("unexpected_count", LongType(), True),
+    StructField("element_count", LongType(), True),
+    StructField("details", MapType(StringType(), StringType()), True),
+])
+
+STREAM_METRICS = StructType([
+    StructField("query_name", StringType(), False),
+    StructField("run_id", StringType(), False),
+    StructField("batch_id", LongType(), False),
+    StructField("timestamp", TimestampType(), False),
+    StructField("num_input_rows", LongType(), True),
+    StructField("input_rows_per_second", DoubleType(), True),
+    StructField("processed_rows_per_second", DoubleType(), True),
+    StructField("batch_duration_ms", LongType(), True),
+    StructField("rows_dropped_by_watermark", LongType(), True),
+    StructField("metrics", MapType(StringType(), DoubleType()), True),
+])
+
+SCHEMAS: dict[str, StructType] = {
+    "bronze": BRONZE,
+    "quarantine": QUARANTINE,
+    "dq_results": DQ_RESULTS,
+    "stream_metrics": STREAM_METRICS,
+    "silver_transactions": events.SILVER_TRANSACTIONS,
+    "tx_labels": events.TX_LABEL_MESSAGE,
+    "market_ticks": events.MARKET_TICK_MESSAGE,
+    "user_events": events.USER_EVENT_MESSAGE,
+    "bureau_updates": events.BUREAU_UPDATE_MESSAGE,
+    "loan_applications": events.LOAN_APPLICATION_MESSAGE,
+}
