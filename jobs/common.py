@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Callable
 
@@ -46,6 +47,8 @@ def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str, need
     """Parse ``argv``, load config, build Spark (if needed), register the catalog, call ``run``."""
     args = p.parse_args(argv)
     cfg = config_from(args)
+    # pyspark logs every failed query with its JVM stack; jobs report errors in one line.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     try:
         if not needs_spark:
             return run(None, cfg, args)

@@ -153,6 +153,7 @@ class Config:
     home: Path
     data: Mapping[str, Any]
     sources: tuple[str, ...] = field(default=())
+    conf_dir: Path = DEFAULT_CONF_DIR
 
     def __getitem__(self, dotted: str) -> Any:
         node: Any = self.data
@@ -191,7 +192,9 @@ def load_config(
 ) -> Config:
     """Load ``conf/base`` and ``conf/<env>``, apply ``key=value`` overrides, resolve references."""
     env = env or os.environ.get("FINLAKE_ENV") or DEFAULT_ENV
-    conf_dir = Path(conf_dir) if conf_dir else DEFAULT_CONF_DIR
+    conf_dir = Path(conf_dir or os.environ.get("FINLAKE_CONF_DIR") or DEFAULT_CONF_DIR)
+    if not conf_dir.is_dir():
+        raise ConfigError(f"configuration folder {conf_dir} not found; set FINLAKE_CONF_DIR to finlake's conf/ folder")
     env_dir = conf_dir / env
     if not env_dir.is_dir():
         known = sorted(p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "base")
@@ -220,4 +223,4 @@ def load_config(
 
     home_path = Path(home).resolve() if home else default_home()
     resolved = {k: _interpolate(v, str(home_path), k) for k, v in merged.items()}
-    return Config(env=env, home=home_path, data=resolved, sources=tuple(sources))
+    return Config(env=env, home=home_path, data=resolved, sources=tuple(sources), conf_dir=conf_dir.resolve())

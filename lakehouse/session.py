@@ -21,7 +21,7 @@ LAUNCH_ONLY = ("spark.jars.packages", "spark.jars.ivy", "spark.driver.memory", "
 
 def spark_properties(cfg: Config, python: str | None = None) -> dict[str, str]:
     """Every Spark property finlake sets for this config, as strings."""
-    python = python or sys.executable
+    python = python or str(cfg["spark.python"] or "") or sys.executable
     props: dict[str, str] = {
         "spark.master": str(cfg["spark.master"]),
         "spark.app.name": str(cfg["spark.app_name"]),
@@ -81,6 +81,9 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     cfg.path("paths.cache").mkdir(parents=True, exist_ok=True)
     if "://" not in str(cfg["paths.warehouse"]):
         cfg.path("paths.warehouse").mkdir(parents=True, exist_ok=True)
+    if props.get("spark.master", "").startswith("local"):
+        # Keep a laptop's Spark on loopback (and quiet about the hostname it resolves).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
     if under_spark_submit():
         props = {k: v for k, v in props.items() if k not in LAUNCH_ONLY}

@@ -1,0 +1,48 @@
+# finlake: one-command local stack. Everything lands under FINLAKE_HOME (default .finlake/).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export FINLAKE_HOME ?= $(CURDIR)/.finlake
+PYTEST_ARGS ?=
+
+.PHONY: help install jars up down status demo test clean
+
+help:
+	@echo "make demo    run the end-to-end demo on the embedded local stack"
+	@echo "make test    run the test suite (starts its own Kafka broker and Spark)"
+	@echo "make up | down | status   manage the local Kafka broker"
+	@echo "make clean   stop services and remove FINLAKE_HOME and the venv"
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "finlake: error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
+	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "finlake: error: Java 17+ is required: no java on PATH and JAVA_HOME unset"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+# Resolve the JVM jars (Kafka broker, Delta, the Kafka connector) into FINLAKE_HOME's caches.
+jars: install
+	$(PY) -m jobs.stack fetch
+	$(PY) -c "from lakehouse.config import load_config; from lakehouse.session import build_session; build_session(load_config()).stop()"
+
+up: install
+	$(PY) -m jobs.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m jobs.stack down; fi
+
+status: install
+	$(PY) -m jobs.stack status
+
+demo: install
+	$(PY) jobs/demo.py
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: down
+	rm -rf "$(FINLAKE_HOME)" $(VENV) spark-warehouse metastore_db derby.log

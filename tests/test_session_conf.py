@@ -1,0 +1,76 @@
+"""The Spark configuration each profile produces, checked without the hardware it targets."""
+import sys
+from importlib.metadata import version
+
+import pyspark
+
+from jobs.submit import submit_command
+from lakehouse.config import load_config
+from lakehouse.session import spark_properties, submit_args
+
+DELTA = f"io.delta:delta-spark_4.1_2.13:{version('delta-spark')}"
+KAFKA = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
+
+
+def test_pins_agree_with_each_other():
+    # The Delta jar must match the pip package and the Spark line it is built for.
+    assert pyspark.__version__ == "4.1.1"
+    assert version("xgboost") == "3.2.0"
+    assert DELTA == "io.delta:delta-spark_4.1_2.13:4.3.1"
+    assert int(version("pandas").split(".")[0]) < 3
+
+
+def test_local_profile(tmp_path, monkeypatch):
+    monkeypatch.delenv("FINLAKE_PYTHON", raising=False)
+    props = spark_properties(load_config("local", home=tmp_path))
+    assert {k: props[k] for k in (
+        "spark.master", "spark.jars.packages", "spark.sql.extensions", "spark.sql.catalog.spark_catalog",
+        "spark.sql.shuffle.partitions", "spark.pyspark.python", "spark.ui.enabled", "spark.sql.warehouse.dir",
+        "spark.jars.ivy")} == {
+        "spark.master": "local[2]",
+        "spark.jars.packages": f"{DELTA},{KAFKA}",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.pyspark.python": sys.executable,
+        "spark.ui.enabled": "false",
+        "spark.sql.warehouse.dir": f"{tmp_path.resolve()}/warehouse",
+        "spark.jars.ivy": f"{load_config('local', home=tmp_path).path('paths.cache')}/ivy",
+    }
+    assert "spark.plugins" not in props
+
+
+def test_gpu_profile_adds_rapids_and_cuda(tmp_path):
+    cfg = load_config("gpu", home=tmp_path)
+    props = spark_properties(cfg)
+    assert props["spark.jars.packages"].split(",") == [DELTA, KAFKA, "com.nvidia:rapids-4-spark_2.13:26.08.1"]
+    assert {k: props[k] for k in ("spark.plugins", "spark.rapids.sql.enabled", "spark.executor.resource.gpu.amount",
+                                  "spark.task.resource.gpu.amount")} == {
+        "spark.plugins": "com.nvidia.spark.SQLPlugin", "spark.rapids.sql.enabled": "true",
+        "spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "0.5"}
+    assert cfg["ml.xgboost.device"] == "cuda" and cfg.is_gpu
+    args = submit_args(cfg)
+    assert args[:2] == ["--packages", props["spark.jars.packages"]]
+    assert "spark.plugins=com.nvidia.spark.SQLPlugin" in args
+
+
+def test_cluster_profile_takes_master_python_and_warehouse_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINLAKE_SPARK_MASTER", "spark://head:7077")
+    monkeypatch.setenv("FINLAKE_PYTHON", "/opt/venv/bin/python")
+    props = spark_properties(load_config("cluster", home=tmp_path))
+    assert (props["spark.master"], props["spark.pyspark.python"], props["spark.executor.memory"]) == (
+        "spark://head:7077", "/opt/venv/bin/python", "1g")
+
+
+def test_submit_command_ships_zip_packages_and_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("FINLAKE_PYTHON", raising=False)
+    cfg = load_config("gpu", home=tmp_path)
+    cmd = submit_command(cfg, "jobs/selfcheck.py", ["--rows", "5"], "spark://m:7077", ["spark.shuffle_partitions=2"])
+    zipped = tmp_path.resolve() / "dist" / "finlake.zip"
+    assert cmd[1:7] == ["--master", "spark://m:7077", "--name", "finlake-selfcheck", "--py-files", str(zipped)]
+    assert cmd[-7:] == ["jobs/selfcheck.py", "--env", "gpu", "--conf", "spark.shuffle_partitions=2", "--rows", "5"]
+    import zipfile
+
+    names = set(zipfile.ZipFile(zipped).namelist())
+    assert {"lakehouse/__init__.py", "lakehouse/config.py", "ml/__init__.py", "stats/__init__.py", "jobs/common.py"} <= names
+    assert not any("__pycache__" in n for n in names)
