@@ -1,0 +1,1 @@
+"""finlake lakehouse: config, session, catalog, Kafka, transforms per layer, streaming wiring."""

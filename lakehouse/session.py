@@ -76,6 +76,7 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     if app_name:
         props["spark.app.name"] = app_name
     props.update(extra or {})
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
     os.environ.setdefault("PYSPARK_PYTHON", props["spark.pyspark.python"])
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", props["spark.pyspark.driver.python"])
     cfg.path("paths.cache").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""finlake ML: training sets, estimators, evaluation, registry, scoring, drift (imports lakehouse)."""

@@ -1,0 +1,1 @@
+"""finlake statistics: PCA, VIF, t-tests, ANOVA, time-series diagnostics (pandas/numpy/statsmodels only)."""
