@@ -42,15 +42,18 @@ def config_from(args: argparse.Namespace) -> Config:
         fail(str(exc))
 
 
-def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str, needs_spark: bool = True,
-            register_catalog: bool = True):
-    """Parse ``argv``, load config, build Spark (if needed), register the catalog, call ``run``."""
+def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str,
+            needs_spark: bool | Callable[[argparse.Namespace], bool] = True, register_catalog: bool = True):
+    """Parse ``argv``, load config, build Spark (if needed), register the catalog, call ``run``.
+
+    ``needs_spark`` may be a predicate on the parsed arguments (a job that needs Spark in only
+    some modes starts no JVM in the others)."""
     args = p.parse_args(argv)
     cfg = config_from(args)
     # pyspark logs every failed query with its JVM stack; jobs report errors in one line.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     try:
-        if not needs_spark:
+        if not (needs_spark(args) if callable(needs_spark) else needs_spark):
             return run(None, cfg, args)
         from lakehouse.catalog import Catalog
         from lakehouse.session import build_session

@@ -15,22 +15,27 @@ from jobs.sql import render
 
 def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
-    from lakehouse.generators.sample import sample_transactions
+    from lakehouse.generators.producer import ShardPlan, run_shard
+    from lakehouse.generators.streams import GeneratorConfig
     from lakehouse.kafka.broker import LocalKafka
-    from lakehouse.kafka.produce import send_json
+    from lakehouse.kafka.clients import client_config
     from lakehouse.streaming import start_bronze
 
     if cfg["kafka.managed"]:
         info = LocalKafka(cfg).start()
         print(f"kafka: broker pid {info['pid']} on {info['bootstrap']}")
-    run_tag = time.strftime("%Y%m%dT%H%M%S")
-    events = sample_transactions(args.events, seed=args.seed, run=run_tag)
-    sent = send_json(cfg, "transactions", events, key=lambda e: e["customer_id"])
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+    seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+    catalog = Catalog(cfg)
+    gen = GeneratorConfig(seed=seed, start="now", streams=("transactions",), rate=1000.0)
+    plan = ShardPlan(shard=0, shards=1, gen=gen, run_id=run_id, max_messages=args.events, duration_s=None,
+                     paced=False, mode="kafka", kafka_conf=client_config(cfg),
+                     truth_locations={t: catalog.spec(t).location for t in ("truth.fraud", "truth.trading", "truth.loan_pd")})
+    sent = run_shard(plan)
     if sent["failed"]:
         common.fail(f"{sent['failed']} of {sent['sent']} events were not delivered: {sent['errors']}")
-    print(f"kafka: produced {sent['delivered']} transactions")
+    print(f"kafka: produced {sent['delivered']} transactions ({sent['sent'] / sent['send_seconds']:,.0f}/s)")
 
-    catalog = Catalog(cfg)
     before = spark.sql("SELECT count(*) FROM bronze.transactions").first()[0]
     query = start_bronze(spark, cfg, "bronze.transactions", available_now=True)
     query.awaitTermination()
@@ -44,7 +49,8 @@ def run(spark, cfg, args) -> dict:
     summary_sql = """
         SELECT get_json_object(payload, '$.channel') AS channel,
                count(*) AS transactions,
-               round(sum(CAST(get_json_object(payload, '$.amount') AS DECIMAL(18,2))), 2) AS amount,
+               round(sum(try_cast(get_json_object(payload, '$.amount') AS DECIMAL(18,2))), 2) AS amount,
+               count_if(try_cast(get_json_object(payload, '$.amount') AS DECIMAL(18,2)) IS NULL) AS unreadable_amount,
                count(DISTINCT get_json_object(payload, '$.card_token')) AS cards
         FROM bronze.transactions GROUP BY 1 ORDER BY 1"""
     df = spark.sql(summary_sql)
@@ -55,17 +61,22 @@ def run(spark, cfg, args) -> dict:
                                  get_json_object(payload, '$.amount') AS amount, partition, offset
                           FROM bronze.transactions ORDER BY kafka_timestamp DESC, offset DESC LIMIT 5""")
     print(render(sample.columns, [tuple(r) for r in sample.collect()], "table"))
+    spark.sql("REFRESH TABLE truth.fraud")
+    truth = spark.sql("""SELECT scenario, count(*) AS transactions, sum(CAST(is_fraud AS INT)) AS frauds,
+                                round(avg(fraud_probability), 4) AS mean_true_p
+                         FROM truth.fraud WHERE run_id = '%s' GROUP BY scenario ORDER BY scenario""" % run_id)
+    print(render(truth.columns, [tuple(r) for r in truth.collect()], "table"))
     history = spark.sql("DESCRIBE HISTORY bronze.transactions").select("version", "operation").orderBy("version")
     versions = [tuple(r) for r in history.collect()]
     first = spark.sql("SELECT count(*) FROM bronze.transactions VERSION AS OF 0").first()[0]
     print(f"delta: {len(versions)} versions; version 0 held {first} rows (time travel)")
-    return {"produced": sent["delivered"], "new_rows": after - before, "rows": after, "versions": len(versions)}
+    return {"seed": seed, "produced": sent["delivered"], "new_rows": after - before, "rows": after, "versions": len(versions)}
 
 
 def main(argv=None):
     p = common.parser(__doc__)
     p.add_argument("--events", type=int, default=2000, help="sample transactions to produce")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")
     result = common.execute(p, argv, run, app_name="finlake-demo")
     common.emit(result)
     return result

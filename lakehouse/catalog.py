@@ -16,8 +16,9 @@ from typing import Iterable
 from lakehouse.config import Config, ConfigError
 from lakehouse.schemas.tables import SCHEMAS
 
-LAYERS = ("bronze", "silver", "quarantine", "gold", "ops")
-_ENTRY_KEYS = {"schema", "partition_by", "source", "description", "location", "checkpoint"}
+LAYERS = ("bronze", "silver", "quarantine", "gold", "ops", "truth")
+FORMATS = ("delta", "parquet")
+_ENTRY_KEYS = {"schema", "partition_by", "source", "description", "location", "checkpoint", "format"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class TableSpec:
     partition_by: tuple[str, ...]
     source: str | None
     description: str
+    format: str = "delta"
 
     @property
     def schema(self):
@@ -53,6 +55,9 @@ class Catalog:
             unknown = set(entry) - _ENTRY_KEYS
             if unknown:
                 raise ConfigError(f"unknown key '{sorted(unknown)[0]}' for table '{name}' in the catalog (known: {', '.join(sorted(_ENTRY_KEYS))})")
+            fmt = entry.get("format", "delta")
+            if fmt not in FORMATS:
+                raise ConfigError(f"table '{name}' has format '{fmt}'; known formats: {', '.join(FORMATS)}")
             schema_name = entry.get("schema")
             if schema_name is not None and schema_name not in SCHEMAS:
                 raise ConfigError(f"table '{name}' names schema '{schema_name}', which lakehouse/schemas/tables.py does not define")
@@ -66,6 +71,7 @@ class Catalog:
                 partition_by=tuple(entry.get("partition_by") or ()),
                 source=entry.get("source"),
                 description=entry.get("description", ""),
+                format=fmt,
             )
         self._specs = specs
 
@@ -99,6 +105,14 @@ class Catalog:
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer} LOCATION '{warehouse}/{layer}'")
         done = []
         for spec in wanted:
+            if spec.format == "parquet":
+                # Plain Parquet written outside Spark (generator ground truth): declare the
+                # schema, and refresh so files added by other processes are seen.
+                ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} ({ddl}) USING PARQUET LOCATION '{spec.location}'")
+                spark.sql(f"REFRESH TABLE {spec.name}")
+                done.append(spec.name)
+                continue
             exists = DeltaTable.isDeltaTable(spark, spec.location)
             if not exists and spec.schema is None:
                 continue

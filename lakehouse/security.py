@@ -53,3 +53,25 @@ def hmac_sha256_col(key: bytes, message):
     ipad, opad = hmac_pads(key)
     inner = F.unhex(F.sha2(F.concat(F.lit(ipad), F.encode(message, "UTF-8")), 256))
     return F.sha2(F.concat(F.lit(opad), inner), 256)
+
+
+def tokenize_pan_value(key: bytes, pan: str) -> tuple[str, str]:
+    """(token, last four) of a PAN in Python; equal to what ``hmac_sha256_col`` gives in Spark."""
+    import hmac
+
+    digits = "".join(ch for ch in str(pan) if ch.isdigit())
+    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest(), digits[-4:]
+
+
+def tokenize_event(key: bytes, event: dict) -> dict:
+    """An event with ``card_pan`` replaced by ``card_token`` and ``card_last4`` (others unchanged)."""
+    if "card_pan" not in event:
+        return event
+    out = {}
+    for name, value in event.items():
+        if name == "card_pan":
+            token, last4 = tokenize_pan_value(key, value) if value is not None else (None, None)
+            out["card_token"], out["card_last4"] = token, last4
+        else:
+            out[name] = value
+    return out

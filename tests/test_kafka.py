@@ -1,5 +1,5 @@
 """The real broker, started by the project's code, and a Kafka -> Delta round trip through Spark."""
-import json
+import itertools
 import socket
 import subprocess
 import sys
@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.config import load_config
-from lakehouse.generators.sample import luhn_valid, sample_transactions
+from lakehouse.generators.streams import GeneratorConfig, generate
+from lakehouse.generators.world import luhn_valid
 from lakehouse.kafka.broker import BrokerError, LocalKafka
 from lakehouse.kafka.clients import admin_client
 from lakehouse.kafka.produce import send_json
@@ -46,14 +47,15 @@ def test_missing_java_is_a_clear_error(tmp_path, job_env):
 
 
 def test_produce_n_events_and_a_streaming_query_lands_exactly_n_rows(spark, cfg, kafka):
-    events = sample_transactions(300, seed=11, run="roundtrip")
+    stream = generate(GeneratorConfig(seed=11, streams=("transactions",)))
+    events = list(itertools.islice((e.event for e in stream if e.topic == "transactions"), 300))
     sent = send_json(cfg, "transactions", events, key=lambda e: e["customer_id"])
     assert sent == {"sent": 300, "delivered": 300, "failed": 0, "errors": []}
 
     query = start_bronze(spark, cfg, "bronze.transactions", available_now=True)
     query.awaitTermination(300)
     assert query.exception() is None
-    bronze = spark.table("bronze.transactions").where(F.get_json_object("payload", "$.event_id").startswith("tx-roundtrip-"))
+    bronze = spark.table("bronze.transactions").where(F.get_json_object("payload", "$.event_id").startswith("tx-11-0-"))
     got = bronze.select(F.get_json_object("payload", "$.event_id").alias("event_id"),
                         F.get_json_object("payload", "$.card_last4").alias("last4"),
                         F.get_json_object("payload", "$.amount").alias("amount"), "topic")

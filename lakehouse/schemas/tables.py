@@ -1,6 +1,7 @@
 """Schemas of the Delta tables, by the schema name that ``conf/base/catalog.yaml`` gives."""
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DateType,
     DoubleType,
     IntegerType,
@@ -62,7 +63,39 @@ STREAM_METRICS = StructType([
     StructField("metrics", MapType(StringType(), DoubleType()), True),
 ])
 
+# Ground truth from the generators: kept apart from every feature table.
+TRUTH_FRAUD = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("scenario", StringType(), False),
+    StructField("fraud_probability", DoubleType(), False),
+    StructField("is_fraud", BooleanType(), False),
+    StructField("run_id", StringType(), False),
+])
+
+TRUTH_TRADING = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("symbol", StringType(), False),
+    StructField("p_down", DoubleType(), False),
+    StructField("p_flat", DoubleType(), False),
+    StructField("p_up", DoubleType(), False),
+    StructField("label", StringType(), False),
+    StructField("next_return", DoubleType(), False),
+    StructField("run_id", StringType(), False),
+])
+
+TRUTH_LOAN_PD = StructType([
+    StructField("event_id", StringType(), False),
+    StructField("customer_id", StringType(), False),
+    StructField("true_pd", DoubleType(), False),
+    StructField("defaulted", BooleanType(), False),
+    StructField("run_id", StringType(), False),
+])
+
 SCHEMAS: dict[str, StructType] = {
+    "truth_fraud": TRUTH_FRAUD,
+    "truth_trading": TRUTH_TRADING,
+    "truth_loan_pd": TRUTH_LOAN_PD,
     "bronze": BRONZE,
     "quarantine": QUARANTINE,
     "dq_results": DQ_RESULTS,
