@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 from lakehouse.config import Config, ConfigError
@@ -108,6 +109,8 @@ class Catalog:
             if spec.format == "parquet":
                 # Plain Parquet written outside Spark (generator ground truth): declare the
                 # schema, and refresh so files added by other processes are seen.
+                if "://" not in spec.location:
+                    Path(spec.location).mkdir(parents=True, exist_ok=True)
                 ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
                 spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} ({ddl}) USING PARQUET LOCATION '{spec.location}'")
                 spark.sql(f"REFRESH TABLE {spec.name}")

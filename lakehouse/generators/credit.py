@@ -52,6 +52,7 @@ class CreditActivity:
             st = {"credit_score": int(min(850, max(300, rng.gauss(690, 70)))), "utilisation": min(1.2, max(0.0, rng.betavariate(2, 4) * 1.2)),
                   "delinquencies": min(10, int(rng.expovariate(1.6))), "inquiries_6m": min(12, int(rng.expovariate(0.7))),
                   "annual_income": income, "debt_to_income": min(1.2, max(0.0, rng.gauss(0.3, 0.12)))}
+            self._round(st)
             self.state[cid] = st
         return st
 
@@ -65,6 +66,15 @@ class CreditActivity:
         st["annual_income"] *= math.exp(rng.gauss(0.0, 0.01))
         drift = -25 * (st["utilisation"] - 0.3) - 15 * (st["delinquencies"] > 0) + rng.gauss(0, 8)
         st["credit_score"] = int(min(850, max(300, st["credit_score"] + drift * 0.2)))
+        self._round(st)
+
+    @staticmethod
+    def _round(st: dict) -> None:
+        # Keep the state exactly as the bureau reports it, so the true PD is a function of
+        # what a consumer of ``bureau_updates`` can see.
+        st["utilisation"] = round(st["utilisation"], 4)
+        st["debt_to_income"] = round(st["debt_to_income"], 4)
+        st["annual_income"] = float(f"{st['annual_income']:.2f}")
 
     def _update(self, cust_id: str, seq: int) -> Emitted:
         st = self._profile(cust_id)
@@ -72,9 +82,9 @@ class CreditActivity:
         self.n_upd += 1
         return Emitted(self.t, seq, "bureau_updates", cust_id, {
             "event_id": f"bu-{self.prefix}-{self.n_upd:09d}", "event_time": iso_ms(self.t), "customer_id": cust_id,
-            "credit_score": st["credit_score"], "utilisation": round(st["utilisation"], 4),
+            "credit_score": st["credit_score"], "utilisation": st["utilisation"],
             "delinquencies": st["delinquencies"], "inquiries_6m": st["inquiries_6m"],
-            "annual_income": f"{st['annual_income']:.2f}", "debt_to_income": round(st["debt_to_income"], 4)})
+            "annual_income": f"{st['annual_income']:.2f}", "debt_to_income": st["debt_to_income"]})
 
     def __iter__(self) -> Iterator[Emitted]:
         rng, cfg = self.rng, self.cfg
@@ -95,7 +105,7 @@ class CreditActivity:
             amount = round(math.exp(rng.gauss(9.3, 0.7)), -2)
             term = rng.choice((12, 24, 36, 48, 60))
             pd = true_pd(st["credit_score"], st["utilisation"], st["delinquencies"], st["inquiries_6m"],
-                         float(f"{st['annual_income']:.2f}"), st["debt_to_income"], amount, term)
+                         st["annual_income"], st["debt_to_income"], amount, term)
             event_id = f"la-{self.prefix}-{self.n_app:09d}"
             yield Emitted(self.t, seq, "truth.loan_pd", None, {
                 "event_id": event_id, "customer_id": cust, "true_pd": pd, "defaulted": rng.random() < pd})

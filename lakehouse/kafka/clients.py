@@ -79,4 +79,20 @@ def ensure_topics(cfg: Config, timeout: float = 30.0) -> list[str]:
         except Exception as exc:  # a concurrent creator already made it
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    if created:
+        _wait_for_leaders(admin, created, timeout)
     return sorted(created)
+
+
+def _wait_for_leaders(admin, topics: list[str], timeout: float) -> None:
+    """Return once every partition of ``topics`` has a leader (new topics take a moment)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout).topics
+        if all(t in md and md[t].error is None and md[t].partitions and
+               all(p.leader >= 0 and p.error is None for p in md[t].partitions.values()) for t in topics):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"topics {', '.join(topics)} have no partition leaders after {timeout} s")

@@ -1,0 +1,145 @@
+"""The producer job against the real broker, and its files/bronze backfill path."""
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from lakehouse.backfill import files_to_bronze
+from lakehouse.catalog import Catalog
+from lakehouse.generators.noise import NoiseConfig
+from lakehouse.generators.producer import ShardPlan, run_shard
+from lakehouse.generators.streams import STREAMS, GeneratorConfig
+from lakehouse.generators.world import build_world
+from lakehouse.kafka.clients import client_config
+from lakehouse.security import pan_hmac_key, tokenize_pan_value
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def result_of(out):
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads([l for l in out.stdout.splitlines() if l.startswith("FINLAKE_RESULT ")][0].split(" ", 1)[1])
+
+
+def end_offsets(cfg, topics):
+    from confluent_kafka import KafkaException
+
+    consumer = Consumer(client_config(cfg, **{"group.id": "finlake-test-offsets", "enable.auto.commit": False}))
+    md = consumer.list_topics(timeout=10)
+    out = {}
+    for t in topics:
+        for p in md.topics[t].partitions:
+            for attempt in range(20):  # a just-started broker may still be moving leadership
+                try:
+                    out[(t, p)] = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                    break
+                except KafkaException:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
+    consumer.close()
+    return out
+
+
+def read_range(cfg, before, after):
+    consumer = Consumer(client_config(cfg, **{"group.id": "finlake-test-read", "enable.auto.commit": False}))
+    wanted = {tp: (before[tp], after[tp]) for tp in after if after[tp] > before[tp]}
+    consumer.assign([TopicPartition(t, p, lo) for (t, p), (lo, _) in wanted.items()])
+    got, remaining = [], sum(hi - lo for lo, hi in wanted.values())
+    while remaining > 0:
+        msg = consumer.poll(10)
+        assert msg is not None, f"{remaining} messages never arrived"
+        if msg.error():
+            continue
+        if msg.offset() < wanted[(msg.topic(), msg.partition())][1]:
+            got.append((msg.topic(), msg.value()))
+            remaining -= 1
+    consumer.close()
+    return got
+
+
+def test_producer_summary_matches_what_a_consumer_reads_back(kafka, cfg, job_env):
+    before = end_offsets(cfg, STREAMS)
+    out = subprocess.run([sys.executable, "jobs/produce.py", "--count", "6000", "--rate", "max", "--processes", "2",
+                          "--noise", "all=0.01", "--label-delay", "0.2", "--seed", "21", "--quiet"],
+                         cwd=ROOT, env=job_env, capture_output=True, text=True, timeout=600)
+    summary = result_of(out)
+    after = end_offsets(cfg, STREAMS)
+    assert (summary["sent"], summary["delivered"], summary["failed"], summary["processes"]) == (6000, 6000, 0, 2)
+    on_broker = Counter()
+    for (topic, _), end in after.items():
+        on_broker[topic] += end - before[(topic, _)]
+    assert dict(+on_broker) == summary["per_topic"]
+    assert set(summary["per_topic"]) == set(STREAMS)
+
+    messages = read_range(cfg, before, after)
+    for topic in STREAMS:
+        values = [v for t, v in messages if t == topic]
+        parsed = []
+        for v in values:
+            try:
+                parsed.append(json.loads(v))
+            except json.JSONDecodeError:
+                pass
+        noise = summary["per_noise"][topic]
+        assert len(values) - len(parsed) == noise.get("malformed", 0), topic
+        assert sum("x_schema_v2" in p for p in parsed) == noise.get("unknown_field", 0), topic
+        ids = Counter(p.get("event_id") for p in parsed if p.get("event_id"))
+        assert sum(1 for c in ids.values() if c > 1) == noise.get("duplicate", 0), topic
+    assert summary["truth"]["truth.fraud"] >= summary["per_topic"]["transactions"] - summary["per_noise"]["transactions"].get("duplicate_copy", 0)
+
+
+def test_paced_producer_does_not_outrun_its_rate(kafka, job_env):
+    out = subprocess.run([sys.executable, "jobs/produce.py", "--rate", "400", "--duration", "3", "--streams",
+                          "market_ticks", "--quiet", "--no-truth"], cwd=ROOT, env=job_env, capture_output=True, text=True, timeout=300)
+    summary = result_of(out)
+    assert summary["failed"] == 0 and summary["sent"] > 0
+    assert summary["achieved_rate"] < 400 * 1.2, summary
+
+
+def test_producer_rejects_bad_arguments_in_one_line(job_env):
+    for args, message in ((["--count", "10", "--processes", "0"], "finlake: error: --processes must be at least 1, got 0"),
+                          (["--count", "10", "--noise", "bogus=1"], "finlake: error: unknown noise kind 'bogus'"),
+                          (["--count", "10", "--streams", "trades"], "finlake: error: unknown stream 'trades'"),
+                          (["--rate", "100"], "finlake: error: give --count N or --duration SECONDS")):
+        out = subprocess.run([sys.executable, "jobs/produce.py", *args], cwd=ROOT, env=job_env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.strip().startswith(message), (args, out.stderr[-500:])
+
+
+def test_files_mode_lands_no_clear_pan_and_backfills_bronze(spark, cfg, tmp_path):
+    key = pan_hmac_key(cfg)
+    gen = GeneratorConfig(seed=23, streams=("transactions", "user_events"), noise=NoiseConfig.parse("malformed=0.02"))
+    plan = ShardPlan(shard=0, shards=1, gen=gen, run_id="backfill", max_messages=1500, duration_s=None, paced=False,
+                     mode="files", files_dir=str(tmp_path), pan_key=key)
+    summary = run_shard(plan)
+    assert summary["sent"] == 1500
+    lines = {t: (tmp_path / t / "part-backfill-000.jsonl").read_text().splitlines() for t in summary["per_topic"]}
+    assert {t: len(v) for t, v in lines.items()} == summary["per_topic"]
+    text = "\n".join(l for v in lines.values() for l in v)
+    pans = {card.pan for c in build_world(23).customers for card in c.cards}
+    assert len(pans) > 1000 and not [p for p in pans if p in text]
+    first = json.loads(json.loads(lines["transactions"][0])["value"])
+    assert "card_pan" not in first and len(first["card_token"]) == 64 and len(first["card_last4"]) == 4
+
+    landed = files_to_bronze(spark, cfg, tmp_path)
+    assert landed["bronze.transactions"] >= summary["per_topic"]["transactions"]
+    spec = Catalog(cfg).spec("bronze.user_events")
+    got = spark.read.format("delta").load(spec.location).where("partition = -1").select("key", "payload", "topic")
+    expected = spark.createDataFrame([(json.loads(l)["key"], json.loads(l)["value"], "user_events") for l in lines["user_events"]],
+                                     "key string, payload string, topic string")
+    assertDataFrameEqual(got, expected)
+
+
+def test_python_and_spark_tokens_agree(spark, cfg):
+    key = pan_hmac_key(cfg)
+    from lakehouse.security import hmac_sha256_col
+
+    pan = "5500000000000004"
+    spark_token = spark.range(1).select(hmac_sha256_col(key, F.lit(pan)).alias("t")).first()["t"]
+    assert tokenize_pan_value(key, pan) == (spark_token, "0004")
