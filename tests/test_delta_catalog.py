@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_catalog_registers_every_declared_table(spark, cfg):
     catalog = Catalog(cfg)
-    registered = {f"{r.namespace}.{r.tableName}" for db in ("bronze", "silver", "quarantine", "ops")
+    registered = {f"{r.namespace}.{r.tableName}" for db in ("bronze", "silver", "quarantine", "ops", "truth")
                   for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
     declared_with_schema = {s.name for s in catalog if s.schema is not None}
     assert registered == declared_with_schema
