@@ -59,8 +59,10 @@ def plans_from(cfg, args, run_id: str):
 
     paced = args.rate != "max"
     try:
-        rate = 10000.0 if not paced else float(args.rate)
-        gen = GeneratorConfig(seed=args.seed, start=args.start or ("now" if paced else None), rate=rate,
+        rate = float(args.sim_rate) if not paced else float(args.rate)
+        # Live streams start their event time now; files and backfills default to history.
+        start = args.start or ("now" if args.mode == "kafka" else None)
+        gen = GeneratorConfig(seed=args.seed, start=start, rate=rate,
                               streams=_parse_streams(args.streams), mix=_parse_mix(args.mix),
                               fraud_rate=args.fraud_rate, label_delay_s=args.label_delay,
                               threshold_bps=args.threshold_bps, n_customers=args.customers,
@@ -161,11 +163,13 @@ def main(argv=None):
     p.add_argument("--streams", default="all", help="comma list of topics, or all")
     p.add_argument("--mix", default=None, help="relative weights, e.g. transactions=0.7,market_ticks=0.3")
     p.add_argument("--rate", default="1000", help="messages per second over all topics, or 'max' for unthrottled")
+    p.add_argument("--sim-rate", type=float, default=50000.0,
+                   help="with --rate max: messages per second of event time (how fast event time advances)")
     p.add_argument("--count", type=int, default=None, help="stop after this many messages")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--processes", type=int, default=1, help="producer processes sharing the rate")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--start", default=None, help="event time of the first event (ISO); default now when paced")
+    p.add_argument("--start", default=None, help="event time of the first event (ISO); default now for kafka, 2026-01-01 for files")
     p.add_argument("--noise", default=None, help="e.g. malformed=0.01,duplicate=0.02,late=0.01 (or all=0.01)")
     p.add_argument("--fraud-rate", type=float, default=0.005)
     p.add_argument("--label-delay", type=float, default=300.0, help="median seconds from transaction to label")

@@ -22,17 +22,50 @@ def read_kafka(spark: SparkSession, cfg: Config, topic: str, starting_offsets: s
 
 
 def start_bronze(spark: SparkSession, cfg: Config, table: str, available_now: bool = False,
-                 processing_time: str = "2 seconds"):
+                 processing_time: str | None = None):
     """Start the Kafka -> ``table`` bronze query (Delta sink: exactly once via its checkpoint)."""
     catalog = Catalog(cfg)
     spec = catalog.spec(table)
     if not (spec.source or "").startswith("kafka:"):
         raise ValueError(f"table '{table}' is not fed from Kafka (source: {spec.source})")
     topic = spec.source.split(":", 1)[1]
-    df = read_kafka(spark, cfg, topic).transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg)))
+    df = (read_kafka(spark, cfg, topic, max_offsets_per_trigger=int(cfg["pipeline.max_offsets_per_trigger"]))
+          .transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg))))
     writer = (df.writeStream.format("delta").queryName(table.replace(".", "_"))
               .option("checkpointLocation", spec.checkpoint).outputMode("append"))
     if spec.partition_by:
         writer = writer.partitionBy(*spec.partition_by)
-    writer = writer.trigger(availableNow=True) if available_now else writer.trigger(processingTime=processing_time)
-    return writer.start(spec.location)
+    return _trigger(writer, cfg, available_now, processing_time).start(spec.location)
+
+
+def _trigger(writer, cfg: Config, available_now: bool, processing_time: str | None):
+    if available_now:
+        return writer.trigger(availableNow=True)
+    return writer.trigger(processingTime=processing_time or str(cfg["pipeline.trigger_interval"]))
+
+
+def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: bool = False,
+                 processing_time: str | None = None):
+    """Start bronze.<stream> -> silver.<stream> (+ quarantine, ops.dq_results) in foreachBatch."""
+    from lakehouse.pipeline import SilverBatch
+
+    catalog = Catalog(cfg)
+    source, target = catalog.spec(f"bronze.{stream}"), catalog.spec(f"silver.{stream}")
+    fn = SilverBatch(cfg, stream, target.checkpoint)
+    writer = (spark.readStream.format("delta").load(source.location).writeStream.queryName(f"silver_{stream}")
+              .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
+    return _trigger(writer, cfg, available_now, processing_time).start()
+
+
+def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool = False,
+               processing_time: str | None = None):
+    """Start the silver -> ``table`` feature query (point-in-time windows over silver history)."""
+    from lakehouse.pipeline import GOLD, GoldBatch
+
+    catalog = Catalog(cfg)
+    target = catalog.spec(table)
+    source = catalog.spec(f"silver.{GOLD[table][0]}")
+    fn = GoldBatch(cfg, table, target.checkpoint)
+    writer = (spark.readStream.format("delta").load(source.location).writeStream.queryName(table.replace(".", "_"))
+              .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
+    return _trigger(writer, cfg, available_now, processing_time).start()

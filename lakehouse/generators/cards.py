@@ -104,7 +104,7 @@ class CardActivity:
         lat, lon = (m.lat, m.lon) if channel != "ecommerce" else (None, None)
         event = {
             "event_id": event_id, "event_time": iso_ms(at), "card_pan": card.pan, "customer_id": cust.customer_id,
-            "merchant_id": m.merchant_id, "mcc": m.mcc, "amount": f"{max(0.01, amount):.2f}",
+            "merchant_id": m.merchant_id, "merchant_country": CITIES[m.city][1], "mcc": m.mcc, "amount": f"{max(0.01, amount):.2f}",
             "currency": w.currency(m.city), "channel": channel,
             "terminal_id": terminal if channel != "ecommerce" else None,
             "lat": round(lat, 5) if lat is not None else None, "lon": round(lon, 5) if lon is not None else None,

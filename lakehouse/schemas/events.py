@@ -24,6 +24,7 @@ TRANSACTION_MESSAGE = StructType([
     StructField("card_pan", StringType(), False),
     StructField("customer_id", StringType(), False),
     StructField("merchant_id", StringType(), False),
+    StructField("merchant_country", StringType(), False),
     StructField("mcc", StringType(), False),
     StructField("amount", AMOUNT, False),
     StructField("currency", StringType(), False),
@@ -90,6 +91,18 @@ SILVER_TRANSACTIONS = StructType(
     + [StructField("card_token", StringType(), False), StructField("card_last4", StringType(), False)]
     + [f for f in TRANSACTION_MESSAGE.fields if f.name != "card_pan"][2:]
 )
+
+# The fields silver expects in a bronze payload (after the PAN was tokenized).
+SILVER_FIELDS = {
+    "transactions": SILVER_TRANSACTIONS,
+    "tx_labels": TX_LABEL_MESSAGE,
+    "market_ticks": MARKET_TICK_MESSAGE,
+    "user_events": USER_EVENT_MESSAGE,
+    "bureau_updates": BUREAU_UPDATE_MESSAGE,
+    "loan_applications": LOAN_APPLICATION_MESSAGE,
+}
+# The event-time field of each stream (labels are timed by when they were given).
+EVENT_TIME_FIELD = {s: ("labelled_at" if s == "tx_labels" else "event_time") for s in SILVER_FIELDS}
 
 MESSAGE_SCHEMAS = {
     "transactions": TRANSACTION_MESSAGE,

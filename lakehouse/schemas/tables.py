@@ -30,7 +30,7 @@ BRONZE = StructType([
 QUARANTINE = StructType([
     StructField("source_table", StringType(), False),
     StructField("batch_id", LongType(), False),
-    StructField("reasons", ArrayType(StringType(), False), False),
+    StructField("reasons", ArrayType(StringType(), True), False),
     StructField("payload", StringType(), True),
     StructField("topic", StringType(), True),
     StructField("partition", IntegerType(), True),
@@ -92,6 +92,19 @@ TRUTH_LOAN_PD = StructType([
     StructField("run_id", StringType(), False),
 ])
 
+# Where each silver row came from, and when it became readable in silver.
+PROVENANCE = [
+    StructField("kafka_partition", IntegerType(), False),
+    StructField("kafka_offset", LongType(), False),
+    StructField("kafka_timestamp", TimestampType(), False),
+    StructField("silver_time", TimestampType(), False),
+]
+
+
+def with_provenance(schema: StructType) -> StructType:
+    return StructType(list(schema.fields) + PROVENANCE)
+
+
 SCHEMAS: dict[str, StructType] = {
     "truth_fraud": TRUTH_FRAUD,
     "truth_trading": TRUTH_TRADING,
@@ -100,10 +113,10 @@ SCHEMAS: dict[str, StructType] = {
     "quarantine": QUARANTINE,
     "dq_results": DQ_RESULTS,
     "stream_metrics": STREAM_METRICS,
-    "silver_transactions": events.SILVER_TRANSACTIONS,
-    "tx_labels": events.TX_LABEL_MESSAGE,
-    "market_ticks": events.MARKET_TICK_MESSAGE,
-    "user_events": events.USER_EVENT_MESSAGE,
-    "bureau_updates": events.BUREAU_UPDATE_MESSAGE,
-    "loan_applications": events.LOAN_APPLICATION_MESSAGE,
+    "silver_transactions": with_provenance(events.SILVER_TRANSACTIONS),
+    "tx_labels": with_provenance(events.TX_LABEL_MESSAGE),
+    "market_ticks": with_provenance(events.MARKET_TICK_MESSAGE),
+    "user_events": with_provenance(events.USER_EVENT_MESSAGE),
+    "bureau_updates": with_provenance(events.BUREAU_UPDATE_MESSAGE),
+    "loan_applications": with_provenance(events.LOAN_APPLICATION_MESSAGE),
 }

@@ -1,0 +1,114 @@
+"""Run the streaming medallion pipeline: Kafka -> bronze -> silver (+ quarantine) -> gold.
+
+    python jobs/stream.py                       # all streams, until stopped (Ctrl-C / SIGTERM)
+    python jobs/stream.py --streams transactions,user_events --timeout 600
+    python jobs/stream.py --available-now       # process what is there, layer by layer, and exit
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from jobs import common
+
+
+def _parse_streams(text: str) -> list[str]:
+    from lakehouse.pipeline import STREAMS
+
+    if text == "all":
+        return list(STREAMS)
+    streams = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        common.fail(f"unknown stream '{unknown[0]}' (known: {', '.join(STREAMS)})")
+    return streams
+
+
+def _gold_tables(streams: list[str]) -> list[str]:
+    from lakehouse.pipeline import GOLD
+
+    return [t for t, (driver, _) in GOLD.items() if driver in streams]
+
+
+def run(spark, cfg, args) -> dict:
+    from lakehouse.catalog import Catalog
+    from lakehouse.kafka.broker import LocalKafka
+    from lakehouse.metrics import ProgressCollector
+    from lakehouse.streaming import start_bronze, start_gold, start_silver
+
+    streams = _parse_streams(args.streams)
+    layers = [l.strip() for l in args.layers.split(",")]
+    if cfg["kafka.managed"] and "bronze" in layers:
+        LocalKafka(cfg).start()
+    catalog = Catalog(cfg)
+    metrics_spec = catalog.spec("ops.stream_metrics")
+    collector = ProgressCollector()
+    spark.streams.addListener(collector)
+    starters = {
+        "bronze": [(lambda s=s: start_bronze(spark, cfg, f"bronze.{s}", args.available_now)) for s in streams],
+        "silver": [(lambda s=s: start_silver(spark, cfg, s, args.available_now)) for s in streams],
+        "gold": [(lambda t=t: start_gold(spark, cfg, t, args.available_now)) for t in _gold_tables(streams)],
+    }
+    started = time.monotonic()
+    if args.available_now:
+        for layer in ("bronze", "silver", "gold"):
+            if layer not in layers:
+                continue
+            queries = [start() for start in starters[layer]]
+            for q in queries:
+                q.awaitTermination()
+                if q.exception():
+                    common.fail(f"query {q.name} failed: {str(q.exception()).strip().splitlines()[0]}")
+            print(f"{layer}: {len(queries)} queries caught up")
+    else:
+        stop = {"flag": False}
+
+        def on_signal(signum, _frame):
+            stop["flag"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        queries = [start() for layer in ("bronze", "silver", "gold") if layer in layers for start in starters[layer]]
+        print(f"pipeline: {len(queries)} queries running; stop with Ctrl-C", flush=True)
+        failed = None
+        while not stop["flag"] and (args.timeout is None or time.monotonic() - started < args.timeout):
+            time.sleep(2)
+            collector.flush(spark, metrics_spec)
+            failed = next((q for q in queries if q.exception() is not None), None)
+            if failed:
+                break
+        for q in queries:
+            q.stop()
+        if failed:
+            collector.flush(spark, metrics_spec)
+            common.fail(f"query {failed.name} failed: {str(failed.exception()).strip().splitlines()[0]}")
+    time.sleep(0.5)  # let the listener deliver the last progress events
+    written = collector.flush(spark, metrics_spec)
+    spark.streams.removeListener(collector)
+    catalog.register(spark)
+    counts = {}
+    for layer in ("bronze", "silver", "quarantine"):
+        for s in streams:
+            name = f"{layer}.{s}"
+            spark.sql(f"REFRESH TABLE {name}")
+            counts[name] = spark.table(name).count()
+    for t in _gold_tables(streams):
+        if t in catalog.register(spark, [t]):
+            counts[t] = spark.table(t).count()
+    return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_rows": written}
+
+
+def main(argv=None):
+    p = common.parser(__doc__)
+    p.add_argument("--streams", default="all", help="comma list of streams, or all")
+    p.add_argument("--layers", default="bronze,silver,gold", help="which layers to run")
+    p.add_argument("--available-now", action="store_true", help="process what is available, then exit")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    result = common.execute(p, argv, run, app_name="finlake-stream")
+    common.emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,152 @@
+"""Gold: point-in-time feature tables from pure transforms shared by streaming and batch.
+
+Every feature of a row is computed from events at or before that row's own event time
+(window frames end at the current row), so a training set built from gold never sees the
+future. The streaming job calls the same transforms on each micro-batch together with the
+recent silver history the windows need.
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+MS = {"10m": 600_000, "1h": 3_600_000, "24h": 86_400_000}
+HOME_LOOKBACK_MS = 30 * 86_400_000
+RISKY_USER_EVENTS = ("password_reset", "device_change", "payee_add")
+
+CARD_FEATURES = [
+    *[f"tx_count_{w}" for w in MS], *[f"amount_sum_{w}" for w in MS], *[f"amount_mean_{w}" for w in MS],
+    *[f"amount_max_{w}" for w in MS], "distinct_merchants_24h", "distinct_countries_24h",
+    "seconds_since_prev_tx", "km_from_prev_tx", "km_from_home", "amount_vs_card_mean", "amount_zscore",
+    "risky_user_events_1h", "risky_user_events_24h", "device_changes_24h", "distinct_ip_countries_24h",
+    "is_ecommerce", "is_atm",
+]
+MARKET_FEATURES = ["mid", "ret_1", "ret_5", "ret_20", "realised_vol_20", "realised_vol_100", "spread_bps",
+                   "imbalance", "imbalance_mean_5", "imbalance_mean_20"]
+BORROWER_FEATURES = ["credit_score", "utilisation", "delinquencies", "inquiries_6m", "annual_income",
+                     "debt_to_income", "snapshot_age_s", "loan_to_income", "loan_amount", "term_months"]
+
+
+def _ts_ms(col: str = "event_time"):
+    return (F.col(col).cast("double") * 1000).cast("long")
+
+
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km between two points given as columns."""
+    p1, p2 = F.radians(lat1), F.radians(lat2)
+    a = F.sin((p2 - p1) / 2) ** 2 + F.cos(p1) * F.cos(p2) * F.sin(F.radians(lon2 - lon1) / 2) ** 2
+    return F.lit(2 * 6371.0) * F.asin(F.sqrt(a))
+
+
+def add_velocity_features(tx: DataFrame) -> DataFrame:
+    """Per card: counts and amount sum/mean/max over 10 min, 1 h, 24 h; distinct merchants and
+    countries in 24 h; time and distance since the previous transaction; distance from the
+    card's home (mean card-present location over the previous 30 days); amount against the
+    card's own history."""
+    df = tx.withColumn("_ts", _ts_ms()).withColumn("_amt", F.col("amount").cast("double"))
+    by_card = Window.partitionBy("card_token").orderBy("_ts")
+    cols = []
+    for name, span in MS.items():
+        w = by_card.rangeBetween(-span, 0)
+        cols += [F.count("*").over(w).alias(f"tx_count_{name}"), F.sum("_amt").over(w).alias(f"amount_sum_{name}"),
+                 F.avg("_amt").over(w).alias(f"amount_mean_{name}"), F.max("_amt").over(w).alias(f"amount_max_{name}")]
+    day = by_card.rangeBetween(-MS["24h"], 0)
+    ordered = Window.partitionBy("card_token").orderBy("_ts", "event_id")
+    before = ordered.rowsBetween(Window.unboundedPreceding, -1)
+    history = by_card.rangeBetween(-HOME_LOOKBACK_MS, -1)
+    present = F.col("channel") != "ecommerce"
+    df = df.select(
+        "*", *cols,
+        F.size(F.collect_set("merchant_id").over(day)).alias("distinct_merchants_24h"),
+        F.size(F.collect_set("merchant_country").over(day)).alias("distinct_countries_24h"),
+        ((F.col("_ts") - F.lag("_ts").over(ordered)) / 1000.0).alias("seconds_since_prev_tx"),
+        F.last("lat", ignorenulls=True).over(before).alias("_prev_lat"),
+        F.last("lon", ignorenulls=True).over(before).alias("_prev_lon"),
+        F.avg(F.when(present, F.col("lat"))).over(history).alias("_home_lat"),
+        F.avg(F.when(present, F.col("lon"))).over(history).alias("_home_lon"),
+        F.avg("_amt").over(history).alias("_hist_mean"),
+        F.stddev("_amt").over(history).alias("_hist_sd"),
+    )
+    return (df
+            .withColumn("km_from_prev_tx", haversine_km(F.col("_prev_lat"), F.col("_prev_lon"), F.col("lat"), F.col("lon")))
+            .withColumn("km_from_home", haversine_km(F.col("_home_lat"), F.col("_home_lon"), F.col("lat"), F.col("lon")))
+            .withColumn("amount_vs_card_mean", F.col("_amt") / F.col("_hist_mean"))
+            .withColumn("amount_zscore", F.when(F.col("_hist_sd") > 0, (F.col("_amt") - F.col("_hist_mean")) / F.col("_hist_sd")))
+            .withColumn("is_ecommerce", (F.col("channel") == "ecommerce").cast("int"))
+            .withColumn("is_atm", (F.col("channel") == "atm").cast("int"))
+            .drop("_prev_lat", "_prev_lon", "_home_lat", "_home_lon", "_hist_mean", "_hist_sd", "_amt"))
+
+
+def add_user_event_features(user_events: DataFrame):
+    """Per customer, recent user-event anomalies at or before each transaction: risky events
+    (password reset, device change, new payee) in 1 h and 24 h, device changes and distinct
+    login countries in 24 h."""
+
+    def transform(tx: DataFrame) -> DataFrame:
+        events = user_events.select(
+            "customer_id", _ts_ms().alias("_ts"), F.lit(None).cast("string").alias("_tx"),
+            F.col("event_type").isin(*RISKY_USER_EVENTS).cast("int").alias("_risky"),
+            (F.col("event_type") == "device_change").cast("int").alias("_device"),
+            F.col("ip_country").alias("_country"))
+        anchors = tx.select("customer_id", _ts_ms().alias("_ts"), F.col("event_id").alias("_tx"),
+                            F.lit(0).alias("_risky"), F.lit(0).alias("_device"), F.lit(None).cast("string").alias("_country"))
+        by_customer = Window.partitionBy("customer_id").orderBy("_ts")
+        hour, day = by_customer.rangeBetween(-MS["1h"], 0), by_customer.rangeBetween(-MS["24h"], 0)
+        counted = events.unionByName(anchors).select(
+            "_tx",
+            F.sum("_risky").over(hour).alias("risky_user_events_1h"),
+            F.sum("_risky").over(day).alias("risky_user_events_24h"),
+            F.sum("_device").over(day).alias("device_changes_24h"),
+            F.size(F.collect_set("_country").over(day)).alias("distinct_ip_countries_24h"),
+        ).where(F.col("_tx").isNotNull())
+        return tx.join(counted.withColumnRenamed("_tx", "event_id"), "event_id", "left")
+
+    return transform
+
+
+def card_features(transactions: DataFrame, user_events: DataFrame) -> DataFrame:
+    """gold.card_features: one row per transaction with its identifiers, amount and features."""
+    feats = add_velocity_features(transactions).transform(add_user_event_features(user_events))
+    keep = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "mcc", "amount", "channel",
+            "kafka_timestamp", "silver_time"]
+    return feats.select(*keep, *[F.col(c).cast("double") for c in CARD_FEATURES])
+
+
+def market_features(ticks: DataFrame) -> DataFrame:
+    """gold.market_features: per tick, returns over 1/5/20 ticks, realised volatility over 20
+    and 100 ticks, spread and order-flow imbalance (with its recent means)."""
+    w = Window.partitionBy("symbol").orderBy("_ts", "event_id")
+    df = ticks.withColumn("_ts", _ts_ms()).withColumn("mid", (F.col("bid") + F.col("ask")) / 2)
+    df = df.withColumn("ret_1", F.log(F.col("mid") / F.lag("mid", 1).over(w)))
+    df = df.select(
+        "*",
+        F.log(F.col("mid") / F.lag("mid", 5).over(w)).alias("ret_5"),
+        F.log(F.col("mid") / F.lag("mid", 20).over(w)).alias("ret_20"),
+        F.stddev("ret_1").over(w.rowsBetween(-19, 0)).alias("realised_vol_20"),
+        F.stddev("ret_1").over(w.rowsBetween(-99, 0)).alias("realised_vol_100"),
+        ((F.col("ask") - F.col("bid")) / F.col("mid") * 1e4).alias("spread_bps"),
+        ((F.col("bid_size") - F.col("ask_size")) / (F.col("bid_size") + F.col("ask_size"))).alias("imbalance"),
+    )
+    df = df.select("*", F.avg("imbalance").over(w.rowsBetween(-4, 0)).alias("imbalance_mean_5"),
+                   F.avg("imbalance").over(w.rowsBetween(-19, 0)).alias("imbalance_mean_20"))
+    return df.select("event_id", "event_time", "symbol", "kafka_timestamp", "silver_time",
+                     *[F.col(c).cast("double") for c in MARKET_FEATURES])
+
+
+def borrower_features(applications: DataFrame, bureau: DataFrame) -> DataFrame:
+    """gold.borrower_features: per loan application, the borrower's latest bureau snapshot at
+    or before the application, its age, and the loan against income."""
+    attrs = ["credit_score", "utilisation", "delinquencies", "inquiries_6m", "annual_income", "debt_to_income"]
+    snaps = bureau.select("customer_id", _ts_ms().alias("_ts"), F.lit(0).alias("_order"), F.lit(None).cast("string").alias("_app"),
+                          _ts_ms().alias("_ts_snap"), *attrs)
+    apps = applications.select("customer_id", _ts_ms().alias("_ts"), F.lit(1).alias("_order"), F.col("event_id").alias("_app"),
+                               F.lit(None).cast("long").alias("_ts_snap"), *[F.lit(None).cast(bureau.schema[a].dataType).alias(a) for a in attrs])
+    w = Window.partitionBy("customer_id").orderBy("_ts", "_order").rowsBetween(Window.unboundedPreceding, 0)
+    asof = snaps.unionByName(apps, allowMissingColumns=True).select(
+        "_app", "_ts", *[F.last(a, ignorenulls=True).over(w).alias(a) for a in attrs + ["_ts_snap"]]
+    ).where(F.col("_app").isNotNull())
+    joined = applications.join(asof.withColumnRenamed("_app", "event_id"), "event_id", "left")
+    joined = joined.withColumn("snapshot_age_s", (F.col("_ts") - F.col("_ts_snap")) / 1000.0)
+    joined = joined.withColumn("loan_to_income", F.col("loan_amount").cast("double") / F.col("annual_income").cast("double"))
+    return joined.select("event_id", "event_time", "customer_id", "purpose", "kafka_timestamp", "silver_time",
+                         *[F.col(c).cast("double") for c in BORROWER_FEATURES])

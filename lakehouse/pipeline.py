@@ -1,0 +1,208 @@
+"""The streaming medallion pipeline: Kafka -> bronze -> silver (+ quarantine, ops.dq_results)
+-> gold, exactly once.
+
+Bronze uses the Delta sink. Silver and gold run in ``foreachBatch`` functions whose Delta
+writes are idempotent: ``txnAppId`` is an id stored in the query's checkpoint (a new
+checkpoint gets a new id, so a reset never silently skips writes) and ``txnVersion`` is the
+batch id. Within a batch, quarantine and data-quality rows are written before silver, so a
+batch replayed after a crash either finds silver committed (and all of it skipped) or
+recomputes the same rows.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.catalog import Catalog, TableSpec
+from lakehouse.config import Config, ConfigError
+from lakehouse.gold import borrower_features, card_features, market_features
+from lakehouse.quality import validate
+from lakehouse.schemas.events import SILVER_FIELDS
+from lakehouse.schemas.tables import DQ_RESULTS
+from lakehouse.silver import (add_rule_failures, first_of_each_event, not_in, parse_bronze, to_quarantine, to_silver)
+
+STREAMS = tuple(SILVER_FIELDS)
+GOLD = {  # gold table -> (driving silver stream, the other silver tables its windows read)
+    "gold.card_features": ("transactions", ("user_events",)),
+    "gold.market_features": ("market_ticks", ()),
+    "gold.borrower_features": ("loan_applications", ("bureau_updates",)),
+}
+
+
+class PipelineQualityError(RuntimeError):
+    """A batch failed validation beyond the configured bound and the policy is to stop."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    allowed_lateness_s: float
+    max_clock_skew_s: float
+    max_failure_rate: float
+    min_rows: int
+    on_excess: str
+    trigger_interval: str
+    max_offsets_per_trigger: int
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Settings":
+        policy = str(cfg["pipeline.on_excess_failures"])
+        if policy not in ("quarantine", "fail"):
+            raise ConfigError(f"pipeline.on_excess_failures must be 'quarantine' or 'fail', got '{policy}'")
+        rate = float(cfg["pipeline.max_failure_rate"])
+        if not 0 <= rate <= 1:
+            raise ConfigError(f"pipeline.max_failure_rate must be between 0 and 1, got {rate}")
+        return cls(float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]), rate,
+                   int(cfg["pipeline.min_rows_for_failure_rate"]), policy, str(cfg["pipeline.trigger_interval"]),
+                   int(cfg["pipeline.max_offsets_per_trigger"]))
+
+
+def app_id(checkpoint: str, query: str) -> str:
+    """The idempotency id of a query: kept in its checkpoint folder, created with it."""
+    folder = Path(checkpoint)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / "_finlake_app_id"
+    if not marker.exists():
+        tmp = folder / f".{uuid.uuid4().hex}"
+        tmp.write_text(f"{query}-{uuid.uuid4()}")
+        try:
+            tmp.rename(marker) if not marker.exists() else tmp.unlink()
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return marker.read_text().strip()
+
+
+def idempotent_append(df: DataFrame, spec: TableSpec, app: str, batch_id: int) -> None:
+    writer = df.write.format("delta").mode("append").option("txnAppId", app).option("txnVersion", batch_id)
+    if spec.partition_by:
+        writer = writer.partitionBy(*spec.partition_by)
+    writer.save(spec.location)
+
+
+def _dq_rows(spark: SparkSession, table: str, batch_id: int, suite: str, results: list[dict]) -> DataFrame:
+    rows = [(r["expectation"], "true" if r["success"] else "false", r.get("unexpected_count"), r.get("element_count"),
+             {k: str(v) for k, v in (r.get("details") or {}).items()}) for r in results]
+    df = spark.createDataFrame(rows, "expectation string, success string, unexpected_count long, element_count long, details map<string,string>")
+    return df.select(F.current_timestamp().alias("run_time"), F.lit(table).alias("table"), F.lit(batch_id).cast("long").alias("batch_id"),
+                     F.lit(suite).alias("suite"), "*").select(*[F.col(f.name).cast(f.dataType) for f in DQ_RESULTS.fields])
+
+
+class SilverBatch:
+    """The ``foreachBatch`` function of one silver stream."""
+
+    def __init__(self, cfg: Config, stream: str, checkpoint: str):
+        self.cfg, self.stream = cfg, stream
+        self.settings = Settings.from_config(cfg)
+        catalog = Catalog(cfg)
+        self.silver = catalog.spec(f"silver.{stream}")
+        self.quarantine = catalog.spec(f"quarantine.{stream}")
+        self.dq = catalog.spec("ops.dq_results")
+        self.app = app_id(checkpoint, f"silver.{stream}")
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        s = self.settings
+        parsed = (batch.transform(parse_bronze(self.stream, s.allowed_lateness_s, s.max_clock_skew_s))
+                  .transform(add_rule_failures(self.stream)).persist())
+        try:
+            self._process(spark, parsed, batch_id)
+        finally:
+            parsed.unpersist()
+
+    def _process(self, spark: SparkSession, parsed: DataFrame, batch_id: int) -> None:
+        s = self.settings
+        counts = parsed.agg(
+            F.count("*").alias("rows"),
+            F.count_if(F.size("reasons") > 0).alias("failed"),
+            F.count_if(F.array_contains("reasons", "malformed_json")).alias("malformed"),
+            F.count_if(F.array_contains("reasons", "late_event")).alias("late"),
+            F.count_if(F.size("unknown_fields") > 0).alias("unknown_fields"),
+        ).first().asDict()
+        if counts["rows"] == 0:
+            return
+        typed = parsed.select(*[f.name for f in SILVER_FIELDS[self.stream].fields])
+        ge_results = validate(typed, self.stream)
+        excess = counts["rows"] >= s.min_rows and counts["failed"] / counts["rows"] > s.max_failure_rate
+        if excess and s.on_excess == "fail":
+            raise PipelineQualityError(
+                f"silver.{self.stream} batch {batch_id}: {counts['failed']} of {counts['rows']} rows failed validation, "
+                f"above pipeline.max_failure_rate={s.max_failure_rate}; stopping (pipeline.on_excess_failures=fail)")
+        if excess:
+            quarantined = parsed.transform(to_quarantine(f"silver.{self.stream}", batch_id, "batch_failure_rate_exceeded"))
+            new_rows = None
+            duplicates = 0
+        else:
+            quarantined = parsed.where(F.size("reasons") > 0).transform(to_quarantine(f"silver.{self.stream}", batch_id))
+            valid = parsed.where(F.size("reasons") == 0)
+            existing = spark.read.format("delta").load(self.silver.location)
+            new_rows = valid.transform(first_of_each_event).transform(not_in(existing)).transform(to_silver(self.stream)).persist()
+            duplicates = (counts["rows"] - counts["failed"]) - new_rows.count()
+        pipeline = [
+            {"expectation": "rows", "success": True, "unexpected_count": counts["rows"], "element_count": counts["rows"]},
+            {"expectation": "quarantined", "success": counts["failed"] == 0, "unexpected_count": counts["rows"] if excess else counts["failed"], "element_count": counts["rows"]},
+            {"expectation": "duplicates_dropped", "success": duplicates == 0, "unexpected_count": duplicates, "element_count": counts["rows"]},
+            {"expectation": "malformed_json", "success": counts["malformed"] == 0, "unexpected_count": counts["malformed"], "element_count": counts["rows"]},
+            {"expectation": "late_events", "success": counts["late"] == 0, "unexpected_count": counts["late"], "element_count": counts["rows"]},
+            {"expectation": "unknown_fields", "success": counts["unknown_fields"] == 0, "unexpected_count": counts["unknown_fields"], "element_count": counts["rows"]},
+            {"expectation": "batch_failure_rate", "success": not excess, "unexpected_count": counts["failed"], "element_count": counts["rows"],
+             "details": {"bound": s.max_failure_rate, "policy": s.on_excess}},
+        ]
+        dq = _dq_rows(spark, f"silver.{self.stream}", batch_id, f"finlake.silver.{self.stream}", ge_results).unionByName(
+            _dq_rows(spark, f"silver.{self.stream}", batch_id, "finlake.pipeline", pipeline))
+        # Order matters for crash safety: silver last (see the module docstring).
+        idempotent_append(quarantined, self.quarantine, self.app, batch_id)
+        idempotent_append(dq, self.dq, self.app, batch_id)
+        if new_rows is not None:
+            idempotent_append(new_rows, self.silver, self.app, batch_id)
+            new_rows.unpersist()
+
+
+class GoldBatch:
+    """The ``foreachBatch`` function of one gold table: the batch's new silver rows plus the
+    silver history their windows need, through the shared pure transform."""
+
+    def __init__(self, cfg: Config, table: str, checkpoint: str):
+        self.cfg, self.table = cfg, table
+        catalog = Catalog(cfg)
+        self.spec = catalog.spec(table)
+        driver, others = GOLD[table]
+        self.driver = catalog.spec(f"silver.{driver}")
+        self.others = {o: catalog.spec(f"silver.{o}") for o in others}
+        self.app = app_id(checkpoint, table)
+        self.lookback_s = {
+            "gold.card_features": float(cfg["pipeline.card_history_days"]) * 86400,
+            "gold.market_features": float(cfg["pipeline.market_history_minutes"]) * 60,
+            "gold.borrower_features": float(cfg["pipeline.bureau_history_days"]) * 86400,
+        }[table]
+
+    def _history(self, spark: SparkSession, spec: TableSpec, lo, hi) -> DataFrame:
+        return spark.read.format("delta").load(spec.location).where(
+            (F.col("event_time") >= F.lit(lo)) & (F.col("event_time") <= F.lit(hi)))
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        batch = batch.persist()
+        try:
+            bounds = batch.agg(F.min("event_time").alias("lo"), F.max("event_time").alias("hi")).first()
+            if bounds["lo"] is None:
+                return
+            import datetime as dt
+
+            lo = bounds["lo"] - dt.timedelta(seconds=self.lookback_s)
+            hi = bounds["hi"]
+            own = self._history(spark, self.driver, lo, hi).join(batch.select("event_id"), "event_id", "left_anti")
+            rows = own.unionByName(batch)
+            if self.table == "gold.card_features":
+                out = card_features(rows, self._history(spark, self.others["user_events"], lo, hi))
+            elif self.table == "gold.market_features":
+                out = market_features(rows)
+            else:
+                out = borrower_features(rows, self._history(spark, self.others["bureau_updates"], lo, hi))
+            out = out.join(batch.select("event_id"), "event_id", "left_semi")
+            writer = out.write.format("delta").mode("append").option("txnAppId", self.app).option("txnVersion", batch_id)
+            writer.save(self.spec.location)
+        finally:
+            batch.unpersist()

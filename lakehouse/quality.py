@@ -1,0 +1,105 @@
+"""Quality gates: Great Expectations suites run on each micro-batch, plus the row-level
+predicates that route each failing row to quarantine with every rule it broke."""
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from lakehouse.schemas.expectations import SUITES, rule_name
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def predicate(expectation: dict) -> Column:
+    """True where a row breaks ``expectation`` (with Great Expectations' semantics: value rules
+    ignore nulls, which only the not-null rule counts)."""
+    col = F.col(expectation["column"])
+    kind = expectation["type"]
+    if kind == "expect_column_values_to_not_be_null":
+        return col.isNull()
+    if kind == "expect_column_values_to_be_between":
+        out = F.lit(False)
+        if expectation.get("min_value") is not None:
+            out = out | (col < F.lit(expectation["min_value"]))
+        if expectation.get("max_value") is not None:
+            out = out | (col > F.lit(expectation["max_value"]))
+        return col.isNotNull() & out
+    if kind == "expect_column_values_to_be_in_set":
+        return col.isNotNull() & ~col.isin(list(expectation["value_set"]))
+    if kind == "expect_column_values_to_match_regex":
+        return col.isNotNull() & ~col.rlike(expectation["regex"])
+    raise ValueError(f"no row-level predicate for {kind}")
+
+
+def rule_failures(stream: str) -> Column:
+    """An array of the names of every rule of ``stream``'s suite that the row breaks."""
+    checks = [F.when(predicate(e), F.lit(rule_name(e))) for e in SUITES[stream]]
+    return F.filter(F.array(*checks), lambda x: x.isNotNull())
+
+
+@lru_cache(maxsize=1)
+def _context():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = ctx.data_sources.add_spark("finlake")
+    asset = source.add_dataframe_asset("micro_batch")
+    return ctx, asset.add_batch_definition_whole_dataframe("whole")
+
+
+@lru_cache(maxsize=None)
+def suite(stream: str):
+    """The Great Expectations suite of ``stream``, built from its configuration."""
+    import great_expectations as gx
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    ctx, _ = _context()
+    s = gx.ExpectationSuite(name=f"finlake.silver.{stream}")
+    for e in SUITES[stream]:
+        cls = get_expectation_impl(e["type"])
+        s.add_expectation(cls(**{k: v for k, v in e.items() if k != "type"}))
+    return ctx.suites.add(s)
+
+
+def validate(df: DataFrame, stream: str) -> list[dict]:
+    """Run ``stream``'s suite on ``df``; one result per expectation (rule, success, counts)."""
+    _, batch_definition = _context()
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+    result = batch.validate(suite(stream), result_format={"result_format": "SUMMARY"})
+    out = []
+    for r in result.results:
+        kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}
+        cfg = {"type": r.expectation_config.type, **kwargs}
+        out.append({"expectation": rule_name(cfg), "success": bool(r.success),
+                    "unexpected_count": int(r.result.get("unexpected_count") or 0),
+                    "element_count": int(r.result.get("element_count") or 0)})
+    return out
+
+
+def build_data_docs(target: str) -> str:
+    """Render the suites as Great Expectations Data Docs under ``target``; returns the index page."""
+    import great_expectations as gx
+
+    ctx = gx.get_context(mode="file", project_root_dir=target)
+    for stream in SUITES:
+        name = f"finlake.silver.{stream}"
+        try:
+            ctx.suites.delete(name)
+        except Exception:
+            pass
+        s = gx.ExpectationSuite(name=name)
+        from great_expectations.expectations.registry import get_expectation_impl
+
+        for e in SUITES[stream]:
+            s.add_expectation(get_expectation_impl(e["type"])(**{k: v for k, v in e.items() if k != "type"}))
+        ctx.suites.add(s)
+    ctx.build_data_docs()
+    sites = ctx.get_docs_sites_urls()
+    return sites[0]["site_url"] if sites else target
