@@ -29,7 +29,7 @@ def run(spark, cfg, args) -> dict:
     catalog = Catalog(cfg)
     gen = GeneratorConfig(seed=seed, start="now", streams=("transactions",), rate=1000.0)
     plan = ShardPlan(shard=0, shards=1, gen=gen, run_id=run_id, max_messages=args.events, duration_s=None,
-                     paced=False, mode="kafka", kafka_conf=client_config(cfg),
+                     paced=False, mode="kafka", kafka_conf=client_config(cfg), topic_prefix=str(cfg["kafka.topic_prefix"] or ""),
                      truth_locations={t: catalog.spec(t).location for t in ("truth.fraud", "truth.trading", "truth.loan_pd")})
     sent = run_shard(plan)
     if sent["failed"]:

@@ -86,6 +86,7 @@ def plans_from(cfg, args, run_id: str):
                                duration_s=args.duration, paced=paced, mode=mode,
                                kafka_conf=client_config(cfg) if mode == "kafka" else None,
                                files_dir=out if mode == "files" else None, truth_locations=truth,
+                               topic_prefix=str(cfg["kafka.topic_prefix"] or ""),
                                pan_key=pan_hmac_key(cfg) if mode == "files" else None))
     return plans, out
 

@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame, SparkSession
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
-from lakehouse.kafka.clients import spark_kafka_options
+from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.security import pan_hmac_key
 
 
@@ -28,7 +28,7 @@ def start_bronze(spark: SparkSession, cfg: Config, table: str, available_now: bo
     spec = catalog.spec(table)
     if not (spec.source or "").startswith("kafka:"):
         raise ValueError(f"table '{table}' is not fed from Kafka (source: {spec.source})")
-    topic = spec.source.split(":", 1)[1]
+    topic = topic_name(cfg, spec.source.split(":", 1)[1])
     df = (read_kafka(spark, cfg, topic, max_offsets_per_trigger=int(cfg["pipeline.max_offsets_per_trigger"]))
           .transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg))))
     writer = (df.writeStream.format("delta").queryName(table.replace(".", "_"))

@@ -28,6 +28,7 @@ class ShardPlan:
     files_dir: str | None = None
     truth_locations: dict | None = None
     pan_key: bytes | None = None     # files mode: PANs are tokenized before they touch disk
+    topic_prefix: str = ""           # kafka mode: physical topic = prefix + logical name
 
 
 def run_shard(plan: ShardPlan, progress=None) -> dict:
@@ -92,7 +93,7 @@ def run_shard(plan: ShardPlan, progress=None) -> dict:
         if producer is not None:
             while True:
                 try:
-                    producer.produce(msg.topic, value=msg.value, key=msg.key.encode() if msg.key else None,
+                    producer.produce(plan.topic_prefix + msg.topic, value=msg.value, key=msg.key.encode() if msg.key else None,
                                      on_delivery=on_delivery)
                     break
                 except BufferError:

@@ -31,6 +31,11 @@ def _security(cfg: Config) -> dict[str, str]:
     return out
 
 
+def topic_name(cfg: Config, topic: str) -> str:
+    """The physical name of a logical topic (``kafka.topic_prefix`` + name)."""
+    return f"{cfg['kafka.topic_prefix'] or ''}{topic}"
+
+
 def client_config(cfg: Config, **extra) -> dict[str, str]:
     """librdkafka (confluent-kafka) settings."""
     conf = {"bootstrap.servers": str(cfg["kafka.bootstrap_servers"])}
@@ -69,8 +74,9 @@ def ensure_topics(cfg: Config, timeout: float = 30.0) -> list[str]:
     admin = admin_client(cfg)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = cfg["kafka.topics"] or {}
-    new = [NewTopic(name, num_partitions=int((spec or {}).get("partitions", 1)), replication_factor=int((spec or {}).get("replication", 1)))
-           for name, spec in wanted.items() if name not in existing]
+    new = [NewTopic(topic_name(cfg, name), num_partitions=int((spec or {}).get("partitions", 1)),
+                    replication_factor=int((spec or {}).get("replication", 1)))
+           for name, spec in wanted.items() if topic_name(cfg, name) not in existing]
     created = []
     for name, future in (admin.create_topics(new, operation_timeout=timeout) if new else {}).items():
         try:

@@ -5,7 +5,7 @@ import json
 from typing import Callable, Iterable
 
 from lakehouse.config import Config
-from lakehouse.kafka.clients import client_config
+from lakehouse.kafka.clients import client_config, topic_name
 
 
 def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[dict], str | None] | None = None,
@@ -17,6 +17,7 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
     from confluent_kafka import Producer
 
     producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"}))
+    topic = topic_name(cfg, topic)
     counts = {"sent": 0, "delivered": 0, "failed": 0, "errors": []}
 
     def on_delivery(err, _msg):

@@ -1,0 +1,171 @@
+"""Silver transforms and the silver foreachBatch function on small inline bronze rows."""
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import load_config
+from lakehouse.pipeline import PipelineQualityError, SilverBatch, app_id
+from lakehouse.quality import predicate, validate
+from lakehouse.schemas.expectations import SUITES, rule_name
+from lakehouse.schemas.tables import QUARANTINE
+from lakehouse.silver import add_rule_failures, first_of_each_event, not_in, parse_bronze, to_quarantine, to_silver
+
+KAFKA_TS = dt.datetime(2026, 3, 1, 12, 0, 0)
+TOKEN = "a" * 64
+
+
+def tx(event_id="t1", **over):
+    event = {"event_id": event_id, "event_time": "2026-03-01T11:59:00.000Z", "card_token": TOKEN, "card_last4": "1111",
+             "customer_id": "c1", "merchant_id": "m1", "merchant_country": "FR", "mcc": "5411", "amount": "12.50",
+             "currency": "EUR", "channel": "card_present", "terminal_id": "t-1", "lat": 48.8, "lon": 2.3, "device_id": None}
+    event.update(over)
+    return {k: v for k, v in event.items() if v != "<drop>"}
+
+
+def bronze(spark, payloads, partition=0):
+    rows = [(None, p if isinstance(p, str) or p is None else json.dumps(p), "transactions", partition, i, KAFKA_TS)
+            for i, p in enumerate(payloads)]
+    return spark.createDataFrame(rows, "key string, payload string, topic string, partition int, offset long, kafka_timestamp timestamp")
+
+
+def reasons_of(spark, payloads, partition=0):
+    df = bronze(spark, payloads, partition).transform(parse_bronze("transactions", 3600, 300)).transform(add_rule_failures("transactions"))
+    return df.select("kafka_offset", "event_id", "reasons", "unknown_fields")
+
+
+def test_every_reason_a_row_has_is_named(spark):
+    payloads = [
+        tx("ok"),
+        '{"event_id":"broken","amount":',
+        tx("missing", amount="<drop>"),
+        tx("mistyped", amount="n/a"),
+        tx("negative", amount="-3.00"),
+        tx("channel", channel="pigeon"),
+        tx("late", event_time="2026-03-01T09:00:00.000Z"),
+        tx("future", event_time="2026-03-01T13:00:00.000Z"),
+        tx("extra", x_schema_v2="v2"),
+        tx("badlat", lat="north"),
+    ]
+    nulls = [f"not_be_null:{c}" for c in ("event_id", "event_time", "card_token", "card_last4", "customer_id", "merchant_id",
+                                          "merchant_country", "mcc", "amount", "currency", "channel")]
+    expected = spark.createDataFrame([
+        (0, "ok", [], []),
+        (1, None, ["malformed_json", *nulls], []),
+        (2, "missing", ["missing_field:amount", "not_be_null:amount"], []),
+        (3, "mistyped", ["mistyped_field:amount", "not_be_null:amount"], []),
+        (4, "negative", ["be_between:amount"], []),
+        (5, "channel", ["be_in_set:channel"], []),
+        (6, "late", ["late_event"], []),
+        (7, "future", ["event_time_in_future"], []),
+        (8, "extra", [], ["x_schema_v2"]),
+        (9, "badlat", ["mistyped_field:lat"], []),
+    ], "kafka_offset long, event_id string, reasons array<string>, unknown_fields array<string>")
+    assertDataFrameEqual(reasons_of(spark, payloads), expected)
+
+
+def test_backfilled_rows_are_not_late(spark):
+    got = reasons_of(spark, [tx("old", event_time="2025-01-01T00:00:00.000Z")], partition=-1)
+    assert got.first()["reasons"] == []
+
+
+def test_valid_rows_are_typed_for_silver(spark):
+    parsed = bronze(spark, [tx("ok")]).transform(parse_bronze("transactions", 3600, 300))
+    silver = parsed.transform(to_silver("transactions", silver_time=F.lit(KAFKA_TS)))
+    expected = spark.createDataFrame([(
+        "ok", dt.datetime(2026, 3, 1, 11, 59), TOKEN, "1111", "c1", "m1", "FR", "5411", Decimal("12.50"), "EUR",
+        "card_present", "t-1", 48.8, 2.3, None, 0, 0, KAFKA_TS, KAFKA_TS)], Catalog(load_config("local")).spec("silver.transactions").schema)
+    assertSchemaEqual(silver.schema, expected.schema, ignoreNullable=True)
+    assertDataFrameEqual(silver, expected)
+
+
+def test_dedup_keeps_the_first_copy_and_skips_what_silver_has(spark):
+    df = spark.createDataFrame([("a", 0, 5, 1), ("a", 0, 3, 2), ("b", 1, 1, 3), ("c", 0, 9, 4)],
+                               "event_id string, kafka_partition int, kafka_offset long, marker int").withColumn("kafka_timestamp", F.lit(KAFKA_TS))
+    existing = spark.createDataFrame([("c",)], "event_id string")
+    got = df.transform(first_of_each_event).transform(not_in(existing)).select("event_id", "marker")
+    assertDataFrameEqual(got, spark.createDataFrame([("a", 2), ("b", 3)], "event_id string, marker int"))
+
+
+def test_quarantine_rows_carry_payload_batch_and_reasons(spark):
+    parsed = bronze(spark, ['{"event_id":"x"']).transform(parse_bronze("transactions", 3600, 300))
+    q = parsed.transform(to_quarantine("silver.transactions", 7, "batch_failure_rate_exceeded"))
+    assertSchemaEqual(q.schema, QUARANTINE, ignoreNullable=True)
+    row = q.first()
+    assert (row.batch_id, row.payload, row.reasons, row.partition, row.offset) == (
+        7, '{"event_id":"x"', ["malformed_json", "batch_failure_rate_exceeded"], 0, 0)
+
+
+@pytest.mark.parametrize("stream", sorted(SUITES))
+def test_great_expectations_and_row_predicates_agree(spark, stream):
+    from lakehouse.schemas.events import SILVER_FIELDS
+
+    from pyspark.sql.types import StructField, StructType
+
+    schema = StructType([StructField(f.name, f.dataType, True) for f in SILVER_FIELDS[stream].fields])
+    # Each rule broken by some rows; nulls everywhere in one row.
+    bad = {"expect_column_values_to_be_between": -1_000_000_000, "expect_column_values_to_be_in_set": "zzz",
+           "expect_column_values_to_match_regex": "!!"}
+    rows = [{f.name: None for f in schema.fields}]
+    for e in SUITES[stream]:
+        if e["type"] in bad:
+            value = bad[e["type"]]
+            if e["type"] == "expect_column_values_to_be_in_set" and isinstance(e["value_set"][0], int):
+                value = 7
+            rows.append({"_col": e["column"], "_val": value})
+    df = spark.createDataFrame([{f.name: None for f in schema.fields}], schema)
+    for r in rows[1:]:
+        dtype = schema[r["_col"]].dataType
+        df = df.unionByName(spark.createDataFrame([{f.name: None for f in schema.fields}], schema)
+                            .withColumn(r["_col"], F.lit(r["_val"]).cast(dtype)))
+    results = {r["expectation"]: r["unexpected_count"] for r in validate(df, stream)}
+    flagged = {rule_name(e): df.where(predicate(e)).count() for e in SUITES[stream]}
+    assert results == flagged
+    assert all(v >= 1 for k, v in flagged.items() if k.startswith("not_be_null"))
+
+
+@pytest.fixture
+def fresh_cfg(tmp_path, overrides):
+    return load_config("local", overrides + ["pipeline.min_rows_for_failure_rate=4"], home=tmp_path)
+
+
+def _read(spark, cfg, table):
+    return spark.read.format("delta").load(Catalog(cfg).spec(table).location)
+
+
+def test_silver_batch_routes_dedups_and_is_idempotent(spark, fresh_cfg):
+    Catalog(fresh_cfg).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
+    ckpt = str(fresh_cfg.home / "ckpt")
+    fn = SilverBatch(fresh_cfg, "transactions", ckpt)
+    batch0 = bronze(spark, [tx("a"), tx("b"), tx("a"), '{"oops', tx("c", amount="n/a")])
+    fn(batch0, 0)
+    fn(batch0, 0)  # a replay of the same batch writes nothing twice
+    fn(bronze(spark, [tx("b"), tx("d"), tx("e"), tx("f")]), 1)  # b is already in silver
+    assertDataFrameEqual(_read(spark, fresh_cfg, "silver.transactions").select("event_id"),
+                         spark.createDataFrame([("a",), ("b",), ("d",), ("e",), ("f",)], "event_id string"))
+    q = _read(spark, fresh_cfg, "quarantine.transactions").select("batch_id", "reasons")
+    assert sorted((r.batch_id, r.reasons[0]) for r in q.collect()) == [(0, "malformed_json"), (0, "mistyped_field:amount")]
+    dq = _read(spark, fresh_cfg, "ops.dq_results").where("suite = 'finlake.pipeline'").select("batch_id", "expectation", "unexpected_count")
+    got = {(r.batch_id, r.expectation): r.unexpected_count for r in dq.collect()}
+    assert {k: v for k, v in got.items() if k[1] in ("rows", "quarantined", "duplicates_dropped")} == {
+        (0, "rows"): 5, (0, "quarantined"): 2, (0, "duplicates_dropped"): 1,
+        (1, "rows"): 4, (1, "quarantined"): 0, (1, "duplicates_dropped"): 1}
+    assert app_id(ckpt, "x") == fn.app and app_id(str(fresh_cfg.home / "other"), "x") != fn.app
+
+
+def test_excess_failures_quarantine_whole_batch_or_stop(spark, fresh_cfg, tmp_path, overrides):
+    Catalog(fresh_cfg).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
+    mostly_bad = [tx("good"), '{"x', '{"y', '{"z', tx("bad", channel="pigeon")]
+    SilverBatch(fresh_cfg, "transactions", str(tmp_path / "c1"))(bronze(spark, mostly_bad), 0)
+    assert _read(spark, fresh_cfg, "silver.transactions").count() == 0
+    q = _read(spark, fresh_cfg, "quarantine.transactions")
+    assert q.count() == 5 and q.where(F.array_contains("reasons", "batch_failure_rate_exceeded")).count() == 5
+
+    stop = load_config("local", overrides + ["pipeline.min_rows_for_failure_rate=4", "pipeline.on_excess_failures=fail"], home=tmp_path / "h2")
+    Catalog(stop).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
+    with pytest.raises(PipelineQualityError, match=r"silver.transactions batch 3: 4 of 5 rows failed validation, above pipeline.max_failure_rate=0.5"):
+        SilverBatch(stop, "transactions", str(tmp_path / "c2"))(bronze(spark, mostly_bad), 3)
