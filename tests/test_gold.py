@@ -1,0 +1,107 @@
+"""Gold feature transforms on small inline rows: window arithmetic and point-in-time correctness."""
+import datetime as dt
+from decimal import Decimal
+
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from lakehouse.gold import add_user_event_features, add_velocity_features, borrower_features, card_features, market_features
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
+
+
+def at(seconds):
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def txs(spark, rows):
+    """rows: (event_id, seconds, card, amount, merchant, country, channel, lat, lon)"""
+    data = [(e, at(s), c, "cust-" + c, m, co, "5411", Decimal(a), ch, lat, lon, at(s), at(s))
+            for e, s, c, a, m, co, ch, lat, lon in rows]
+    return spark.createDataFrame(data, "event_id string, event_time timestamp, card_token string, customer_id string, "
+                                       "merchant_id string, merchant_country string, mcc string, amount decimal(18,2), channel string, "
+                                       "lat double, lon double, kafka_timestamp timestamp, silver_time timestamp")
+
+
+ROWS = [
+    ("t1", 0, "A", "10.00", "m1", "FR", "card_present", 48.0, 2.0),
+    ("t2", 300, "A", "20.00", "m2", "FR", "card_present", 48.0, 2.0),
+    ("t3", 900, "A", "30.00", "m2", "DE", "ecommerce", None, None),
+    ("t4", 4000, "A", "100.00", "m3", "FR", "card_present", 49.0, 2.0),
+    ("u1", 100, "B", "5.00", "m9", "GB", "atm", 51.5, -0.1),
+]
+
+
+def test_velocity_windows(spark):
+    got = add_velocity_features(txs(spark, ROWS)).select(
+        "event_id", "tx_count_10m", "amount_sum_10m", "tx_count_1h", "amount_max_1h", "tx_count_24h", "amount_mean_24h",
+        "distinct_merchants_24h", "distinct_countries_24h", "seconds_since_prev_tx", "amount_vs_card_mean")
+    expected = spark.createDataFrame([
+        ("t1", 1, 10.0, 1, 10.0, 1, 10.0, 1, 1, None, None),
+        ("t2", 2, 30.0, 2, 20.0, 2, 15.0, 2, 1, 300.0, 2.0),
+        ("t3", 2, 50.0, 3, 30.0, 3, 20.0, 2, 2, 600.0, 2.0),
+        ("t4", 1, 100.0, 2, 100.0, 4, 40.0, 3, 2, 3100.0, 5.0),
+        ("u1", 1, 5.0, 1, 5.0, 1, 5.0, 1, 1, None, None),
+    ], "event_id string, tx_count_10m long, amount_sum_10m double, tx_count_1h long, amount_max_1h double, tx_count_24h long, "
+       "amount_mean_24h double, distinct_merchants_24h int, distinct_countries_24h int, seconds_since_prev_tx double, amount_vs_card_mean double")
+    assertDataFrameEqual(got, expected)
+
+
+def test_distances_use_previous_location_and_card_present_home(spark):
+    got = {r.event_id: r for r in add_velocity_features(txs(spark, ROWS)).select("event_id", "km_from_prev_tx", "km_from_home").collect()}
+    assert got["t1"].km_from_prev_tx is None and got["t1"].km_from_home is None
+    assert got["t2"].km_from_prev_tx == 0.0 and got["t2"].km_from_home == 0.0
+    assert got["t3"].km_from_prev_tx is None  # an ecommerce purchase has no place
+    assert abs(got["t4"].km_from_prev_tx - 111.19) < 0.1 and abs(got["t4"].km_from_home - 111.19) < 0.1
+
+
+def test_features_never_see_the_future(spark):
+    full = card_features(txs(spark, ROWS), spark.createDataFrame([], "customer_id string, event_time timestamp, event_type string, ip_country string"))
+    prefix = card_features(txs(spark, ROWS[:2]), spark.createDataFrame([], "customer_id string, event_time timestamp, event_type string, ip_country string"))
+    assertDataFrameEqual(full.where("event_id IN ('t1', 't2')").drop("silver_time"), prefix.drop("silver_time"))
+
+
+def test_user_event_anomalies_at_or_before_the_transaction(spark):
+    events = spark.createDataFrame([
+        ("cust-A", at(-7200), "password_reset", "FR"),   # 2 h before t1: in 24 h, not in 1 h
+        ("cust-A", at(-60), "device_change", "RU"),      # 1 min before t1
+        ("cust-A", at(0), "payee_add", "RU"),            # same instant as t1: counts
+        ("cust-A", at(200), "login", "FR"),              # after t1, before t2
+        ("cust-A", at(5000), "password_reset", "FR"),    # after every transaction
+    ], "customer_id string, event_time timestamp, event_type string, ip_country string")
+    got = txs(spark, ROWS[:2]).transform(add_user_event_features(events)).select(
+        "event_id", "risky_user_events_1h", "risky_user_events_24h", "device_changes_24h", "distinct_ip_countries_24h")
+    assertDataFrameEqual(got, spark.createDataFrame([("t1", 2, 3, 1, 2), ("t2", 2, 3, 1, 2)],
+                                                    "event_id string, risky_user_events_1h long, risky_user_events_24h long, "
+                                                    "device_changes_24h long, distinct_ip_countries_24h int"))
+
+
+def test_market_features(spark):
+    ticks = spark.createDataFrame([
+        ("k1", at(0), "AAA", 99.0, 101.0, 300, 100),
+        ("k2", at(1), "AAA", 100.0, 102.0, 100, 100),
+        ("k3", at(2), "AAA", 98.0, 100.0, 100, 300),
+    ], "event_id string, event_time timestamp, symbol string, bid double, ask double, bid_size long, ask_size long")
+    ticks = ticks.withColumn("kafka_timestamp", F.col("event_time")).withColumn("silver_time", F.col("event_time"))
+    got = {r.event_id: r for r in market_features(ticks).collect()}
+    import math
+
+    assert got["k1"].ret_1 is None and got["k1"].mid == 100.0 and got["k1"].imbalance == 0.5
+    assert math.isclose(got["k2"].ret_1, math.log(101 / 100)) and math.isclose(got["k2"].spread_bps, 2 / 101 * 1e4)
+    assert math.isclose(got["k3"].imbalance_mean_5, (0.5 + 0.0 - 0.5) / 3)
+    assert got["k3"].ret_5 is None
+
+
+def test_borrower_features_take_the_latest_snapshot_before_the_application(spark):
+    bureau = spark.createDataFrame([
+        ("b1", at(0), "c1", 700, 0.2, 0, 1, Decimal("50000.00"), 0.3),
+        ("b2", at(100), "c1", 650, 0.5, 1, 2, Decimal("50000.00"), 0.4),
+        ("b3", at(300), "c1", 500, 0.9, 3, 5, Decimal("40000.00"), 0.6),   # after the application
+    ], "event_id string, event_time timestamp, customer_id string, credit_score int, utilisation double, delinquencies int, "
+       "inquiries_6m int, annual_income decimal(18,2), debt_to_income double")
+    apps = spark.createDataFrame([("a1", at(200), "c1", Decimal("10000.00"), 36, "car", at(200), at(200))],
+                                 "event_id string, event_time timestamp, customer_id string, loan_amount decimal(18,2), "
+                                 "term_months int, purpose string, kafka_timestamp timestamp, silver_time timestamp")
+    got = borrower_features(apps, bureau).select("event_id", "credit_score", "utilisation", "snapshot_age_s", "loan_to_income")
+    assertDataFrameEqual(got, spark.createDataFrame([("a1", 650.0, 0.5, 100.0, 0.2)],
+                                                    "event_id string, credit_score double, utilisation double, snapshot_age_s double, loan_to_income double"))
