@@ -17,13 +17,12 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
     from lakehouse.generators.producer import ShardPlan, run_shard
     from lakehouse.generators.streams import GeneratorConfig
-    from lakehouse.kafka.broker import LocalKafka
+    from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import client_config
     from lakehouse.streaming import start_bronze
 
-    if cfg["kafka.managed"]:
-        info = LocalKafka(cfg).start()
-        print(f"kafka: broker pid {info['pid']} on {info['bootstrap']}")
+    info = ensure_broker(cfg)
+    print(f"kafka: {'using the broker' if info['reused'] else 'started the broker'} at {info['bootstrap']}")
     run_id = time.strftime("%Y%m%dT%H%M%S")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     catalog = Catalog(cfg)

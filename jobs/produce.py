@@ -96,10 +96,10 @@ def run(spark, cfg, args) -> dict:
 
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%S")
     plans, out = plans_from(cfg, args, run_id)
-    if plans[0].mode == "kafka" and cfg["kafka.managed"]:
-        from lakehouse.kafka.broker import LocalKafka
+    if plans[0].mode == "kafka":
+        from lakehouse.kafka.broker import ensure_broker
 
-        LocalKafka(cfg).start()
+        ensure_broker(cfg)
     ctx = mp.get_context("fork")
     progress = ctx.Array("q", len(plans))
     results = ctx.Queue()

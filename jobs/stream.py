@@ -33,14 +33,14 @@ def _gold_tables(streams: list[str]) -> list[str]:
 
 def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
-    from lakehouse.kafka.broker import LocalKafka
+    from lakehouse.kafka.broker import ensure_broker
     from lakehouse.metrics import ProgressCollector
     from lakehouse.streaming import start_bronze, start_gold, start_silver
 
     streams = _parse_streams(args.streams)
     layers = [l.strip() for l in args.layers.split(",")]
-    if cfg["kafka.managed"] and "bronze" in layers:
-        LocalKafka(cfg).start()
+    if "bronze" in layers:
+        ensure_broker(cfg)
     catalog = Catalog(cfg)
     metrics_spec = catalog.spec("ops.stream_metrics")
     collector = ProgressCollector()

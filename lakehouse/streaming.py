@@ -1,6 +1,9 @@
 """Streaming wiring: Kafka sources and the bronze queries, by table name."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
@@ -29,19 +32,49 @@ def start_bronze(spark: SparkSession, cfg: Config, table: str, available_now: bo
     if not (spec.source or "").startswith("kafka:"):
         raise ValueError(f"table '{table}' is not fed from Kafka (source: {spec.source})")
     topic = topic_name(cfg, spec.source.split(":", 1)[1])
-    df = (read_kafka(spark, cfg, topic, max_offsets_per_trigger=int(cfg["pipeline.max_offsets_per_trigger"]))
+    # The per-trigger limit paces continuous runs; an availableNow run takes what is there.
+    limit = None if available_now else int(cfg["pipeline.max_offsets_per_trigger"]) or None
+    df = (read_kafka(spark, cfg, topic, max_offsets_per_trigger=limit)
           .transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg))))
-    writer = (df.writeStream.format("delta").queryName(table.replace(".", "_"))
-              .option("checkpointLocation", spec.checkpoint).outputMode("append"))
-    if spec.partition_by:
-        writer = writer.partitionBy(*spec.partition_by)
-    return _trigger(writer, cfg, available_now, processing_time).start(spec.location)
+    def make_writer():
+        writer = (df.writeStream.format("delta").queryName(table.replace(".", "_"))
+                  .option("checkpointLocation", spec.checkpoint).outputMode("append"))
+        if spec.partition_by:
+            writer = writer.partitionBy(*spec.partition_by)
+        return writer
+
+    return _start(make_writer, cfg, spec.checkpoint, available_now, processing_time, path=spec.location)
 
 
-def _trigger(writer, cfg: Config, available_now: bool, processing_time: str | None):
-    if available_now:
-        return writer.trigger(availableNow=True)
-    return writer.trigger(processingTime=processing_time or str(cfg["pipeline.trigger_interval"]))
+def pending_batch(checkpoint: str) -> int | None:
+    """The id of a batch a query planned (offsets written) but never committed, if any."""
+    root = Path(checkpoint)
+    planned = {int(p.name) for p in (root / "offsets").glob("*") if p.name.isdigit()}
+    done = {int(p.name) for p in (root / "commits").glob("*") if p.name.isdigit()}
+    pending = planned - done
+    return max(pending) if pending else None
+
+
+def _start(make_writer, cfg: Config, checkpoint: str, available_now: bool, processing_time: str | None, path=None):
+    """Start a query. An availableNow start first finishes any batch a crashed run left
+    planned but uncommitted, under a processing-time trigger: Spark 4.1.1 fails with a
+    NullPointerException when an availableNow query restarts onto such a batch."""
+    if not available_now:
+        writer = make_writer().trigger(processingTime=processing_time or str(cfg["pipeline.trigger_interval"]))
+        return writer.start(path) if path else writer.start()
+    pending = pending_batch(checkpoint)
+    if pending is not None:
+        writer = make_writer().trigger(processingTime="1 second")
+        query = writer.start(path) if path else writer.start()
+        deadline = time.monotonic() + 600
+        while not (Path(checkpoint) / "commits" / str(pending)).exists():
+            if query.exception() is not None or time.monotonic() > deadline:
+                query.stop()
+                raise RuntimeError(f"could not finish the pending batch {pending} of {checkpoint}: {query.exception()}")
+            time.sleep(0.2)
+        query.stop()
+    writer = make_writer().trigger(availableNow=True)
+    return writer.start(path) if path else writer.start()
 
 
 def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: bool = False,
@@ -52,9 +85,12 @@ def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: b
     catalog = Catalog(cfg)
     source, target = catalog.spec(f"bronze.{stream}"), catalog.spec(f"silver.{stream}")
     fn = SilverBatch(cfg, stream, target.checkpoint)
-    writer = (spark.readStream.format("delta").load(source.location).writeStream.queryName(f"silver_{stream}")
-              .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
-    return _trigger(writer, cfg, available_now, processing_time).start()
+
+    def make_writer():
+        return (spark.readStream.format("delta").load(source.location).writeStream.queryName(f"silver_{stream}")
+                .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
+
+    return _start(make_writer, cfg, target.checkpoint, available_now, processing_time)
 
 
 def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool = False,
@@ -66,6 +102,9 @@ def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool
     target = catalog.spec(table)
     source = catalog.spec(f"silver.{GOLD[table][0]}")
     fn = GoldBatch(cfg, table, target.checkpoint)
-    writer = (spark.readStream.format("delta").load(source.location).writeStream.queryName(table.replace(".", "_"))
-              .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
-    return _trigger(writer, cfg, available_now, processing_time).start()
+
+    def make_writer():
+        return (spark.readStream.format("delta").load(source.location).writeStream.queryName(table.replace(".", "_"))
+                .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
+
+    return _start(make_writer, cfg, target.checkpoint, available_now, processing_time)

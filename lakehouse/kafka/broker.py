@@ -239,3 +239,24 @@ class LocalKafka:
             md = admin_client(self.cfg).list_topics(timeout=5)
             info["topics"] = {t: len(m.partitions) for t, m in sorted(md.topics.items()) if not t.startswith("__")}
         return info
+
+
+def ensure_broker(cfg: Config) -> dict:
+    """Make sure a broker serves ``kafka.bootstrap_servers`` and the topics exist.
+
+    Jobs call this: a broker already answering there (``make up``, another checkout's, or the
+    user's own) is used as it is; otherwise, when the broker is managed, ours is started.
+    """
+    from lakehouse.kafka.clients import admin_client, ensure_topics
+
+    bootstrap = str(cfg["kafka.bootstrap_servers"])
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if _port_open(host or "127.0.0.1", int(port)):
+        try:
+            if admin_client(cfg).list_topics(timeout=5).brokers:
+                return {"bootstrap": bootstrap, "reused": True, "topics_created": ensure_topics(cfg)}
+        except Exception:
+            pass
+    if not cfg["kafka.managed"]:
+        raise BrokerError(f"no Kafka broker answers at {bootstrap} (kafka.managed is false, so finlake starts none)")
+    return {**LocalKafka(cfg).start(), "reused": False}
