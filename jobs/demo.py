@@ -1,11 +1,13 @@
 """The end-to-end demo on the embedded default stack.
 
-Starts the local Kafka broker, produces sample card transactions, lands them in
-``bronze.transactions`` (Delta, PAN tokenized) with a Structured Streaming query, and queries
-the table by name with SQL, including a time-travel read.
+Starts (or reuses) the local Kafka broker, produces every stream with a little bad input mixed
+in, runs the medallion pipeline (bronze -> silver + quarantine -> gold) until it has caught up,
+and queries the tables by name with SQL: layer counts, quarantine reasons, features, ground
+truth and a Delta time-travel read.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -13,68 +15,78 @@ from jobs import common
 from jobs.sql import render
 
 
+def show(spark, title: str, sql: str) -> list[tuple]:
+    df = spark.sql(sql)
+    rows = [tuple(r) for r in df.collect()]
+    print(f"\n{title}")
+    print(render(df.columns, rows, "table"))
+    return rows
+
+
 def run(spark, cfg, args) -> dict:
+    from jobs import stream
     from lakehouse.catalog import Catalog
+    from lakehouse.generators.noise import NoiseConfig
     from lakehouse.generators.producer import ShardPlan, run_shard
     from lakehouse.generators.streams import GeneratorConfig
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import client_config
-    from lakehouse.streaming import start_bronze
 
     info = ensure_broker(cfg)
     print(f"kafka: {'using the broker' if info['reused'] else 'started the broker'} at {info['bootstrap']}")
     run_id = time.strftime("%Y%m%dT%H%M%S")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     catalog = Catalog(cfg)
-    gen = GeneratorConfig(seed=seed, start="now", streams=("transactions",), rate=1000.0)
+    gen = GeneratorConfig(seed=seed, start=time.time() - 600, rate=200.0, label_delay_s=30.0,
+                          noise=NoiseConfig.parse(args.noise))
     plan = ShardPlan(shard=0, shards=1, gen=gen, run_id=run_id, max_messages=args.events, duration_s=None,
                      paced=False, mode="kafka", kafka_conf=client_config(cfg), topic_prefix=str(cfg["kafka.topic_prefix"] or ""),
                      truth_locations={t: catalog.spec(t).location for t in ("truth.fraud", "truth.trading", "truth.loan_pd")})
     sent = run_shard(plan)
     if sent["failed"]:
         common.fail(f"{sent['failed']} of {sent['sent']} events were not delivered: {sent['errors']}")
-    print(f"kafka: produced {sent['delivered']} transactions ({sent['sent'] / sent['send_seconds']:,.0f}/s)")
+    print(f"kafka: produced {sent['delivered']} messages ({sent['sent'] / sent['seconds']:,.0f}/s): {sent['per_topic']}")
 
-    before = spark.sql("SELECT count(*) FROM bronze.transactions").first()[0]
-    query = start_bronze(spark, cfg, "bronze.transactions", available_now=True)
-    query.awaitTermination()
-    if query.exception():
-        raise query.exception()
-    catalog.register(spark, ["bronze.transactions"])
-    spark.sql("REFRESH TABLE bronze.transactions")
-    after = spark.sql("SELECT count(*) FROM bronze.transactions").first()[0]
-    print(f"bronze: {after - before} new rows, {after} in bronze.transactions")
-
-    summary_sql = """
-        SELECT get_json_object(payload, '$.channel') AS channel,
-               count(*) AS transactions,
-               round(sum(try_cast(get_json_object(payload, '$.amount') AS DECIMAL(18,2))), 2) AS amount,
-               count_if(try_cast(get_json_object(payload, '$.amount') AS DECIMAL(18,2)) IS NULL) AS unreadable_amount,
-               count(DISTINCT get_json_object(payload, '$.card_token')) AS cards
-        FROM bronze.transactions GROUP BY 1 ORDER BY 1"""
-    df = spark.sql(summary_sql)
-    print(render(df.columns, [tuple(r) for r in df.collect()], "table"))
-    sample = spark.sql("""SELECT get_json_object(payload, '$.event_id') AS event_id,
-                                 get_json_object(payload, '$.card_last4') AS card_last4,
-                                 substr(get_json_object(payload, '$.card_token'), 1, 16) AS card_token,
-                                 get_json_object(payload, '$.amount') AS amount, partition, offset
-                          FROM bronze.transactions ORDER BY kafka_timestamp DESC, offset DESC LIMIT 5""")
-    print(render(sample.columns, [tuple(r) for r in sample.collect()], "table"))
-    spark.sql("REFRESH TABLE truth.fraud")
-    truth = spark.sql("""SELECT scenario, count(*) AS transactions, sum(CAST(is_fraud AS INT)) AS frauds,
-                                round(avg(fraud_probability), 4) AS mean_true_p
-                         FROM truth.fraud WHERE run_id = '%s' GROUP BY scenario ORDER BY scenario""" % run_id)
-    print(render(truth.columns, [tuple(r) for r in truth.collect()], "table"))
-    history = spark.sql("DESCRIBE HISTORY bronze.transactions").select("version", "operation").orderBy("version")
-    versions = [tuple(r) for r in history.collect()]
-    first = spark.sql("SELECT count(*) FROM bronze.transactions VERSION AS OF 0").first()[0]
-    print(f"delta: {len(versions)} versions; version 0 held {first} rows (time travel)")
-    return {"seed": seed, "produced": sent["delivered"], "new_rows": after - before, "rows": after, "versions": len(versions)}
+    pipeline = stream.run(spark, cfg, argparse.Namespace(streams="all", layers="bronze,silver,gold", available_now=True, timeout=None))
+    print(f"pipeline: caught up in {pipeline['seconds']} s")
+    layers = show(spark, "Rows per layer", """
+        SELECT s.stream, b.n AS bronze, s.n AS silver, q.n AS quarantine FROM
+          (SELECT 'transactions' AS stream, count(*) AS n FROM silver.transactions UNION ALL
+           SELECT 'tx_labels', count(*) FROM silver.tx_labels UNION ALL SELECT 'market_ticks', count(*) FROM silver.market_ticks UNION ALL
+           SELECT 'user_events', count(*) FROM silver.user_events UNION ALL SELECT 'bureau_updates', count(*) FROM silver.bureau_updates UNION ALL
+           SELECT 'loan_applications', count(*) FROM silver.loan_applications) s
+        JOIN (SELECT 'transactions' AS stream, count(*) AS n FROM bronze.transactions UNION ALL
+           SELECT 'tx_labels', count(*) FROM bronze.tx_labels UNION ALL SELECT 'market_ticks', count(*) FROM bronze.market_ticks UNION ALL
+           SELECT 'user_events', count(*) FROM bronze.user_events UNION ALL SELECT 'bureau_updates', count(*) FROM bronze.bureau_updates UNION ALL
+           SELECT 'loan_applications', count(*) FROM bronze.loan_applications) b USING (stream)
+        JOIN (SELECT 'transactions' AS stream, count(*) AS n FROM quarantine.transactions UNION ALL
+           SELECT 'tx_labels', count(*) FROM quarantine.tx_labels UNION ALL SELECT 'market_ticks', count(*) FROM quarantine.market_ticks UNION ALL
+           SELECT 'user_events', count(*) FROM quarantine.user_events UNION ALL SELECT 'bureau_updates', count(*) FROM quarantine.bureau_updates UNION ALL
+           SELECT 'loan_applications', count(*) FROM quarantine.loan_applications) q USING (stream)
+        ORDER BY stream""")
+    show(spark, "Why rows were quarantined (first reason)", """
+        SELECT source_table, reasons[0] AS first_reason, count(*) AS rows FROM (
+          SELECT * FROM quarantine.transactions UNION ALL SELECT * FROM quarantine.market_ticks UNION ALL
+          SELECT * FROM quarantine.user_events UNION ALL SELECT * FROM quarantine.tx_labels)
+        GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10""")
+    show(spark, "Card features of the riskiest-looking transactions", """
+        SELECT event_id, channel, amount, tx_count_1h, round(amount_vs_card_mean, 1) AS vs_card_mean,
+               round(km_from_home, 0) AS km_home, risky_user_events_1h AS risky_ue_1h
+        FROM gold.card_features ORDER BY risky_user_events_1h DESC, tx_count_10m DESC LIMIT 5""")
+    show(spark, "Ground truth of this run (never a feature)", f"""
+        SELECT scenario, count(*) AS transactions, sum(CAST(is_fraud AS INT)) AS frauds, round(avg(fraud_probability), 4) AS mean_true_p
+        FROM truth.fraud WHERE run_id = '{run_id}' GROUP BY scenario ORDER BY transactions DESC""")
+    versions = spark.sql("DESCRIBE HISTORY silver.transactions").count()
+    first = spark.sql("SELECT count(*) FROM silver.transactions VERSION AS OF 1").first()[0] if versions > 1 else 0
+    print(f"\ndelta: silver.transactions has {versions} versions; version 1 held {first} rows (time travel)")
+    return {"seed": seed, "produced": sent["delivered"], "tables": pipeline["tables"], "layers": [list(r) for r in layers],
+            "versions": versions}
 
 
 def main(argv=None):
     p = common.parser(__doc__)
-    p.add_argument("--events", type=int, default=2000, help="sample transactions to produce")
+    p.add_argument("--events", type=int, default=20000, help="messages to produce over all streams")
+    p.add_argument("--noise", default="all=0.005", help="bad input to mix in (see jobs/produce.py)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")
     result = common.execute(p, argv, run, app_name="finlake-demo")
     common.emit(result)

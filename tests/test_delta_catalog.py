@@ -11,6 +11,8 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
+PROVENANCE = ("0 AS kafka_partition", "CAST(0 AS LONG) AS kafka_offset", "current_timestamp() AS kafka_timestamp",
+              "current_timestamp() AS silver_time")
 
 
 def test_catalog_registers_every_declared_table(spark, cfg):
@@ -36,7 +38,7 @@ def test_unknown_table_is_a_clear_error(cfg):
 def test_delta_write_read_and_time_travel_by_name(spark):
     rows_v1 = [("tx-1", "2026-01-01T00:00:00.000Z", True), ("tx-2", "2026-01-01T00:00:01.000Z", False)]
     df = spark.createDataFrame(rows_v1, "event_id string, labelled_at string, is_fraud boolean").selectExpr(
-        "event_id", "is_fraud", "CAST(labelled_at AS TIMESTAMP) AS labelled_at")
+        "event_id", "is_fraud", "CAST(labelled_at AS TIMESTAMP) AS labelled_at", *PROVENANCE)
     df.write.format("delta").mode("append").saveAsTable("silver.tx_labels")
     spark.sql("DELETE FROM silver.tx_labels WHERE event_id = 'tx-2'")
     latest = spark.table("silver.tx_labels").select("event_id", "is_fraud")
@@ -50,7 +52,8 @@ def test_delta_write_read_and_time_travel_by_name(spark):
 def test_second_process_reads_tables_by_name_with_sql_job(spark, job_env):
     spark.createDataFrame([("m-1", "2026-02-01 00:00:00", "AAA", 10.5, 3, 10.4, 10.6, 5, 6, "X")],
                           "event_id string, t string, symbol string, price double, size long, bid double, ask double, bid_size long, ask_size long, venue string") \
-        .selectExpr("event_id", "CAST(t AS TIMESTAMP) AS event_time", "symbol", "price", "size", "bid", "ask", "bid_size", "ask_size", "venue") \
+        .selectExpr("event_id", "CAST(t AS TIMESTAMP) AS event_time", "symbol", "price", "size", "bid", "ask", "bid_size", "ask_size", "venue",
+                    *PROVENANCE) \
         .write.format("delta").mode("append").saveAsTable("silver.market_ticks")
     out = subprocess.run([sys.executable, str(ROOT / "jobs" / "sql.py"), "--format", "json",
                           "SELECT symbol, price FROM silver.market_ticks; SELECT count(*) AS n FROM silver.market_ticks VERSION AS OF 0"],

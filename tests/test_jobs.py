@@ -9,13 +9,19 @@ from jobs import stack
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_main_end_to_end(kafka, job_env):
-    out = subprocess.run([sys.executable, "jobs/demo.py", "--events", "120", "--seed", "3"], cwd=ROOT, env=job_env,
-                         capture_output=True, text=True, timeout=600)
+def test_demo_main_end_to_end(kafka, job_env, tmp_path):
+    env = dict(job_env, FINLAKE_HOME=str(tmp_path / "demo"))
+    out = subprocess.run([sys.executable, "jobs/demo.py", "--events", "1500", "--seed", "3", "--noise", "all=0.01",
+                          "--conf", "kafka.topic_prefix=demo_"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads([l for l in out.stdout.splitlines() if l.startswith("FINLAKE_RESULT ")][0].split(" ", 1)[1])
-    assert (result["produced"], result["new_rows"]) == (120, 120)
-    assert result["rows"] >= 120 and result["versions"] >= 2
+    assert result["produced"] == 1500
+    tables = result["tables"]
+    bronze = sum(v for k, v in tables.items() if k.startswith("bronze."))
+    assert bronze == 1500
+    for stream in ("transactions", "market_ticks", "user_events"):
+        assert tables[f"silver.{stream}"] > 0 and tables[f"silver.{stream}"] + tables[f"quarantine.{stream}"] <= tables[f"bronze.{stream}"]
+    assert tables["gold.card_features"] == tables["silver.transactions"]
     assert "card_pan" not in out.stdout and "card_pan" not in out.stderr
 
 
@@ -33,3 +39,33 @@ def test_jobs_reject_unknown_config_keys_in_one_line(job_env):
                          capture_output=True, text=True, timeout=120)
     assert (out.returncode, out.stderr.strip()) == (
         2, "finlake: error: unknown config key 'kafka.bootstrap' given by --conf (did you mean 'kafka.bootstrap_servers'?)")
+
+
+def test_data_docs_job_renders_every_suite(tmp_path, job_env):
+    out = subprocess.run([sys.executable, "jobs/data_docs.py", "--out", str(tmp_path)], cwd=ROOT, env=job_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pages = {p.stem for p in tmp_path.rglob("expectations/finlake/silver/*.html")}
+    from lakehouse.schemas.expectations import SUITES
+
+    assert pages == set(SUITES)
+
+
+def test_maintain_compacts_and_refuses_unsafe_retention(spark, cfg, job_env):
+    import argparse
+
+    import pytest
+
+    from jobs import maintain
+    from lakehouse.catalog import Catalog
+
+    location = Catalog(cfg).spec("ops.dq_results").location
+    for i in range(3):  # three small files
+        spark.createDataFrame([(i,)], "batch_id long").selectExpr(
+            "current_timestamp() AS run_time", "'t' AS table", "batch_id", "'s' AS suite", "'e' AS expectation", "'true' AS success",
+            "CAST(0 AS LONG) AS unexpected_count", "CAST(1 AS LONG) AS element_count", "CAST(NULL AS MAP<STRING,STRING>) AS details"
+        ).write.format("delta").mode("append").save(location)
+    result = maintain.run(spark, cfg, argparse.Namespace(tables="ops.dq_results", retain_hours=168))
+    assert result[0]["table"] == "ops.dq_results" and result[0]["files_before"] >= 3 and result[0]["files_after"] == 1
+    with pytest.raises(SystemExit):
+        maintain.run(spark, cfg, argparse.Namespace(tables="ops.dq_results", retain_hours=1))
