@@ -25,6 +25,15 @@ def _parse_streams(text: str) -> list[str]:
     return streams
 
 
+def _first_line(exc) -> str:
+    """The cause of a streaming failure in one line (the user function's error, if any)."""
+    text = str(exc)
+    for marker in ("AnalysisException: ", "PipelineQualityError: ", "Exception: "):
+        if marker in text:
+            return text.split(marker)[-1].strip().splitlines()[0]
+    return text.strip().splitlines()[0]
+
+
 def _gold_tables(streams: list[str]) -> list[str]:
     from lakehouse.pipeline import GOLD
 
@@ -57,9 +66,14 @@ def run(spark, cfg, args) -> dict:
                 continue
             queries = [start() for start in starters[layer]]
             for q in queries:
-                q.awaitTermination()
+                try:
+                    q.awaitTermination()
+                except Exception:
+                    pass
                 if q.exception():
-                    common.fail(f"query {q.name} failed: {str(q.exception()).strip().splitlines()[0]}")
+                    for other in queries:
+                        other.stop()
+                    common.fail(f"query {q.name} failed: {_first_line(q.exception())}")
             print(f"{layer}: {len(queries)} queries caught up")
     else:
         stop = {"flag": False}
@@ -82,7 +96,7 @@ def run(spark, cfg, args) -> dict:
             q.stop()
         if failed:
             collector.flush(spark, metrics_spec)
-            common.fail(f"query {failed.name} failed: {str(failed.exception()).strip().splitlines()[0]}")
+            common.fail(f"query {failed.name} failed: {_first_line(failed.exception())}")
     time.sleep(0.5)  # let the listener deliver the last progress events
     written = collector.flush(spark, metrics_spec)
     spark.streams.removeListener(collector)

@@ -119,6 +119,8 @@ class Catalog:
             exists = DeltaTable.isDeltaTable(spark, spec.location)
             if not exists and spec.schema is None:
                 continue
+            if exists and spec.schema is not None:
+                self._check_schema(spark, spec)
             if not exists:
                 builder = DeltaTable.createIfNotExists(spark).location(spec.location).addColumns(spec.schema)
                 if spec.partition_by:
@@ -129,6 +131,20 @@ class Catalog:
             spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} USING DELTA LOCATION '{spec.location}'")
             done.append(spec.name)
         return done
+
+    @staticmethod
+    def _check_schema(spark, spec: TableSpec) -> None:
+        """Fail in one line when a stored table no longer matches the schema declared in code."""
+        stored = {f.name: f.dataType.simpleString() for f in spark.read.format("delta").load(spec.location).schema.fields}
+        declared = {f.name: f.dataType.simpleString() for f in spec.schema.fields}
+        if stored != declared:
+            missing = sorted(set(declared) - set(stored))
+            extra = sorted(set(stored) - set(declared))
+            changed = sorted(n for n in set(stored) & set(declared) if stored[n] != declared[n])
+            raise ConfigError(
+                f"table {spec.name} at {spec.location} does not match its declared schema '{spec.schema_name}'"
+                f" (missing: {', '.join(missing) or '-'}; unexpected: {', '.join(extra) or '-'}; retyped: {', '.join(changed) or '-'});"
+                " migrate it, or remove it (make clean) to start over")
 
     def ensure_registered(self, spark, name: str) -> None:
         """Register one table (for writers of ``schema: null`` tables, after their first write)."""

@@ -18,7 +18,7 @@ def read_kafka(spark: SparkSession, cfg: Config, topic: str, starting_offsets: s
     """A streaming DataFrame over one topic with the configured broker and security."""
     reader = spark.readStream.format("kafka").options(**spark_kafka_options(cfg))
     reader = reader.option("subscribe", topic).option("startingOffsets", starting_offsets)
-    reader = reader.option("failOnDataLoss", "false")
+    reader = reader.option("failOnDataLoss", "true" if cfg["pipeline.fail_on_data_loss"] else "false")
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     return reader.load()

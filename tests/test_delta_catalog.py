@@ -77,3 +77,15 @@ def test_split_statements_respects_quotes_and_comments():
     from jobs.sql import split_statements
 
     assert split_statements("SELECT ';' AS a; -- c;\nSELECT 2;\n\n") == ["SELECT ';' AS a", "SELECT 2"]
+
+
+def test_a_stored_table_that_drifted_from_its_schema_is_one_clear_error(spark, cfg, tmp_path, overrides):
+    from lakehouse.config import load_config
+
+    drift = load_config("local", overrides, home=tmp_path)
+    location = Catalog(drift).spec("silver.tx_labels").location
+    spark.createDataFrame([("x", True)], "event_id string, is_fraud boolean").write.format("delta").save(location)
+    with pytest.raises(ConfigError, match=r"table silver.tx_labels at .* does not match its declared schema 'tx_labels' "
+                                          r"\(missing: kafka_offset, kafka_partition, kafka_timestamp, labelled_at, silver_time; "
+                                          r"unexpected: -; retyped: -\); migrate it, or remove it \(make clean\) to start over"):
+        Catalog(drift).register(spark, ["silver.tx_labels"])
