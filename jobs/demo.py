@@ -37,7 +37,10 @@ def run(spark, cfg, args) -> dict:
     run_id = time.strftime("%Y%m%dT%H%M%S")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     catalog = Catalog(cfg)
-    gen = GeneratorConfig(seed=seed, start=time.time() - 600, rate=200.0, label_delay_s=30.0,
+    # Spread the events over the last 50 minutes of event time: recent enough to be on time
+    # (allowed lateness is an hour), spread enough for per-card velocity to look like a day.
+    span = 3000.0
+    gen = GeneratorConfig(seed=seed, start=time.time() - span, rate=args.events / span, label_delay_s=30.0,
                           noise=NoiseConfig.parse(args.noise))
     plan = ShardPlan(shard=0, shards=1, gen=gen, run_id=run_id, max_messages=args.events, duration_s=None,
                      paced=False, mode="kafka", kafka_conf=client_config(cfg), topic_prefix=str(cfg["kafka.topic_prefix"] or ""),
@@ -72,7 +75,7 @@ def run(spark, cfg, args) -> dict:
     show(spark, "Card features of the riskiest-looking transactions", """
         SELECT event_id, channel, amount, tx_count_1h, round(amount_vs_card_mean, 1) AS vs_card_mean,
                round(km_from_home, 0) AS km_home, risky_user_events_1h AS risky_ue_1h
-        FROM gold.card_features ORDER BY risky_user_events_1h DESC, tx_count_10m DESC LIMIT 5""")
+        FROM gold.card_features ORDER BY risky_user_events_1h DESC, amount_vs_card_mean DESC NULLS LAST LIMIT 5""")
     show(spark, "Ground truth of this run (never a feature)", f"""
         SELECT scenario, count(*) AS transactions, sum(CAST(is_fraud AS INT)) AS frauds, round(avg(fraud_probability), 4) AS mean_true_p
         FROM truth.fraud WHERE run_id = '{run_id}' GROUP BY scenario ORDER BY transactions DESC""")

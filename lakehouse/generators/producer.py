@@ -66,7 +66,7 @@ def run_shard(plan: ShardPlan, progress=None) -> dict:
                 if len(delivery["errors"]) < 5:
                     delivery["errors"].append(str(err))
 
-        producer = Producer({**plan.kafka_conf, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
+        producer = Producer({**plan.kafka_conf, "enable.idempotence": True, "acks": "all", "linger.ms": 20, "log_level": 3,
                              "batch.num.messages": 10000, "compression.type": "lz4",
                              "queue.buffering.max.messages": 500000})
     else:

@@ -16,7 +16,8 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
     """
     from confluent_kafka import Producer
 
-    producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"}))
+    producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+                                              "log_level": 3}))
     topic = topic_name(cfg, topic)
     counts = {"sent": 0, "delivered": 0, "failed": 0, "errors": []}
 
