@@ -159,7 +159,7 @@ def summarize(results: list[dict], args, run_id: str) -> dict:
             "truth": dict(sorted(truth.items())), "seed": args.seed}
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--streams", default="all", help="comma list of topics, or all")
     p.add_argument("--mix", default=None, help="relative weights, e.g. transactions=0.7,market_ticks=0.3")
@@ -181,6 +181,11 @@ def main(argv=None):
     p.add_argument("--no-truth", dest="truth", action="store_false", help="do not write truth tables")
     p.add_argument("--run-id", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     result = common.execute(p, argv, run, app_name="finlake-produce", needs_spark=lambda a: a.mode == "bronze")
     print(json.dumps(result, indent=2))
     common.emit(result)

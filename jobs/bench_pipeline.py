@@ -1,0 +1,137 @@
+"""Benchmark the medallion pipeline on this machine (a benchmark, not a test).
+
+    python jobs/bench_pipeline.py --backlog 200000               # capacity: bronze and silver rows/s from a backlog
+    python jobs/bench_pipeline.py --rate 2000 --duration 60      # latency Kafka -> readable in silver at an offered rate
+
+Capacity: a backlog is produced first, then bronze and silver each catch up (availableNow)
+and rows per second are timed. Latency: a paced producer runs beside the continuous pipeline;
+each silver row's delay is the commit time of the Delta version that added it minus its
+Kafka timestamp. Results print as JSON; every run uses its own topic prefix and state.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+from jobs import common
+
+
+def _produce(cfg, streams, count, rate, duration, seed):
+    from jobs import produce
+
+    args = ["--streams", streams, "--rate", str(rate), "--seed", str(seed), "--quiet", "--no-truth", "--label-delay", "1",
+            "--conf", f"kafka.topic_prefix={cfg['kafka.topic_prefix']}"]
+    args += ["--count", str(count)] if count else ["--duration", str(duration)]
+    return produce.run(None, cfg, produce_args(args))
+
+
+def produce_args(args):
+    from jobs import produce
+
+    return produce.build_parser().parse_args(args)
+
+
+def commit_times(location: str) -> dict[str, float]:
+    """File name -> commit time (epoch seconds) of the Delta version that added it."""
+    out = {}
+    for log in sorted(Path(location, "_delta_log").glob("*.json")):
+        ts, adds = None, []
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if "commitInfo" in entry:
+                ts = entry["commitInfo"]["timestamp"] / 1000.0
+            if "add" in entry:
+                adds.append(entry["add"]["path"].split("/")[-1])
+        for name in adds:
+            out[name] = ts
+    return out
+
+
+def latency_stats(spark, location: str) -> dict:
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    commits = commit_times(location)
+    rows = spark.read.format("delta").load(location).select(
+        F.col("kafka_timestamp").cast("double").alias("k"), F.col("_metadata.file_name").alias("f")).collect()
+    delays = np.array([commits[r.f] - r.k for r in rows if r.f in commits])
+    if len(delays) == 0:
+        return {"rows": 0}
+    return {"rows": int(len(delays)), "median_ms": round(float(np.median(delays)) * 1000, 1),
+            "p99_ms": round(float(np.percentile(delays, 99)) * 1000, 1), "max_ms": round(float(delays.max()) * 1000, 1)}
+
+
+def run(spark, cfg, args) -> dict:
+    from lakehouse.catalog import Catalog
+    from lakehouse.config import load_config
+    from lakehouse.kafka.broker import ensure_broker
+    from lakehouse.streaming import start_bronze, start_silver
+
+    tag = f"bench{int(time.time())}_"
+    home = cfg.home / "bench" / tag.rstrip("_")
+    bcfg = load_config(cfg.env, list(args.conf) + [f"kafka.topic_prefix={tag}"], home=home)
+    ensure_broker(bcfg)
+    catalog = Catalog(bcfg)
+    streams = [s.strip() for s in args.streams.split(",")] if args.streams != "all" else [
+        "transactions", "tx_labels", "market_ticks", "user_events", "bureau_updates", "loan_applications"]
+    catalog.register(spark, [f"{l}.{s}" for l in ("bronze", "silver", "quarantine") for s in streams] + ["ops.dq_results"])
+    result = {"machine": machine(), "streams": streams}
+    if args.backlog:
+        sent = _produce(bcfg, ",".join(streams), args.backlog, "max", None, 7)
+        result["backlog_sent"] = sent["sent"]
+        for layer, starter in (("bronze", lambda s: start_bronze(spark, bcfg, f"bronze.{s}", True)),
+                               ("silver", lambda s: start_silver(spark, bcfg, s, True))):
+            t0 = time.perf_counter()
+            for q in [starter(s) for s in streams]:
+                q.awaitTermination()
+            seconds = time.perf_counter() - t0
+            rows = sum(spark.read.format("delta").load(catalog.spec(f"bronze.{s}").location).count() for s in streams)
+            result[f"{layer}_seconds"] = round(seconds, 2)
+            result[f"{layer}_rows_per_s"] = round(rows / seconds, 1)
+    else:
+        ctx = mp.get_context("fork")
+        queries = [start_bronze(spark, bcfg, f"bronze.{s}", processing_time=args.trigger) for s in streams]
+        queries += [start_silver(spark, bcfg, s, processing_time=args.trigger) for s in streams]
+        time.sleep(15)  # let every query start before load arrives
+        producer = ctx.Process(target=_produce, args=(bcfg, ",".join(streams), None, args.rate, args.duration, 11))
+        producer.start()
+        producer.join()
+        time.sleep(args.drain)
+        for q in queries:
+            q.stop()
+        result["offered_rate"] = args.rate
+        result["duration_s"] = args.duration
+        for s in streams:
+            result[f"latency_{s}"] = latency_stats(spark, catalog.spec(f"silver.{s}").location)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def machine() -> dict:
+    import os
+    import platform
+
+    import psutil
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "platform": platform.platform()}
+
+
+def main(argv=None):
+    p = common.parser(__doc__)
+    p.add_argument("--streams", default="transactions")
+    p.add_argument("--backlog", type=int, default=None, help="capacity run: messages to preload")
+    p.add_argument("--rate", type=float, default=1000.0, help="latency run: offered messages per second")
+    p.add_argument("--duration", type=float, default=60.0, help="latency run: seconds of load")
+    p.add_argument("--drain", type=float, default=20.0, help="latency run: seconds to let the pipeline finish after the load")
+    p.add_argument("--trigger", default="1 second", help="latency run: processing-time trigger of every query")
+    result = common.execute(p, argv, run, app_name="finlake-bench")
+    common.emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
