@@ -29,6 +29,10 @@ def _produce(cfg, streams, count, rate, duration, seed):
     return produce.run(None, cfg, produce_args(args))
 
 
+def _produce_into(queue, *args):
+    queue.put(_produce(*args)["per_topic"])
+
+
 def produce_args(args):
     from jobs import produce
 
@@ -93,20 +97,37 @@ def run(spark, cfg, args) -> dict:
             result[f"{layer}_seconds"] = round(seconds, 2)
             result[f"{layer}_rows_per_s"] = round(rows / seconds, 1)
     else:
+        from lakehouse.metrics import ProgressCollector
+
+        collector = ProgressCollector()
+        spark.streams.addListener(collector)
         ctx = mp.get_context("fork")
         queries = [start_bronze(spark, bcfg, f"bronze.{s}", processing_time=args.trigger) for s in streams]
         queries += [start_silver(spark, bcfg, s, processing_time=args.trigger) for s in streams]
         time.sleep(15)  # let every query start before load arrives
-        producer = ctx.Process(target=_produce, args=(bcfg, ",".join(streams), None, args.rate, args.duration, 11))
+        sent = ctx.Queue()
+        producer = ctx.Process(target=_produce_into, args=(sent, bcfg, ",".join(streams), None, args.rate, args.duration, 11))
         producer.start()
+        per_topic = sent.get()
         producer.join()
         time.sleep(args.drain)
         for q in queries:
             q.stop()
+        time.sleep(1)
+        spark.streams.removeListener(collector)
+        per_query = {}
+        for row in collector._rows:
+            if row[4] > 0:
+                per_query.setdefault(row[0], []).append(row[7])
+        result["batch_ms"] = {q: {"batches": len(v), "mean": round(sum(v) / len(v)), "max": max(v)} for q, v in per_query.items()}
         result["offered_rate"] = args.rate
         result["duration_s"] = args.duration
         for s in streams:
-            result[f"latency_{s}"] = latency_stats(spark, catalog.spec(f"silver.{s}").location)
+            stats = latency_stats(spark, catalog.spec(f"silver.{s}").location)
+            # Completeness: the share of what the producer sent that is readable in silver.
+            stats["sent"] = per_topic.get(s, 0)
+            stats["completeness_pct"] = round(100.0 * stats["rows"] / stats["sent"], 2) if stats["sent"] else None
+            result[f"latency_{s}"] = stats
     print(json.dumps(result, indent=2))
     return result
 

@@ -21,7 +21,7 @@ from lakehouse.catalog import Catalog, TableSpec
 from lakehouse.config import Config, ConfigError
 from lakehouse.gold import borrower_features, card_features, market_features
 from lakehouse.quality import validate
-from lakehouse.schemas.events import SILVER_FIELDS
+from lakehouse.schemas.events import EVENT_TIME_FIELD, SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.silver import (add_rule_failures, first_of_each_event, not_in, parse_bronze, to_quarantine, to_silver)
 
@@ -137,7 +137,11 @@ class SilverBatch:
         else:
             quarantined = parsed.where(F.size("reasons") > 0).transform(to_quarantine(f"silver.{self.stream}", batch_id))
             valid = parsed.where(F.size("reasons") == 0)
-            existing = spark.read.format("delta").load(self.silver.location)
+            # A duplicate carries its original's event time, so only silver rows from the batch's
+            # event-time range can match; Delta's file statistics skip the rest of the table.
+            time_col = EVENT_TIME_FIELD[self.stream]
+            lo, hi = valid.agg(F.min(time_col), F.max(time_col)).first()
+            existing = spark.read.format("delta").load(self.silver.location).where(F.col(time_col).between(lo, hi))
             new_rows = valid.transform(first_of_each_event).transform(not_in(existing)).transform(to_silver(self.stream)).persist()
             duplicates = (counts["rows"] - counts["failed"]) - new_rows.count()
         pipeline = [
