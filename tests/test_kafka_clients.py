@@ -40,3 +40,13 @@ def test_sasl_without_credentials_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FINLAKE_KAFKA_SECURITY_PROTOCOL", "TLS")
     with pytest.raises(ConfigError, match="kafka.security_protocol must be one of"):
         client_config(load_config("local", home=tmp_path))
+
+
+def test_cluster_ids_never_look_like_options():
+    import base64
+
+    from lakehouse.kafka.broker import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(3000)]  # about 47 raw draws in 3000 start with '-'
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)

@@ -27,6 +27,15 @@ class BrokerError(RuntimeError):
     pass
 
 
+def new_cluster_id() -> str:
+    """A Kafka cluster id (base64url of a UUID). One that starts with '-' would be read as an
+    option by the storage tool's argument parser (1 in 64 of them), so those are redrawn."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -123,7 +132,7 @@ class LocalKafka:
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         out = subprocess.run(
             [java_executable(), "-cp", self._classpath(), f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
              "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.props_file)],
