@@ -9,8 +9,9 @@ from pyspark.sql import functions as F
 
 from lakehouse.security import hmac_sha256_col
 
-# A "card_pan" member whose value is a string, a number or null.
-_PAN_MEMBER = r'"card_pan"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|null)'
+# A "card_pan" member whose value is a string (closed, or cut off by the end of a truncated
+# payload), a number or null.
+_PAN_MEMBER = r'"card_pan"\s*:\s*("(?:[^"\\]|\\.)*(?:"|$)|-?[0-9][0-9.eE+-]*|null)'
 # A Kafka key that is a bare card number (12-19 digits, spaces or dashes allowed).
 _PAN_LIKE = r"^[0-9][0-9 -]{10,21}[0-9]$"
 

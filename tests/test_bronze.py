@@ -40,6 +40,7 @@ def test_tokenize_pan_replaces_every_form_of_the_pan(spark):
         ("c6", '{"event_id":"f","card_pan":null}'),
         ("4111-1111-1111-1111", '{"event_id":"g"}'),
         ("c8", None),
+        ("c9", '{"event_id":"h","card_pan":"41111111111'),  # cut off inside the PAN
     ]
     df = spark.createDataFrame(rows, "key string, payload string")
     member = f'"card_token":"{tok(PAN)}","card_last4":"1111"'
@@ -52,6 +53,7 @@ def test_tokenize_pan_replaces_every_form_of_the_pan(spark):
         ("c6", '{"event_id":"f","card_token":null,"card_last4":null}'),
         (tok(PAN), '{"event_id":"g"}'),
         ("c8", None),
+        ("c9", '{"event_id":"h","card_token":"' + tok("41111111111") + '","card_last4":"1111"'),
     ], "key string, payload string")
     assertDataFrameEqual(df.transform(tokenize_pan(KEY)), expected)
 

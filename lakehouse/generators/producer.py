@@ -12,6 +12,7 @@ from lakehouse.generators.base import TRUTH_PREFIX
 from lakehouse.generators.noise import NoiseInjector
 from lakehouse.generators.streams import GeneratorConfig, generate
 from lakehouse.generators.truth import TruthWriter
+from lakehouse.kafka.produce import DeliveryCounter
 
 
 @dataclass
@@ -53,18 +54,10 @@ def run_shard(plan: ShardPlan, progress=None) -> dict:
     messages = NoiseInjector(gen.noise, gen.seed, plan.shard).apply(clean_only())
     per_topic: Counter = Counter()
     per_noise: dict[str, Counter] = defaultdict(Counter)
-    delivery = {"delivered": 0, "failed": 0, "errors": []}
+    on_delivery = DeliveryCounter()
     producer = files = None
     if plan.mode == "kafka":
         from confluent_kafka import Producer
-
-        def on_delivery(err, _msg):
-            if err is None:
-                delivery["delivered"] += 1
-            else:
-                delivery["failed"] += 1
-                if len(delivery["errors"]) < 5:
-                    delivery["errors"].append(str(err))
 
         producer = Producer({**plan.kafka_conf, "enable.idempotence": True, "acks": "all", "linger.ms": 20, "log_level": 3,
                              "batch.num.messages": 10000, "compression.type": "lz4",
@@ -114,19 +107,18 @@ def run_shard(plan: ShardPlan, progress=None) -> dict:
             progress[plan.shard] = sent
     send_end = time.perf_counter()
     if producer is not None:
-        remaining = producer.flush(120)
-        delivery["failed"] += remaining
+        on_delivery.failed += producer.flush(120)
     else:
         for fh in files.values():
             fh.close()
-        delivery["delivered"] = sent
+        on_delivery.delivered = sent
     end = time.perf_counter()
     if progress is not None:
         progress[plan.shard] = sent
     truth_counts = truth.close() if truth else {}
     return {"shard": plan.shard, "sent": sent, "per_topic": dict(per_topic),
-            "per_noise": {t: dict(c) for t, c in per_noise.items()}, "delivered": delivery["delivered"],
-            "failed": delivery["failed"], "errors": delivery["errors"], "send_seconds": send_end - wall0,
+            "per_noise": {t: dict(c) for t, c in per_noise.items()}, "delivered": on_delivery.delivered,
+            "failed": on_delivery.failed, "errors": on_delivery.errors, "send_seconds": send_end - wall0,
             "seconds": end - wall0, "truth": truth_counts}
 
 

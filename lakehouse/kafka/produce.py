@@ -8,6 +8,23 @@ from lakehouse.config import Config
 from lakehouse.kafka.clients import client_config, topic_name
 
 
+class DeliveryCounter:
+    """A delivery callback that counts acknowledged and failed messages (first errors kept)."""
+
+    def __init__(self):
+        self.delivered = 0
+        self.failed = 0
+        self.errors: list[str] = []
+
+    def __call__(self, err, _msg) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            if len(self.errors) < 5:
+                self.errors.append(str(err))
+
+
 def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[dict], str | None] | None = None,
               flush_timeout: float = 60.0) -> dict:
     """Produce ``events`` to ``topic``; returns counts of delivered and failed messages.
@@ -19,15 +36,8 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
     producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
                                               "log_level": 3}))
     topic = topic_name(cfg, topic)
-    counts = {"sent": 0, "delivered": 0, "failed": 0, "errors": []}
-
-    def on_delivery(err, _msg):
-        if err is None:
-            counts["delivered"] += 1
-        else:
-            counts["failed"] += 1
-            if len(counts["errors"]) < 5:
-                counts["errors"].append(str(err))
+    on_delivery = DeliveryCounter()
+    sent = 0
 
     for event in events:
         k = key(event) if key else None
@@ -38,8 +48,8 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
                 break
             except BufferError:
                 producer.poll(0.1)
-        counts["sent"] += 1
+        sent += 1
         producer.poll(0)
     remaining = producer.flush(flush_timeout)
-    counts["failed"] += remaining
-    return counts
+    return {"sent": sent, "delivered": on_delivery.delivered, "failed": on_delivery.failed + remaining,
+            "errors": on_delivery.errors}
