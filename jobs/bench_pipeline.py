@@ -116,7 +116,7 @@ def run(spark, cfg, args) -> dict:
         time.sleep(1)
         spark.streams.removeListener(collector)
         per_query = {}
-        for row in collector._rows:
+        for row in collector.snapshot():
             if row[4] > 0:
                 per_query.setdefault(row[0], []).append(row[7])
         result["batch_ms"] = {q: {"batches": len(v), "mean": round(sum(v) / len(v)), "max": max(v)} for q, v in per_query.items()}

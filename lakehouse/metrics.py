@@ -37,6 +37,11 @@ class ProgressCollector(StreamingQueryListener):
     def onQueryTerminated(self, event):
         pass
 
+    def snapshot(self) -> list[tuple]:
+        """The progress rows collected and not yet flushed (in STREAM_METRICS column order)."""
+        with self._lock:
+            return list(self._rows)
+
     def pending(self) -> int:
         with self._lock:
             return len(self._rows)
