@@ -31,6 +31,7 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.generators.streams import GeneratorConfig
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import client_config
+    from lakehouse.pipeline import STREAMS
 
     info = ensure_broker(cfg)
     print(f"kafka: {'using the broker' if info['reused'] else 'started the broker'} at {info['bootstrap']}")
@@ -52,21 +53,9 @@ def run(spark, cfg, args) -> dict:
 
     pipeline = stream.run(spark, cfg, argparse.Namespace(streams="all", layers="bronze,silver,gold", available_now=True, timeout=None))
     print(f"pipeline: caught up in {pipeline['seconds']} s")
-    layers = show(spark, "Rows per layer", """
-        SELECT s.stream, b.n AS bronze, s.n AS silver, q.n AS quarantine FROM
-          (SELECT 'transactions' AS stream, count(*) AS n FROM silver.transactions UNION ALL
-           SELECT 'tx_labels', count(*) FROM silver.tx_labels UNION ALL SELECT 'market_ticks', count(*) FROM silver.market_ticks UNION ALL
-           SELECT 'user_events', count(*) FROM silver.user_events UNION ALL SELECT 'bureau_updates', count(*) FROM silver.bureau_updates UNION ALL
-           SELECT 'loan_applications', count(*) FROM silver.loan_applications) s
-        JOIN (SELECT 'transactions' AS stream, count(*) AS n FROM bronze.transactions UNION ALL
-           SELECT 'tx_labels', count(*) FROM bronze.tx_labels UNION ALL SELECT 'market_ticks', count(*) FROM bronze.market_ticks UNION ALL
-           SELECT 'user_events', count(*) FROM bronze.user_events UNION ALL SELECT 'bureau_updates', count(*) FROM bronze.bureau_updates UNION ALL
-           SELECT 'loan_applications', count(*) FROM bronze.loan_applications) b USING (stream)
-        JOIN (SELECT 'transactions' AS stream, count(*) AS n FROM quarantine.transactions UNION ALL
-           SELECT 'tx_labels', count(*) FROM quarantine.tx_labels UNION ALL SELECT 'market_ticks', count(*) FROM quarantine.market_ticks UNION ALL
-           SELECT 'user_events', count(*) FROM quarantine.user_events UNION ALL SELECT 'bureau_updates', count(*) FROM quarantine.bureau_updates UNION ALL
-           SELECT 'loan_applications', count(*) FROM quarantine.loan_applications) q USING (stream)
-        ORDER BY stream""")
+    layers = show(spark, "Rows per layer", " UNION ALL ".join(
+        f"SELECT '{s}' AS stream, (SELECT count(*) FROM bronze.{s}) AS bronze, (SELECT count(*) FROM silver.{s}) AS silver, "
+        f"(SELECT count(*) FROM quarantine.{s}) AS quarantine" for s in STREAMS) + " ORDER BY stream")
     show(spark, "Why rows were quarantined (first reason)", """
         SELECT source_table, reasons[0] AS first_reason, count(*) AS rows FROM (
           SELECT * FROM quarantine.transactions UNION ALL SELECT * FROM quarantine.market_ticks UNION ALL

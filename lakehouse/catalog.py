@@ -145,7 +145,3 @@ class Catalog:
                 f"table {spec.name} at {spec.location} does not match its declared schema '{spec.schema_name}'"
                 f" (missing: {', '.join(missing) or '-'}; unexpected: {', '.join(extra) or '-'}; retyped: {', '.join(changed) or '-'});"
                 " migrate it, or remove it (make clean) to start over")
-
-    def ensure_registered(self, spark, name: str) -> None:
-        """Register one table (for writers of ``schema: null`` tables, after their first write)."""
-        self.register(spark, [name])

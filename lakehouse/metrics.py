@@ -42,10 +42,6 @@ class ProgressCollector(StreamingQueryListener):
         with self._lock:
             return list(self._rows)
 
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._rows)
-
     def flush(self, spark: SparkSession, spec: TableSpec) -> int:
         """Append what was collected to ``ops.stream_metrics``; returns the rows written."""
         with self._lock:

@@ -54,18 +54,22 @@ def _context():
     return ctx, asset.add_batch_definition_whole_dataframe("whole")
 
 
-@lru_cache(maxsize=None)
-def suite(stream: str):
-    """The Great Expectations suite of ``stream``, built from its configuration."""
+def build_suite(stream: str):
+    """A Great Expectations suite object for ``stream``, built from its configuration."""
     import great_expectations as gx
     from great_expectations.expectations.registry import get_expectation_impl
 
-    ctx, _ = _context()
     s = gx.ExpectationSuite(name=f"finlake.silver.{stream}")
     for e in SUITES[stream]:
-        cls = get_expectation_impl(e["type"])
-        s.add_expectation(cls(**{k: v for k, v in e.items() if k != "type"}))
-    return ctx.suites.add(s)
+        s.add_expectation(get_expectation_impl(e["type"])(**{k: v for k, v in e.items() if k != "type"}))
+    return s
+
+
+@lru_cache(maxsize=None)
+def suite(stream: str):
+    """The suite of ``stream``, registered in the ephemeral validation context."""
+    ctx, _ = _context()
+    return ctx.suites.add(build_suite(stream))
 
 
 def validate(df: DataFrame, stream: str) -> list[dict]:
@@ -89,17 +93,11 @@ def build_data_docs(target: str) -> str:
 
     ctx = gx.get_context(mode="file", project_root_dir=target)
     for stream in SUITES:
-        name = f"finlake.silver.{stream}"
         try:
-            ctx.suites.delete(name)
-        except Exception:
+            ctx.suites.delete(f"finlake.silver.{stream}")
+        except Exception:  # not there yet
             pass
-        s = gx.ExpectationSuite(name=name)
-        from great_expectations.expectations.registry import get_expectation_impl
-
-        for e in SUITES[stream]:
-            s.add_expectation(get_expectation_impl(e["type"])(**{k: v for k, v in e.items() if k != "type"}))
-        ctx.suites.add(s)
+        ctx.suites.add(build_suite(stream))
     ctx.build_data_docs()
     sites = ctx.get_docs_sites_urls()
     return sites[0]["site_url"] if sites else target
