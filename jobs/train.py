@@ -1,0 +1,80 @@
+"""Train the fraud, trading-signal and loan-PD models from gold, judge them on a held-out test
+period against a baseline and the ceiling, log them to MLflow and apply the promotion rule.
+
+    python jobs/train.py --use-case all
+    python jobs/train.py --use-case fraud --conf ml.search.folds=3
+    python jobs/train.py --env gpu --use-case trading      # xgboost on CUDA, RAPIDS for the SQL
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from jobs import common
+
+USE_CASES = ("fraud", "trading", "loan_pd")
+
+
+def parse_use_cases(text: str) -> list[str]:
+    if text == "all":
+        return list(USE_CASES)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in USE_CASES]
+    if bad or not names:
+        common.fail(f"unknown use case '{bad[0] if bad else text}' (known: {', '.join(USE_CASES)}, all)")
+    return names
+
+
+def summary_line(result: dict) -> str:
+    m = result["metrics"]
+    if result["use_case"] == "fraud":
+        key = ("roc_auc", "pr_auc", "f1")
+    elif result["use_case"] == "trading":
+        key = ("auc_macro", "macro_f1", "log_loss")
+    else:
+        key = ("rmse_vs_true_pd", "roc_auc", "brier")
+    parts = [f"{who} " + " ".join(f"{k}={m[who][k]:.4f}" for k in key if m[who].get(k) is not None)
+             for who in m]
+    promo = result["promotion"]
+    return (f"{result['use_case']}: {result['model']['name']} v{result['model']['version']} "
+            f"({'champion' if promo['promote'] else 'challenger'}: {promo['reason']})\n    " + "\n    ".join(parts))
+
+
+def run(spark, cfg, args) -> dict:
+    from rich.console import Console
+
+    from ml.datasets import LeakageError, TrainingDataError
+    from ml.train import train_use_case
+
+    names = parse_use_cases(args.use_case)
+    console = Console(stderr=True)
+    results = {}
+    started = time.perf_counter()
+    for name in names:
+        with console.status(f"[bold]{name}[/]: starting") as status:
+            def step(msg, n=name, st=status):
+                st.update(f"[bold]{n}[/]: {msg} ({time.perf_counter() - started:,.0f} s)")
+                console.log(f"{n}: {msg}")
+
+            try:
+                results[name] = train_use_case(spark, cfg, name, args.as_of, step)
+            except (TrainingDataError, LeakageError) as exc:
+                common.fail(str(exc))
+        print(summary_line(results[name]), flush=True)
+    return {"use_cases": results, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def main(argv=None):
+    p = common.parser(__doc__)
+    p.add_argument("--use-case", default="all", help="fraud, trading, loan_pd, a comma list, or all")
+    p.add_argument("--as-of", type=float, default=None,
+                   help="epoch seconds: train only on labels known at this time (default: every label in the tables)")
+    args_probe = p.parse_args(argv)
+    parse_use_cases(args_probe.use_case)  # fail on a bad name before Spark starts
+    result = common.execute(p, argv, run, app_name="finlake-train")
+    common.emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

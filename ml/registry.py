@@ -1,0 +1,140 @@
+"""MLflow tracking and the model registry: experiments per use case, registered models with
+``champion`` / ``challenger`` aliases, and the promotion rule.
+
+The rule: every new version gets ``challenger``. It takes ``champion`` only when its
+promotion metric on the test period of its own training run beats the current champion's
+metric on the same rows by more than ``ml.promotion.min_delta``; with no champion yet, the
+first version becomes champion. The decision and both metrics are logged to the run and
+tagged on the version.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lakehouse.config import Config
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def registered_name(cfg: Config, use_case_suffix: str) -> str:
+    return f"{cfg['ml.mlflow.prefix']}-{use_case_suffix}"
+
+
+def tracking_uri(cfg: Config) -> str:
+    return str(cfg["ml.mlflow.tracking_uri"])
+
+
+def artifact_root(cfg: Config) -> Path:
+    """Artifacts live beside the SQLite store under FINLAKE_HOME (never the working directory)."""
+    return cfg.path("paths.mlflow_db").parent / "artifacts"
+
+
+def connect(cfg: Config):
+    """Point MLflow at the configured store (creating the SQLite folder) and return a client."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment(cfg: Config, client, use_case: str) -> str:
+    """The experiment of a use case (created with its artifacts under FINLAKE_HOME)."""
+    name = f"{cfg['ml.mlflow.prefix']}-{use_case}"
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = artifact_root(cfg) / name
+    if tracking_uri(cfg).startswith("sqlite:"):
+        location.mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(name, artifact_location=location.as_uri())
+    return client.create_experiment(name)
+
+
+def alias_version(client, name: str, alias: str):
+    """The model version holding ``alias``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    metric: str
+    higher_is_better: bool
+    challenger_value: float
+    champion_value: float | None
+    champion_version: str | None
+    min_delta: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(metric: str, higher_is_better: bool, challenger: float, champion: float | None,
+           champion_version: str | None, min_delta: float) -> Decision:
+    """The promotion rule as a pure function of the two metrics on the same test rows."""
+    if champion_version is None:
+        return Decision(True, "no champion yet", metric, higher_is_better, challenger, None, None, min_delta)
+    if champion is None:
+        return Decision(False, f"champion v{champion_version} could not be scored on this test period; kept",
+                        metric, higher_is_better, challenger, None, champion_version, min_delta)
+    gain = (challenger - champion) if higher_is_better else (champion - challenger)
+    better = gain > min_delta
+    word = "beats" if better else "does not beat"
+    return Decision(better, f"challenger {metric} {challenger:.5f} {word} champion v{champion_version} {champion:.5f} "
+                            f"by more than {min_delta}", metric, higher_is_better, challenger, champion, champion_version, min_delta)
+
+
+def set_aliases(client, name: str, version: str, decision: Decision) -> None:
+    """``challenger`` always moves to the new version; ``champion`` only on a promote decision."""
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion", json.dumps(decision.to_dict()))
+
+
+def version_features(client, name: str, version) -> list[str]:
+    """The feature columns a registered version expects, in order."""
+    return json.loads(client.get_model_version(name, str(version.version if hasattr(version, "version") else version)).tags["features"])
+
+
+def log_booster(client, booster, reg_name: str, example, example_scores, tags: dict[str, str]) -> str:
+    """Log a booster to the active run with its signature and input example, register it as a
+    new version of ``reg_name``, tag the version; returns the version number."""
+    import mlflow.xgboost
+    from mlflow.models import infer_signature
+
+    info = mlflow.xgboost.log_model(booster, name="model", registered_model_name=reg_name, input_example=example,
+                                    signature=infer_signature(example, example_scores))
+    version = str(info.registered_model_version)
+    for k, v in tags.items():
+        client.set_model_version_tag(reg_name, version, k, v)
+    return version
+
+
+def load_booster(name: str, version_or_alias: str):
+    """The registered XGBoost booster of a version (``"3"``) or an alias (``"champion"``)."""
+    import mlflow.xgboost
+
+    ref = f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
+    model = mlflow.xgboost.load_model(ref)
+    return model.get_booster() if hasattr(model, "get_booster") else model

@@ -1,0 +1,98 @@
+"""Hyperparameter search over time-ordered folds of the training period.
+
+Each setting (depth, learning rate, rounds) and the baseline are scored on every fold; the
+per-fold metrics are kept (they are the samples of the paired t-test and the ANOVA in
+``stats``). Fits run natively on the driver: a fold fit is a few seconds of work, and the
+fixed cost of a Spark barrier job per fit would dominate it. The final model is trained with
+xgboost.spark on the whole training period.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from lakehouse.config import Config
+from ml.datasets import TrainingDataError, UseCase, expanding_folds
+from ml.evaluate import fold_metric
+from ml.models import native_baseline, native_scores, native_xgb
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    folds: pd.DataFrame      # fold, max_depth, learning_rate, n_estimators, metric
+    baseline: pd.DataFrame   # fold, metric
+    best: dict               # the setting with the best mean fold metric
+    metric: str
+
+    def best_folds(self) -> pd.DataFrame:
+        """Per-fold metric of the best setting."""
+        m = np.ones(len(self.folds), dtype=bool)
+        for k, v in self.best.items():
+            m &= self.folds[k].to_numpy() == v
+        return self.folds[m].sort_values("fold")[["fold", "metric"]].reset_index(drop=True)
+
+
+def grid(cfg: Config) -> list[dict]:
+    """Every combination of the configured depths, learning rates and round counts."""
+    keys = ("max_depth", "learning_rate", "n_estimators")
+    values = [cfg[f"ml.search.{k}"] for k in keys]
+    for k, v in zip(keys, values):
+        if not isinstance(v, list) or not v:
+            raise ValueError(f"ml.search.{k} must be a non-empty list, got {v!r}")
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def pos_weight(y: np.ndarray) -> float | None:
+    pos = float(np.sum(y == 1))
+    return (len(y) - pos) / pos if pos else None
+
+
+def run_search(cfg: Config, use_case: UseCase, x: np.ndarray, y: np.ndarray, times: np.ndarray,
+               progress: Callable[[str], None] | None = None) -> SearchResult:
+    """Score the grid and the baseline on ``ml.search.folds`` expanding-window folds."""
+    k = int(cfg["ml.search.folds"])
+    settings = grid(cfg)
+    folds = expanding_folds(pd.Series(times), k, float(cfg["ml.split.embargo_s"]))
+    metric = use_case.fold_metric
+    rows, base_rows = [], []
+    # One fit per (fold, depth, rate) with the most rounds; fewer rounds are read off its prefix.
+    fits = sorted({(s["max_depth"], s["learning_rate"]) for s in settings})
+    rounds = sorted({int(s["n_estimators"]) for s in settings})
+    for f, (tr, ev) in enumerate(folds):
+        y_ev = y[ev]
+        labels_ok = len(np.unique(y_ev)) >= (len(use_case.classes) or 2) and len(np.unique(y[tr])) >= (len(use_case.classes) or 2)
+        if not labels_ok:
+            raise TrainingDataError(
+                f"{use_case.name}: fold {f} of the search lacks a class in its training or evaluation rows "
+                f"({len(tr)} / {len(ev)} rows); produce more history or lower ml.search.folds")
+        w = pos_weight(y[tr]) if use_case.kind == "binary" else None
+        for depth, rate in fits:
+            model = native_xgb(cfg, use_case, {"max_depth": depth, "learning_rate": rate, "n_estimators": max(rounds)}, w)
+            model.fit(x[tr], y[tr])
+            for n in rounds:
+                if not any(s == {"max_depth": depth, "learning_rate": rate, "n_estimators": n} for s in settings):
+                    continue
+                scores = _prefix_scores(model, use_case, x[ev], n)
+                rows.append({"fold": f, "max_depth": depth, "learning_rate": rate, "n_estimators": n,
+                             "metric": fold_metric(use_case.kind, metric, y_ev, scores)})
+        base = native_baseline(use_case).fit(x[tr], y[tr])
+        base_rows.append({"fold": f, "metric": fold_metric(use_case.kind, metric, y_ev, native_scores(base, use_case, x[ev]))})
+        if progress:
+            progress(f"search fold {f + 1}/{k}")
+    table = pd.DataFrame(rows)
+    means = table.groupby(["max_depth", "learning_rate", "n_estimators"])["metric"].mean()
+    best = dict(zip(means.index.names, means.idxmax()))
+    best = {"max_depth": int(best["max_depth"]), "learning_rate": float(best["learning_rate"]), "n_estimators": int(best["n_estimators"])}
+    return SearchResult(table, pd.DataFrame(base_rows), best, metric)
+
+
+def _prefix_scores(model, use_case: UseCase, x: np.ndarray, n: int) -> np.ndarray:
+    if use_case.kind == "multiclass":
+        return model.predict_proba(x, iteration_range=(0, n))
+    if use_case.kind == "pd":
+        return model.predict(x, iteration_range=(0, n))
+    return model.predict_proba(x, iteration_range=(0, n))[:, 1]

@@ -1,0 +1,267 @@
+"""Train -> validate -> promote, for one use case.
+
+1. Build the labelled rows from gold point in time, pinned to the current Delta versions.
+2. Split by time into train, validation and test (with an embargo before each cut).
+3. Refuse to go on if a feature leaks the label.
+4. Search depth / learning rate / rounds over time-ordered folds of the training period.
+5. Fit the best setting with xgboost.spark on the training period, and the baselines beside it.
+6. Choose the decision threshold on validation; judge model, baseline and ceiling (the true
+   probabilities) on the test period, which nothing above has seen.
+7. Log everything to MLflow, register the booster, apply the promotion rule.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import Config
+from ml import evaluate as ev
+from ml import registry
+from ml.datasets import USE_CASES, TrainingDataError, UseCase, build_rows, check_leakage, time_split
+from ml.models import spark_baseline, spark_gbt, spark_xgb
+from ml.search import pos_weight, run_search
+
+MIN_ROWS = {"train": 200, "validation": 50, "test": 50}
+
+
+def epoch_seconds(s: pd.Series) -> np.ndarray:
+    return ((s - pd.Timestamp(0)) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+
+
+def booster_scores(booster, use_case: UseCase, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """A registered booster's scores on feature rows (the path streaming scoring takes)."""
+    out = booster.inplace_predict(frame[features].astype("float64"))
+    return np.asarray(out)
+
+
+def spark_scores(model, use_case: UseCase, df: DataFrame, kind: str) -> pd.DataFrame:
+    """``event_id`` and the model's score(s) on ``df``, as pandas (Arrow)."""
+    out = model.transform(df)
+    if kind == "regression":
+        col = F.least(F.greatest(F.col("prediction"), F.lit(0.0)), F.lit(1.0)).alias("score")
+        return out.select("event_id", col).toPandas()
+    arr = vector_to_array("probability")
+    if use_case.kind == "multiclass":
+        return out.select("event_id", *[arr[i].alias(f"score_{i}") for i in range(len(use_case.classes))]).toPandas()
+    return out.select("event_id", arr[1].alias("score")).toPandas()
+
+
+def _scores_of(frame: pd.DataFrame, use_case: UseCase) -> np.ndarray:
+    if use_case.kind == "multiclass":
+        return frame[[f"score_{i}" for i in range(len(use_case.classes))]].to_numpy()
+    return frame["score"].to_numpy()
+
+
+def _truth_of(frame: pd.DataFrame, use_case: UseCase) -> np.ndarray:
+    if use_case.kind == "multiclass":
+        return frame[["truth_p_down", "truth_p_flat", "truth_p_up"]].to_numpy()
+    return frame["truth_p"].to_numpy()
+
+
+def judge(use_case: UseCase, val: pd.DataFrame, test: pd.DataFrame, val_scores: np.ndarray | None,
+          test_scores: np.ndarray) -> dict:
+    """Test-period metrics of one scorer (the threshold, for fraud, chosen on validation)."""
+    y = test["label"].to_numpy()
+    if use_case.kind == "binary":
+        threshold = ev.choose_threshold(val["label"].to_numpy(), val_scores)
+        return ev.binary_metrics(y, test_scores, threshold)
+    if use_case.kind == "multiclass":
+        return ev.multiclass_metrics(y, test_scores, use_case.classes)
+    return ev.pd_metrics(y, test_scores, test["truth_p"].to_numpy())
+
+
+def _flat_metrics(prefix: str, metrics: dict) -> dict[str, float]:
+    return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+
+
+def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | None = None,
+                   step: Callable[[str], None] = lambda _msg: None) -> dict:
+    """Train, judge, log, register and (by the rule) promote the model of one use case."""
+    import mlflow
+
+    use_case = USE_CASES[name]
+    started = time.perf_counter()
+    catalog = Catalog(cfg)
+    features = list(use_case.features)
+    step("building the training set")
+    rows, lineage = build_rows(spark, catalog, use_case, as_of)
+    total = rows.count()
+    if total == 0:
+        raise TrainingDataError(f"{name}: no labelled rows in {use_case.features_table}; produce events and run the pipeline first")
+    cap = int(cfg["ml.max_training_rows"])
+    sampled = total > cap
+    if sampled:
+        rows = rows.sample(fraction=cap / total, seed=7)
+    split = time_split(rows, float(cfg["ml.split.train"]), float(cfg["ml.split.validation"]), float(cfg["ml.split.embargo_s"]))
+    rows = rows.withColumn("period", split.period()).persist()
+    counts = {r["period"]: r["count"] for r in rows.groupBy("period").count().collect()}
+    for period, need in MIN_ROWS.items():
+        if counts.get(period, 0) < need:
+            rows.unpersist()
+            raise TrainingDataError(f"{name}: the {period} period has {counts.get(period, 0)} rows, fewer than {need}; "
+                                    f"produce more history (jobs/produce.py) and run the pipeline")
+    train_df, val_df, test_df = (rows.where(F.col("period") == p) for p in ("train", "validation", "test"))
+    keep = ["event_id", "event_time", *features, "label", *[c for c in rows.columns if c.startswith("truth_")]]
+    train_pd = train_df.select(*keep).toPandas()
+    val_pd = val_df.select(*keep).toPandas().sort_values("event_id").reset_index(drop=True)
+    test_pd = test_df.select(*keep).toPandas().sort_values("event_id").reset_index(drop=True)
+    # The test period lies strictly after every row any training or tuning step sees.
+    assert train_pd["event_time"].max() < val_pd["event_time"].min() <= val_pd["event_time"].max() < test_pd["event_time"].min()
+
+    step("checking for leakage")
+    feature_auc = check_leakage(train_pd, features, "label", float(cfg["ml.leakage_max_auc"]))
+
+    step("searching hyperparameters")
+    t0 = time.perf_counter()
+    x = train_pd[features].to_numpy(dtype=float)
+    y = train_pd["label"].to_numpy()
+    search = run_search(cfg, use_case, x, y, epoch_seconds(train_pd["event_time"]), step)
+    search_s = time.perf_counter() - t0
+
+    step(f"fitting xgboost.spark ({search.best})")
+    weight = pos_weight(y) if use_case.kind == "binary" else None
+    t0 = time.perf_counter()
+    xgb_model = spark_xgb(cfg, use_case, search.best, weight).fit(train_df)
+    fit_s = time.perf_counter() - t0
+    step("fitting the baselines")
+    t0 = time.perf_counter()
+    base_model = spark_baseline(use_case).fit(train_df)
+    base_fit_s = time.perf_counter() - t0
+    models = {"xgboost": (xgb_model, "regression" if use_case.kind == "pd" else "classification"),
+              "baseline": (base_model, "classification")}
+    if use_case.kind == "pd":
+        models["gbt"] = (spark_gbt(use_case).fit(train_df), "regression")
+
+    step("judging on the test period")
+    metrics, scores = {}, {}
+    for label, (model, kind) in models.items():
+        v = val_pd[["event_id"]].merge(spark_scores(model, use_case, val_df, kind), on="event_id", how="left")
+        t = test_pd[["event_id"]].merge(spark_scores(model, use_case, test_df, kind), on="event_id", how="left")
+        scores[label] = (_scores_of(v, use_case), _scores_of(t, use_case))
+        metrics[label] = judge(use_case, val_pd, test_pd, scores[label][0], scores[label][1])
+    scores["ceiling"] = (_truth_of(val_pd, use_case), _truth_of(test_pd, use_case))
+    metrics["ceiling"] = judge(use_case, val_pd, test_pd, *scores["ceiling"])
+
+    booster = xgb_model.get_booster()
+    direct = booster_scores(booster, use_case, test_pd, features)
+    agreement = float(np.max(np.abs(direct - scores["xgboost"][1]))) if len(direct) else 0.0
+
+    figures = _figures(use_case, test_pd, scores, metrics)
+    report_dir = cfg.path("paths.reports") / "training" / name
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for fname, fig in figures.items():
+        fig.savefig(report_dir / fname, dpi=110)
+
+    step("logging to MLflow and registering")
+    client = registry.connect(cfg)
+    exp_id = registry.experiment(cfg, client, name)
+    reg_name = registry.registered_name(cfg, use_case.registered_name)
+    threshold = metrics["xgboost"].get("threshold")
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}") as run:
+        mlflow.log_params({
+            "use_case": name, "model": "SparkXGBRegressor" if use_case.kind == "pd" else "SparkXGBClassifier",
+            "baseline": "LogisticRegression", "device": cfg["ml.xgboost.device"], "num_workers": cfg["ml.xgboost.num_workers"],
+            "n_features": len(features), "rows_total": total, "sampled": sampled,
+            **{f"rows_{p}": counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
+            **{f"best_{k}": v for k, v in search.best.items()}, "scale_pos_weight": weight,
+            **{f"split_{k}": v for k, v in split.to_dict().items()}, "as_of": as_of,
+            "search_folds": cfg["ml.search.folds"], "search_settings": int(len(search.folds) / max(1, search.folds["fold"].nunique())),
+            "fold_metric": search.metric, "promotion_metric": use_case.promotion_metric,
+            "promotion_rule": f"champion moves only if test-period {use_case.promotion_metric} "
+                              f"{'rises' if use_case.promotion_higher_is_better else 'falls'} by more than {cfg['ml.promotion.min_delta']}",
+        })
+        for label, m in metrics.items():
+            mlflow.log_metrics(_flat_metrics(f"test_{label}", m))
+        mlflow.log_metrics({"train_seconds_xgboost": fit_s, "train_seconds_baseline": base_fit_s, "search_seconds": search_s,
+                            "spark_vs_booster_max_abs_diff": agreement,
+                            "search_best_mean": float(search.best_folds()["metric"].mean()),
+                            "search_baseline_mean": float(search.baseline["metric"].mean())})
+        mlflow.log_dict({"features": features}, "features.json")
+        mlflow.log_dict({"tables": lineage, "as_of": as_of, "split": split.to_dict(), "sampled": sampled}, "lineage.json")
+        mlflow.log_dict(metrics, "metrics.json")
+        mlflow.log_dict({"single_feature_auc": feature_auc}, "leakage_check.json")
+        mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")
+        mlflow.log_text(search.baseline.to_csv(index=False), "search/baseline_folds.csv")
+        for fname, fig in figures.items():
+            mlflow.log_figure(fig, f"figures/{fname}")
+        example = test_pd[features].head(5).astype("float64")
+        tags = {"features": json.dumps(features), "use_case": name, "run_id": run.info.run_id,
+                "classes": json.dumps(list(use_case.classes)), "kind": use_case.kind}
+        if threshold is not None:
+            tags["threshold"] = repr(float(threshold))
+        version = registry.log_booster(client, booster, reg_name, example, booster_scores(booster, use_case, example, features), tags)
+
+        step("applying the promotion rule")
+        decision = promote(client, cfg, use_case, reg_name, version, test_pd, direct)
+        mlflow.log_dict(decision.to_dict(), "promotion.json")
+        mlflow.set_tags({"promoted": str(decision.promote).lower(), "registered_version": version})
+        run_id = run.info.run_id
+    rows.unpersist()
+    for fig in figures.values():
+        fig.clear()
+    result = {
+        "use_case": name, "rows": {p: counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
+        "rows_total": total, "sampled": sampled, "split": split.to_dict(), "best": search.best,
+        "search": {"metric": search.metric, "best_mean": float(search.best_folds()["metric"].mean()),
+                   "baseline_mean": float(search.baseline["metric"].mean()), "folds": int(search.folds["fold"].nunique())},
+        "metrics": metrics, "seconds": {"search": round(search_s, 1), "fit_xgboost": round(fit_s, 1),
+                                        "fit_baseline": round(base_fit_s, 1), "total": round(time.perf_counter() - started, 1)},
+        "model": {"name": reg_name, "version": version, "run_id": run_id, "threshold": threshold},
+        "promotion": decision.to_dict(), "lineage": lineage, "spark_vs_booster_max_abs_diff": agreement,
+        "report_dir": str(report_dir),
+    }
+    (report_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def promotion_value(use_case: UseCase, test: pd.DataFrame, scores: np.ndarray) -> float:
+    """The promotion metric of a scorer on the test rows."""
+    return float(judge(use_case, test, test, scores if use_case.kind == "binary" else None, scores)[use_case.promotion_metric])
+
+
+def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str, test: pd.DataFrame,
+            challenger_scores: np.ndarray) -> registry.Decision:
+    """Score the current champion on the same test rows and apply the rule (``registry.decide``)."""
+    champion = registry.alias_version(client, reg_name, registry.CHAMPION)
+    champ_value = None
+    if champion is not None:
+        feats = registry.version_features(client, reg_name, champion)
+        if set(feats) <= set(test.columns):
+            booster = registry.load_booster(reg_name, str(champion.version))
+            champ_value = promotion_value(use_case, test, booster_scores(booster, use_case, test, feats))
+    decision = registry.decide(use_case.promotion_metric, use_case.promotion_higher_is_better,
+                               promotion_value(use_case, test, challenger_scores), champ_value,
+                               str(champion.version) if champion is not None else None, float(cfg["ml.promotion.min_delta"]))
+    registry.set_aliases(client, reg_name, version, decision)
+    return decision
+
+
+def _figures(use_case: UseCase, test: pd.DataFrame, scores: dict, metrics: dict) -> dict:
+    y = test["label"].to_numpy()
+    if use_case.kind == "binary":
+        return {"roc.png": ev.roc_figure({"XGBoost": (y, scores["xgboost"][1]), "logistic baseline": (y, scores["baseline"][1]),
+                                          "ceiling (true p)": (y, scores["ceiling"][1])}, "Fraud: ROC on the test period")}
+    if use_case.kind == "multiclass":
+        return {f"confusion_{k}.png": ev.confusion_figure(metrics[k]["confusion"], use_case.classes, f"Trading signal: {k}")
+                for k in ("xgboost", "baseline", "ceiling")}
+    truth = test["truth_p"].to_numpy()
+    tables = {k: ev.calibration_table(scores[k][1], y, truth) for k in ("xgboost", "gbt", "baseline")}
+    return {"calibration.png": ev.calibration_figure(tables, "Loan PD: calibration on the test period"),
+            "roc.png": ev.roc_figure({"XGBoost": (y, scores["xgboost"][1]), "GBTRegressor": (y, scores["gbt"][1]),
+                                      "logistic baseline": (y, scores["baseline"][1]), "true PD": (y, truth)},
+                                     "Loan PD: ROC against realised defaults")}
+
+
+def train(spark: SparkSession, cfg: Config, use_cases: list[str], as_of: float | None = None,
+          step: Callable[[str, str], None] = lambda _uc, _msg: None) -> dict:
+    """Train each named use case in turn; returns their results by name."""
+    return {name: train_use_case(spark, cfg, name, as_of, lambda msg, n=name: step(n, msg)) for name in use_cases}

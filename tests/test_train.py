@@ -1,0 +1,212 @@
+"""Model training on small generated data through the real pipeline (bronze backfill -> silver
+-> gold), a real MLflow store (SQLite) and the real registry."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lakehouse.config import load_config
+from ml.datasets import LeakageError, check_leakage, expanding_folds, time_split
+
+GRID = ["ml.search.folds=2", "ml.search.max_depth=[2, 4]", "ml.search.learning_rate=[0.3]", "ml.search.n_estimators=[30, 80]"]
+
+
+@pytest.fixture(scope="module")
+def ml_cfg(spark, cfg, overrides, tmp_path_factory):
+    """A separate FINLAKE_HOME with ~6 h of history: 40,000 events (3% fraud, loans boosted)."""
+    from jobs import produce, stream
+    from lakehouse.catalog import Catalog
+
+    home = tmp_path_factory.mktemp("ml_home")
+    mcfg = load_config("local", [*overrides, *GRID, "security.pan_hmac_key_missing=generate"], home=home)
+    args = produce.build_parser().parse_args([
+        "--mode", "bronze", "--count", "40000", "--rate", "max", "--sim-rate", "2", "--seed", "21", "--fraud-rate", "0.03",
+        "--mix", "transactions=0.55,market_ticks=0.2,user_events=0.1,bureau_updates=0.1,loan_applications=0.1", "--quiet"])
+    Catalog(mcfg).register(spark)  # as every job does at start: declared tables exist, empty
+    produce.run(spark, mcfg, args)
+    stream.run(spark, mcfg, argparse.Namespace(streams="all", layers="silver,gold", available_now=True, timeout=None))
+    yield mcfg
+    Catalog(cfg).register(spark)  # the session's table names point back at the suite's home
+
+
+@pytest.fixture(scope="module")
+def fraud_result(spark, ml_cfg):
+    from ml.train import train_use_case
+
+    return train_use_case(spark, ml_cfg, "fraud")
+
+
+def test_training_registers_the_model_with_metrics_and_lineage(spark, ml_cfg, fraud_result):
+    import mlflow.artifacts
+    from delta.tables import DeltaTable
+
+    from lakehouse.catalog import Catalog
+    from ml import registry
+
+    client = registry.connect(ml_cfg)
+    version = client.get_model_version_by_alias("finlake-fraud", "champion")
+    assert str(version.version) == fraud_result["model"]["version"] == "1"
+    assert json.loads(version.tags["features"])[:3] == ["tx_count_10m", "tx_count_1h", "tx_count_24h"]
+    assert 0 < float(version.tags["threshold"]) < 1
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["test_xgboost_roc_auc"] == pytest.approx(fraud_result["metrics"]["xgboost"]["roc_auc"])
+    for who in ("baseline", "ceiling"):
+        assert f"test_{who}_roc_auc" in run.data.metrics and f"test_{who}_recall_at_1pct_fpr" in run.data.metrics
+    assert run.data.params["rows_test"] == str(fraud_result["rows"]["test"])
+    lineage = json.loads(open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="lineage.json",
+                                                                  dst_path=str(ml_cfg.home / "downloads"))).read())
+    catalog = Catalog(ml_cfg)
+    expected = {t: DeltaTable.forPath(spark, catalog.spec(t).location).history(1).first()["version"]
+                for t in ("gold.card_features", "silver.tx_labels")}
+    assert {e["table"]: e["version"] for e in lineage["tables"] if e["format"] == "delta"} == expected
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"features.json", "metrics.json", "figures/roc.png", "promotion.json"} <= artifacts
+    # The registered booster scores exactly as the Spark model did on the test period.
+    assert fraud_result["spark_vs_booster_max_abs_diff"] < 1e-6
+
+
+def test_model_beats_the_baseline_and_stays_below_the_ceiling(fraud_result):
+    m = fraud_result["metrics"]
+    assert m["xgboost"]["roc_auc"] > m["baseline"]["roc_auc"] + 0.01, m
+    assert m["xgboost"]["pr_auc"] > m["baseline"]["pr_auc"], m
+    assert m["xgboost"]["roc_auc"] <= m["ceiling"]["roc_auc"] + 0.005, m
+    assert fraud_result["search"]["best_mean"] > fraud_result["search"]["baseline_mean"]
+
+
+def test_test_period_lies_strictly_after_training(spark, ml_cfg, fraud_result):
+    from lakehouse.catalog import Catalog
+    from ml.datasets import USE_CASES, build_rows
+
+    rows, _ = build_rows(spark, Catalog(ml_cfg), USE_CASES["fraud"])
+    s = fraud_result["split"]
+    split = time_split(rows, 0.6, 0.2, 60)
+    assert split.to_dict() == s
+    from pyspark.sql import functions as F
+
+    spans = {r["period"]: (r["lo"], r["hi"]) for r in rows.withColumn("period", split.period()).groupBy("period")
+             .agg(F.min("event_time").alias("lo"), F.max("event_time").alias("hi")).collect()}
+    assert spans["train"][1] < spans["validation"][0] and spans["validation"][1] < spans["test"][0]
+    assert (spans["validation"][0] - spans["train"][1]).total_seconds() >= 60  # the embargo
+    assert fraud_result["rows"]["train"] > fraud_result["rows"]["test"] > 0
+
+
+def test_time_split_and_folds_on_inline_rows(spark):
+    t0 = dt.datetime(2026, 1, 1)
+    rows = spark.createDataFrame([(f"e{i}", t0 + dt.timedelta(minutes=i)) for i in range(100)], "event_id string, event_time timestamp")
+    split = time_split(rows, 0.6, 0.2, 120)
+    got = {r["event_id"]: r["p"] for r in rows.select("event_id", split.period().alias("p")).collect()}
+    # Cuts at the 60% and 80% quantiles (minutes 59 and 79); two minutes before each are embargo.
+    assert (split.train_end - split.start, split.validation_end - split.start) == (59 * 60, 79 * 60)
+    assert [got[f"e{i}"] for i in (0, 56, 57, 58, 59, 76, 77, 78, 79, 99)] == \
+        ["train", "train", "embargo", "embargo", "validation", "validation", "embargo", "embargo", "test", "test"]
+    times = pd.Series(np.arange(10, dtype=float) * 60)
+    assert [(list(tr), list(ev)) for tr, ev in expanding_folds(times, 3, 0)] == [([0, 1, 2], [3, 4, 5]), ([0, 1, 2, 3, 4, 5], [6, 7]), ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])]
+    # The embargo keeps training rows within 60 s before the evaluation chunk out.
+    assert [list(tr) for tr, _ in expanding_folds(times, 3, 60)] == [[0, 1], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6]]
+
+
+def test_a_leaking_feature_is_caught(spark, ml_cfg):
+    from lakehouse.catalog import Catalog
+    from ml.datasets import USE_CASES, build_rows
+
+    rows, _ = build_rows(spark, Catalog(ml_cfg), USE_CASES["fraud"])
+    train = rows.toPandas()
+    features = list(USE_CASES["fraud"].features)
+    scores = check_leakage(train, features)  # the honest features pass
+    assert max(scores.values()) < 0.98
+    rng = np.random.default_rng(0)
+    # A "chargeback amount" only known after the label: 0 for legitimate, the amount for fraud.
+    train["chargeback_amount"] = train["label"] * (5 + rng.random(len(train)))
+    with pytest.raises(LeakageError, match="chargeback_amount"):
+        check_leakage(train, [*features, "chargeback_amount"])
+    with pytest.raises(LeakageError, match="truth_p"):
+        check_leakage(train, [*features, "truth_p"])
+
+
+def test_promotion_rule_moves_champion_only_for_a_better_model(ml_cfg, tmp_path):
+    import mlflow
+    import xgboost as xgb
+
+    from ml import registry
+    from ml.datasets import USE_CASES
+    from ml.train import promote
+
+    cfg = load_config("local", [f"ml.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.mlflow_db={tmp_path}/mlflow.db"],
+                      home=tmp_path)
+    client = registry.connect(cfg)
+    exp = registry.experiment(cfg, client, "fraud")
+    use_case = USE_CASES["fraud"]
+    features = ["a", "b"]
+    rng = np.random.default_rng(3)
+
+    def frame(n):
+        x = rng.normal(size=(n, 2))
+        return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": (x[:, 0] + 0.3 * rng.normal(size=n) > 1).astype(int)})
+
+    train, test = frame(2000), frame(1000)
+
+    def register(label_col):
+        booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(train[features], label=train[label_col]), 20)
+        with mlflow.start_run(experiment_id=exp):
+            version = registry.log_booster(client, booster, "finlake-fraud", train[features].head(3),
+                                           booster.inplace_predict(train[features].head(3)), {"features": json.dumps(features)})
+            return version, promote(client, cfg, use_case, "finlake-fraud", version, test, booster.inplace_predict(test[features]))
+
+    train["noise"] = rng.integers(0, 2, len(train))
+    v1, d1 = register("label")
+    assert d1.promote and d1.reason == "no champion yet"
+    v2, d2 = register("noise")  # trained on coin flips: worse on the same test period
+    assert not d2.promote and d2.champion_version == v1 and d2.challenger_value < d2.champion_value
+    assert str(client.get_model_version_by_alias("finlake-fraud", "champion").version) == v1
+    assert str(client.get_model_version_by_alias("finlake-fraud", "challenger").version) == v2
+    assert json.loads(client.get_model_version("finlake-fraud", v2).tags["promotion"])["promote"] is False
+    # The same model again is not better: champion stays (strictly better is the rule).
+    v3, d3 = register("label")
+    assert not d3.promote and d3.challenger_value == pytest.approx(d3.champion_value)
+    decided = registry.decide("brier", False, 0.05, 0.06, "1", 0.0)
+    assert decided.promote and not registry.decide("brier", False, 0.07, 0.06, "1", 0.0).promote
+
+
+def test_train_job_trades_and_prices_loans_and_logs_both(spark, ml_cfg, monkeypatch, capsys):
+    """The job's run() end to end for the other two use cases (multi-class and PD regression)."""
+    from jobs import train as job
+
+    result = job.run(spark, ml_cfg, argparse.Namespace(use_case="trading,loan_pd", as_of=None))
+    out = capsys.readouterr().out
+    trading, loan = result["use_cases"]["trading"], result["use_cases"]["loan_pd"]
+    assert "finlake-trading v1" in out and "finlake-loan-pd v1" in out
+    assert set(trading["metrics"]) == {"xgboost", "baseline", "ceiling"}
+    assert len(trading["metrics"]["xgboost"]["confusion"]) == 3
+    assert set(loan["metrics"]) == {"xgboost", "gbt", "baseline", "ceiling"}
+    assert loan["metrics"]["ceiling"]["rmse_vs_true_pd"] == 0.0
+    assert 0 < loan["metrics"]["xgboost"]["rmse_vs_true_pd"] < 0.5
+    assert (ml_cfg.path("paths.reports") / "training" / "loan_pd" / "calibration.png").stat().st_size > 1000
+
+
+def test_bad_use_case_is_one_line(job_env):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "jobs/train.py", "--use-case", "fruad"], cwd=ROOT, env=job_env, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == "finlake: error: unknown use case 'fruad' (known: fraud, trading, loan_pd, all)"
+
+
+def test_gpu_profile_trains_on_cuda(tmp_path):
+    from ml.datasets import USE_CASES
+    from ml.models import native_xgb, spark_xgb
+
+    gpu = load_config("gpu", home=tmp_path)
+    setting = {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 10}
+    for name in ("fraud", "trading", "loan_pd"):
+        est = spark_xgb(gpu, USE_CASES[name], setting)
+        assert est.getOrDefault("device") == "cuda"
+        assert native_xgb(gpu, USE_CASES[name], setting).get_params()["device"] == "cuda"
+    cpu = load_config("local", home=tmp_path)
+    assert spark_xgb(cpu, USE_CASES["fraud"], setting).getOrDefault("device") == "cpu"
