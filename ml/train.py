@@ -191,6 +191,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         mlflow.log_dict({"single_feature_auc": feature_auc}, "leakage_check.json")
         mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")
         mlflow.log_text(search.baseline.to_csv(index=False), "search/baseline_folds.csv")
+        mlflow.log_text(_test_scores(use_case, test_pd, scores).to_csv(index=False), "test_scores.csv")
         for fname, fig in figures.items():
             mlflow.log_figure(fig, f"figures/{fname}")
         example = test_pd[features].head(5).astype("float64")
@@ -243,6 +244,18 @@ def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str,
                                str(champion.version) if champion is not None else None, float(cfg["ml.promotion.min_delta"]))
     registry.set_aliases(client, reg_name, version, decision)
     return decision
+
+
+def _test_scores(use_case: UseCase, test: pd.DataFrame, scores: dict) -> pd.DataFrame:
+    """Test-period labels and every scorer's score per event (the DeLong test reads them)."""
+    out = pd.DataFrame({"event_id": test["event_id"], "label": test["label"]})
+    for who, (_, t) in scores.items():
+        if use_case.kind == "multiclass":
+            for i, c in enumerate(use_case.classes):
+                out[f"{who}_{c}"] = t[:, i]
+        else:
+            out[who] = t
+    return out
 
 
 def _figures(use_case: UseCase, test: pd.DataFrame, scores: dict, metrics: dict) -> dict:

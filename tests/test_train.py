@@ -210,3 +210,34 @@ def test_gpu_profile_trains_on_cuda(tmp_path):
         assert native_xgb(gpu, USE_CASES[name], setting).get_params()["device"] == "cuda"
     cpu = load_config("local", home=tmp_path)
     assert spark_xgb(cpu, USE_CASES["fraud"], setting).getOrDefault("device") == "cpu"
+
+
+def test_stats_report_covers_every_use_case_and_is_logged_to_the_champions(spark, ml_cfg, tmp_path):
+    """jobs/stats_report.py after the training tests above: one HTML page, JSON, Table 4, MLflow."""
+    import dataclasses
+
+    from jobs import stats_report
+    from ml import registry
+
+    small = dataclasses.replace(ml_cfg, data={**ml_cfg.data, "stats": {**ml_cfg.data["stats"], "sample_rows": 4000}})
+    result = stats_report.run(spark, small, argparse.Namespace(use_case="all", out=str(tmp_path)))
+    report = json.loads((tmp_path / "report.json").read_text())
+    fraud = report["use_cases"]["fraud"]
+    assert fraud["features"]["rows"] == 4000
+    assert 1 <= fraud["features"]["pca"]["n_components"] <= 29 and fraud["features"]["pca"]["cumulative_at_k"] >= 0.9
+    assert fraud["model"]["paired"]["n_folds"] == 2 and fraud["model"]["delong"]["auc_a"] == pytest.approx(
+        json.loads((ml_cfg.path("paths.reports") / "training" / "fraud" / "result.json").read_text())["metrics"]["xgboost"]["roc_auc"])
+    # Four settings over two folds: the one-way ANOVA has 4 groups of 2.
+    assert fraud["model"]["anova_one_way"]["groups"] == 4 and fraud["model"]["anova_one_way"]["df_within"] == 4
+    assert set(report["use_cases"]["trading"]["market"]) == {"AAPL", "EURUSD", "JPM", "MSFT", "NVDA", "XOM"}
+    html = (tmp_path / "report.html").read_text()
+    for heading in ("Fraud detection: Features: PCA and VIF", "Trading signal: Model against baseline", "Market time series"):
+        assert heading in html
+    assert html.count("data:image/png;base64,") >= 5
+    md = (tmp_path / "table4.md").read_text()
+    assert all(f"| {u} " in md for u in ("fraud", "trading", "loan_pd")) and "91.4" in md
+    client = registry.connect(ml_cfg)
+    assert len(result["logged_to_runs"]) == 3
+    for run_id in result["logged_to_runs"]:
+        assert {a.path for a in client.list_artifacts(run_id, "stats")} == {"stats/report.html", "stats/report.json", "stats/table4.md"}
+        assert "stats_median_vif" in client.get_run(run_id).data.metrics
