@@ -55,12 +55,13 @@ def commit_times(location: str) -> dict[str, float]:
     return out
 
 
-def latency_stats(spark, location: str) -> dict:
+def latency_stats(spark, location: str, where=None) -> dict:
     import numpy as np
     from pyspark.sql import functions as F
 
     commits = commit_times(location)
-    rows = spark.read.format("delta").load(location).select(
+    df = spark.read.format("delta").load(location)
+    rows = (df.where(where) if where is not None else df).select(
         F.col("kafka_timestamp").cast("double").alias("k"), F.col("_metadata.file_name").alias("f")).collect()
     delays = np.array([commits[r.f] - r.k for r in rows if r.f in commits])
     if len(delays) == 0:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.schemas.expectations import SUITES, rule_name
+from lakehouse.schemas.expectations import ALL_SUITES, rule_name, suite_name
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -38,7 +38,7 @@ def predicate(expectation: dict) -> Column:
 
 def rule_failures(stream: str) -> Column:
     """An array of the names of every rule of ``stream``'s suite that the row breaks."""
-    checks = [F.when(predicate(e), F.lit(rule_name(e))) for e in SUITES[stream]]
+    checks = [F.when(predicate(e), F.lit(rule_name(e))) for e in ALL_SUITES[stream]]
     return F.filter(F.array(*checks), lambda x: x.isNotNull())
 
 
@@ -59,8 +59,8 @@ def build_suite(stream: str):
     import great_expectations as gx
     from great_expectations.expectations.registry import get_expectation_impl
 
-    s = gx.ExpectationSuite(name=f"finlake.silver.{stream}")
-    for e in SUITES[stream]:
+    s = gx.ExpectationSuite(name=suite_name(stream))
+    for e in ALL_SUITES[stream]:
         s.add_expectation(get_expectation_impl(e["type"])(**{k: v for k, v in e.items() if k != "type"}))
     return s
 
@@ -92,9 +92,9 @@ def build_data_docs(target: str) -> str:
     import great_expectations as gx
 
     ctx = gx.get_context(mode="file", project_root_dir=target)
-    for stream in SUITES:
+    for stream in ALL_SUITES:
         try:
-            ctx.suites.delete(f"finlake.silver.{stream}")
+            ctx.suites.delete(suite_name(stream))
         except Exception:  # not there yet
             pass
         ctx.suites.add(build_suite(stream))

@@ -13,33 +13,6 @@ import pytest
 from lakehouse.config import load_config
 from ml.datasets import LeakageError, check_leakage, expanding_folds, time_split
 
-GRID = ["ml.search.folds=2", "ml.search.max_depth=[2, 4]", "ml.search.learning_rate=[0.3]", "ml.search.n_estimators=[30, 80]"]
-
-
-@pytest.fixture(scope="module")
-def ml_cfg(spark, cfg, overrides, tmp_path_factory):
-    """A separate FINLAKE_HOME with ~6 h of history: 40,000 events (3% fraud, loans boosted)."""
-    from jobs import produce, stream
-    from lakehouse.catalog import Catalog
-
-    home = tmp_path_factory.mktemp("ml_home")
-    mcfg = load_config("local", [*overrides, *GRID, "security.pan_hmac_key_missing=generate"], home=home)
-    args = produce.build_parser().parse_args([
-        "--mode", "bronze", "--count", "40000", "--rate", "max", "--sim-rate", "2", "--seed", "21", "--fraud-rate", "0.03",
-        "--mix", "transactions=0.55,market_ticks=0.2,user_events=0.1,bureau_updates=0.1,loan_applications=0.1", "--quiet"])
-    Catalog(mcfg).register(spark)  # as every job does at start: declared tables exist, empty
-    produce.run(spark, mcfg, args)
-    stream.run(spark, mcfg, argparse.Namespace(streams="all", layers="silver,gold", available_now=True, timeout=None))
-    yield mcfg
-    Catalog(cfg).register(spark)  # the session's table names point back at the suite's home
-
-
-@pytest.fixture(scope="module")
-def fraud_result(spark, ml_cfg):
-    from ml.train import train_use_case
-
-    return train_use_case(spark, ml_cfg, "fraud")
-
 
 def test_training_registers_the_model_with_metrics_and_lineage(spark, ml_cfg, fraud_result):
     import mlflow.artifacts

@@ -67,6 +67,42 @@ SUITES: dict[str, list[dict]] = {
     ],
 }
 
+# Gates of the scoring queries: the feature rows a model may score. A row that fails is
+# quarantined (quarantine.scoring) with every reason instead of being scored on nonsense.
+SCORING_SUITES: dict[str, list[dict]] = {
+    "score_fraud": [
+        {"type": "expect_column_values_to_not_be_null", "column": c} for c in ("event_id", "event_time", "card_token", "amount", "tx_count_24h")
+    ] + [
+        _between("amount", 0.01, 1_000_000),
+        _between("tx_count_10m", 1, 100_000),
+        _between("km_from_home", 0, 20_100),
+        _between("km_from_prev_tx", 0, 20_100),
+        _between("seconds_since_prev_tx", 0, None),
+        _between("is_ecommerce", 0, 1),
+    ],
+    "score_trading": [
+        {"type": "expect_column_values_to_not_be_null", "column": c} for c in ("event_id", "event_time", "symbol", "spread_bps", "imbalance")
+    ] + [
+        _between("spread_bps", 0, 10_000),
+        _between("imbalance", -1, 1),
+        _between("realised_vol_20", 0, 1),
+    ],
+    "score_loan_pd": [
+        {"type": "expect_column_values_to_not_be_null", "column": c} for c in ("event_id", "event_time", "loan_amount", "credit_score")
+    ] + [
+        _between("credit_score", 300, 850),
+        _between("utilisation", 0, 5),
+        _between("loan_to_income", 0, 1_000),
+        _between("snapshot_age_s", 0, None),
+    ],
+}
+ALL_SUITES: dict[str, list[dict]] = {**SUITES, **SCORING_SUITES}
+
+
+def suite_name(key: str) -> str:
+    """The Great Expectations suite name of a SUITES key."""
+    return f"finlake.gold.{key}" if key in SCORING_SUITES else f"finlake.silver.{key}"
+
 
 def rule_name(expectation: dict) -> str:
     """A short, stable name for one expectation, used as a quarantine reason."""

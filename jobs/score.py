@@ -1,0 +1,104 @@
+"""Score gold features in streaming with each use case's champion: fraud scores and alerts,
+trading signals, loan PDs. A champion moved in the registry is picked up at the next
+micro-batch, with no restart.
+
+    python jobs/score.py                                  # all use cases, continuous, until Ctrl-C
+    python jobs/score.py --use-case fraud --available-now # score what gold holds, then exit
+    python jobs/score.py --no-alerts                      # no Kafka alerts (scores only)
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from jobs import common
+from jobs.stream import _first_line
+
+USE_CASES = ("fraud", "trading", "loan_pd")
+
+
+def run(spark, cfg, args) -> dict:
+    from lakehouse.catalog import Catalog
+    from lakehouse.metrics import ProgressCollector
+    from ml.scoring import SCORING, start_scoring
+
+    names = list(USE_CASES) if args.use_case == "all" else [s.strip() for s in args.use_case.split(",") if s.strip()]
+    bad = [n for n in names if n not in USE_CASES]
+    if bad:
+        common.fail(f"unknown use case '{bad[0]}' (known: {', '.join(USE_CASES)}, all)")
+    if args.alerts and "fraud" in names:
+        from lakehouse.kafka.broker import ensure_broker
+        from lakehouse.kafka.clients import ensure_topics
+
+        ensure_broker(cfg)
+        ensure_topics(cfg)
+    catalog = Catalog(cfg)
+    collector = ProgressCollector()
+    spark.streams.addListener(collector)
+    started = time.monotonic()
+    running = {}
+    for name in names:
+        try:
+            running[name] = start_scoring(spark, cfg, name, args.available_now, alerts=args.alerts)
+        except RuntimeError as exc:
+            for q, _ in running.values():
+                q.stop()
+            common.fail(str(exc))
+    if args.available_now:
+        for name, (q, _) in running.items():
+            try:
+                q.awaitTermination()
+            except Exception:
+                pass
+            if q.exception():
+                common.fail(f"query {q.name} failed: {_first_line(q.exception())}")
+    else:
+        stop = {"flag": False}
+
+        def on_signal(signum, _frame):
+            stop["flag"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        print(f"scoring: {len(running)} queries running; stop with Ctrl-C", flush=True)
+        failed = None
+        while not stop["flag"] and (args.timeout is None or time.monotonic() - started < args.timeout):
+            time.sleep(2)
+            collector.flush(spark, catalog.spec("ops.stream_metrics"))
+            failed = next((q for q, _ in running.values() if q.exception() is not None), None)
+            if failed:
+                break
+        for q, _ in running.values():
+            q.stop()
+        if failed:
+            common.fail(f"query {failed.name} failed: {_first_line(failed.exception())}")
+    time.sleep(0.5)
+    collector.flush(spark, catalog.spec("ops.stream_metrics"))
+    spark.streams.removeListener(collector)
+    out = {}
+    for name, (_, fn) in running.items():
+        target = SCORING[name][1]
+        batches = fn.history
+        rows = spark.read.format("delta").load(catalog.spec(target).location).count() if catalog.register(spark, [target]) else 0
+        out[name] = {"table": target, "rows": rows,
+                     "batches": len(batches), "scored": sum(b["scored"] for b in batches),
+                     "alerts": sum(b["alerts"] for b in batches), "versions": sorted({b["version"] for b in batches})}
+        print(f"{name}: {out[name]['scored']:,} rows scored in {len(batches)} batches into {target}"
+              + (f", {out[name]['alerts']:,} alerts" if name == "fraud" else "") + f" (model versions {out[name]['versions']})")
+    return {"use_cases": out, "seconds": round(time.monotonic() - started, 1)}
+
+
+def main(argv=None):
+    p = common.parser(__doc__)
+    p.add_argument("--use-case", default="all", help="fraud, trading, loan_pd, a comma list, or all")
+    p.add_argument("--available-now", action="store_true", help="score what is available, then exit")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--no-alerts", dest="alerts", action="store_false", help="do not send fraud alerts to Kafka")
+    result = common.execute(p, argv, run, app_name="finlake-score")
+    common.emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

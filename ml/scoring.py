@@ -1,0 +1,268 @@
+"""Streaming scoring: gold feature rows -> the champion's scores, in ``foreachBatch``.
+
+Per micro-batch: look up the registry's ``champion`` (a changed alias is picked up here,
+with no restart), gate the rows with the use case's Great Expectations suite (failures go to
+``quarantine.scoring`` with every reason), score the rest with ``mapInPandas`` (Arrow
+batches, the booster shipped once per version as a broadcast and deserialised once per
+Python worker, ``inplace_predict``), send fraud alerts to Kafka, then commit the scores to
+the gold table idempotently (``txnAppId`` from the checkpoint, ``txnVersion`` = batch id) and
+the batch's Kafka-to-commit latency to ``ops.stream_metrics``.
+
+Alerts are at least once: a batch replayed after a crash sends its alerts again (keyed and
+identified by ``event_id``); scores are exactly once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (ArrayType, DoubleType, LongType, StringType, StructField, StructType, TimestampType)
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import Config
+from lakehouse.pipeline import _dq_rows, app_id, idempotent_append
+from lakehouse.quality import rule_failures, validate
+from lakehouse.schemas.expectations import suite_name
+from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
+from ml import registry
+from ml.datasets import USE_CASES, UseCase
+
+# use case -> (feature table, score table, gate suite, the identifying columns a score row keeps)
+SCORING = {
+    "fraud": ("gold.card_features", "gold.fraud_scores", "score_fraud", ("card_token", "customer_id", "amount")),
+    "trading": ("gold.market_features", "gold.trading_signals", "score_trading", ("symbol",)),
+    "loan_pd": ("gold.borrower_features", "gold.loan_pd_scores", "score_loan_pd", ("customer_id", "loan_amount")),
+}
+TOP_FEATURES = 3
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    features: tuple[str, ...]
+    threshold: float | None
+    classes: tuple[str, ...]
+    raw: bytes
+
+
+class Champion:
+    """The current champion of a registered model, reloaded only when the alias moves."""
+
+    def __init__(self, cfg: Config, use_case: UseCase):
+        self.client = registry.connect(cfg)
+        self.name = registry.registered_name(cfg, use_case.registered_name)
+        self.loaded: LoadedModel | None = None
+
+    def current(self) -> LoadedModel:
+        version = registry.alias_version(self.client, self.name, registry.CHAMPION)
+        if version is None:
+            raise RuntimeError(f"{self.name} has no champion; train one first (jobs/train.py)")
+        v = str(version.version)
+        if self.loaded is None or self.loaded.version != v:
+            tags = self.client.get_model_version(self.name, v).tags
+            booster = registry.load_booster(self.name, v)
+            self.loaded = LoadedModel(self.name, v, tuple(json.loads(tags["features"])),
+                                      float(tags["threshold"]) if "threshold" in tags else None,
+                                      tuple(json.loads(tags.get("classes", "[]"))), bytes(booster.save_raw("ubj")))
+        return self.loaded
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectorised scoring inside Python workers
+
+_BOOSTERS: dict[tuple[str, str], object] = {}
+
+
+def _booster(name: str, version: str, raw):
+    """Deserialise a booster once per Python worker and version."""
+    import xgboost as xgb
+
+    key = (name, version)
+    booster = _BOOSTERS.get(key)
+    if booster is None:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(raw.value if hasattr(raw, "value") else raw))
+        if len(_BOOSTERS) > 8:
+            _BOOSTERS.clear()
+        _BOOSTERS[key] = booster
+    return booster
+
+
+def score_schema(use_case: UseCase, keep: tuple[str, ...], input_schema: StructType) -> StructType:
+    fields = [input_schema["event_id"], input_schema["event_time"], *[input_schema[c] for c in keep],
+              input_schema["kafka_timestamp"], input_schema["silver_time"]]
+    if use_case.kind == "multiclass":
+        fields += [StructField(f"p_{c}", DoubleType()) for c in use_case.classes] + [StructField("signal", StringType())]
+    elif use_case.kind == "binary":
+        fields += [StructField("score", DoubleType()), StructField("decision", StringType()),
+                   StructField("threshold", DoubleType()), StructField("top_features", StringType())]
+    else:
+        fields += [StructField("pd", DoubleType())]
+    fields += [StructField("model_name", StringType()), StructField("model_version", StringType())]
+    return StructType([StructField(f.name, f.dataType, True) for f in fields])
+
+
+def make_scorer(use_case: UseCase, model: LoadedModel, raw_broadcast, keep: tuple[str, ...]):
+    """The ``mapInPandas`` function: Arrow batches of feature rows in, score rows out."""
+    features = list(model.features)
+    kind, classes, threshold = use_case.kind, model.classes, model.threshold
+    name, version = model.name, model.version
+
+    def score(batches):
+        import xgboost as xgb
+
+        booster = _booster(name, version, raw_broadcast)
+        for pdf in batches:
+            out = pdf[["event_id", "event_time", *keep, "kafka_timestamp", "silver_time"]].copy()
+            x = pdf[features].astype("float64")
+            pred = np.asarray(booster.inplace_predict(x))
+            if kind == "multiclass":
+                for i, c in enumerate(classes):
+                    out[f"p_{c}"] = pred[:, i]
+                out["signal"] = np.asarray(classes, dtype=object)[pred.argmax(axis=1)]
+            elif kind == "binary":
+                out["score"] = pred
+                hit = pred >= threshold
+                out["decision"] = np.where(hit, "alert", "pass")
+                out["threshold"] = threshold
+                tops = [None] * len(pdf)
+                if hit.any():
+                    # Per-row SHAP contributions (the last column is the bias) of the alerted rows.
+                    contrib = booster.predict(xgb.DMatrix(x[hit], feature_names=features), pred_contribs=True)[:, :-1]
+                    for row, idx in zip(contrib, np.flatnonzero(hit)):
+                        order = np.argsort(-row)[:TOP_FEATURES]
+                        tops[idx] = json.dumps([{"feature": features[j], "contribution": round(float(row[j]), 4)} for j in order])
+                out["top_features"] = tops
+            else:
+                out["pd"] = pred
+            out["model_name"] = name
+            out["model_version"] = version
+            yield out
+
+    return score
+
+
+# ---------------------------------------------------------------------------------------------
+# The foreachBatch function
+
+
+class ScoreBatch:
+    """The ``foreachBatch`` function of one use case's scoring query."""
+
+    def __init__(self, cfg: Config, use_case: str, checkpoint: str, alerts: bool = True):
+        self.cfg = cfg
+        self.use_case = USE_CASES[use_case]
+        self.source_name, self.target_name, self.suite, self.keep = SCORING[use_case]
+        catalog = Catalog(cfg)
+        self.target = catalog.spec(self.target_name)
+        self.quarantine = catalog.spec("quarantine.scoring")
+        self.dq = catalog.spec("ops.dq_results")
+        self.metrics = catalog.spec("ops.stream_metrics")
+        self.app = app_id(checkpoint, self.target_name)
+        self.champion = Champion(cfg, self.use_case)
+        self.alerts = alerts and self.use_case.kind == "binary"
+        self._broadcast = None
+        self.history: list[dict] = []   # per batch: rows, version, seconds (read by benchmarks)
+
+    def _raw(self, spark: SparkSession, model: LoadedModel):
+        if self._broadcast is None or self._broadcast[0] != (model.name, model.version):
+            if self._broadcast is not None:
+                self._broadcast[1].unpersist()
+            self._broadcast = ((model.name, model.version), spark.sparkContext.broadcast(model.raw))
+        return self._broadcast[1]
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        started = time.time()
+        model = self.champion.current()  # a moved alias takes effect from this batch on
+        rows = batch.withColumn("reasons", rule_failures(self.suite)).persist()
+        try:
+            n = rows.count()
+            if n == 0:
+                return
+            ge = validate(rows.drop("reasons"), self.suite)
+            bad = rows.where(F.size("reasons") > 0)
+            quarantined = bad.select(
+                F.lit(self.target_name).alias("source_table"), F.lit(batch_id).cast("long").alias("batch_id"), "reasons",
+                F.to_json(F.struct(*[F.col(c) for c in batch.columns])).alias("payload"), F.lit(None).cast("string").alias("topic"),
+                F.lit(None).cast("int").alias("partition"), F.lit(None).cast("long").alias("offset"),
+                F.current_timestamp().alias("quarantined_at")).select(*[F.col(f.name).cast(f.dataType) for f in QUARANTINE.fields])
+            good = rows.where(F.size("reasons") == 0).drop("reasons")
+            missing = [f for f in model.features if f not in good.columns]
+            if missing:
+                raise RuntimeError(f"{model.name} v{model.version} needs features {missing} that {self.source_name} lacks")
+            scorer = make_scorer(self.use_case, model, self._raw(spark, model), self.keep)
+            scored = good.mapInPandas(scorer, score_schema(self.use_case, self.keep, batch.schema))
+            scored = scored.withColumn("scored_at", F.lit(dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)))
+            scored = scored.persist()
+            counts = scored.agg(F.count("*").alias("scored"),
+                                F.count_if(F.col("decision") == "alert").alias("alerts") if self.use_case.kind == "binary"
+                                else F.lit(0).alias("alerts")).first()
+            if self.alerts and counts["alerts"]:
+                self._send_alerts(scored.where(F.col("decision") == "alert"))
+            dq = _dq_rows(spark, self.target_name, batch_id, suite_name(self.suite), ge)
+            idempotent_append(quarantined, self.quarantine, self.app, batch_id)
+            idempotent_append(dq, self.dq, self.app, batch_id)
+            idempotent_append(scored, self.target, self.app, batch_id)   # last: its commit is the batch's
+            committed = time.time()
+            self._latency(spark, scored, batch_id, started, committed, n, counts, model)
+            self.history.append({"batch_id": batch_id, "rows": n, "scored": counts["scored"], "alerts": counts["alerts"],
+                                 "version": model.version, "seconds": committed - started})
+            scored.unpersist()
+        finally:
+            rows.unpersist()
+
+    def _send_alerts(self, alerts: DataFrame) -> None:
+        from lakehouse.kafka.clients import spark_kafka_options, topic_name
+
+        value = F.to_json(F.struct("event_id", "event_time", "card_token", "customer_id", "amount", "score", "threshold",
+                                   "model_name", "model_version", F.from_json("top_features", "array<struct<feature:string,contribution:double>>")
+                                   .alias("top_features"), "scored_at"))
+        (alerts.select(F.col("event_id").alias("key"), value.alias("value"))
+         .write.format("kafka").options(**spark_kafka_options(self.cfg))
+         .option("topic", topic_name(self.cfg, "fraud_alerts")).save())
+
+    def _latency(self, spark: SparkSession, scored: DataFrame, batch_id: int, started: float, committed: float, rows: int,
+                 counts, model) -> None:
+        """Kafka timestamp -> committed score, per row, summarised into ops.stream_metrics."""
+        ts = scored.select((F.col("kafka_timestamp").cast("double")).alias("t")).toPandas()["t"].to_numpy()
+        if len(ts) == 0:
+            return
+        delay_ms = (committed - ts) * 1000.0
+        metrics = {"latency_median_ms": float(np.median(delay_ms)), "latency_p99_ms": float(np.percentile(delay_ms, 99)),
+                   "latency_max_ms": float(delay_ms.max()), "scored": float(counts["scored"]), "alerts": float(counts["alerts"]),
+                   "quarantined": float(rows - counts["scored"]), "model_version": float(model.version)}
+        row = (f"score_{self.use_case.name}", self.app, int(batch_id),
+               dt.datetime.fromtimestamp(committed, dt.timezone.utc).replace(tzinfo=None), int(rows), None, None,
+               int((committed - started) * 1000), 0, metrics)
+        df = spark.createDataFrame([row], STREAM_METRICS)
+        idempotent_append(df, self.metrics, self.app + "-latency", batch_id)
+
+
+def start_scoring(spark: SparkSession, cfg: Config, use_case: str, available_now: bool = False,
+                  processing_time: str | None = None, alerts: bool = True, only_new: bool = False):
+    """Start the gold features -> scores query of a use case; returns (query, batch function).
+    ``only_new`` (for a new checkpoint) skips the rows gold already holds."""
+    from lakehouse.streaming import _start
+
+    catalog = Catalog(cfg)
+    source_name, target_name, _, _ = SCORING[use_case]
+    source, target = catalog.spec(source_name), catalog.spec(target_name)
+    fn = ScoreBatch(cfg, use_case, target.checkpoint, alerts)
+    fn.champion.current()  # fail now, in one line, when there is no champion
+
+    def make_writer():
+        reader = spark.readStream.format("delta")
+        if only_new:
+            reader = reader.option("startingVersion", "latest")
+        return (reader.load(source.location).writeStream.queryName(f"score_{use_case}")
+                .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
+
+    return _start(make_writer, cfg, target.checkpoint, available_now, processing_time), fn
