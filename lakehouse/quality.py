@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from functools import lru_cache
 
 from pyspark.sql import Column, DataFrame
@@ -12,6 +13,10 @@ from pyspark.sql import functions as F
 from lakehouse.schemas.expectations import ALL_SUITES, rule_name, suite_name
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# One Great Expectations context serves every query of the process, and foreachBatch functions
+# of concurrent queries run on their own threads: the context's batch definition and suites
+# are not thread-safe (two batches validated at once swap dataframes), so validations queue.
+_GX_LOCK = threading.RLock()
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
@@ -74,9 +79,10 @@ def suite(stream: str):
 
 def validate(df: DataFrame, stream: str) -> list[dict]:
     """Run ``stream``'s suite on ``df``; one result per expectation (rule, success, counts)."""
-    _, batch_definition = _context()
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(suite(stream), result_format={"result_format": "SUMMARY"})
+    with _GX_LOCK:
+        _, batch_definition = _context()
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
+        result = batch.validate(suite(stream), result_format={"result_format": "SUMMARY"})
     out = []
     for r in result.results:
         kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from lakehouse.catalog import Catalog
@@ -169,3 +170,18 @@ def test_excess_failures_quarantine_whole_batch_or_stop(spark, fresh_cfg, tmp_pa
     Catalog(stop).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
     with pytest.raises(PipelineQualityError, match=r"silver.transactions batch 3: 4 of 5 rows failed validation, above pipeline.max_failure_rate=0.5"):
         SilverBatch(stop, "transactions", str(tmp_path / "c2"))(bronze(spark, mostly_bad), 3)
+
+
+def test_concurrent_validations_of_different_suites_do_not_mix(spark):
+    """foreachBatch functions of concurrent queries validate on their own threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakehouse.schemas.events import SILVER_FIELDS
+
+    frames = {s: spark.createDataFrame([{f.name: None for f in SILVER_FIELDS[s].fields}],
+                                       StructType([StructField(f.name, f.dataType, True) for f in SILVER_FIELDS[s].fields]))
+              for s in ("transactions", "user_events", "bureau_updates")}
+    expected = {s: validate(df, s) for s, df in frames.items()}
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda s: (s, validate(frames[s], s)), [*frames] * 2))
+    assert all(results == expected[s] for s, results in got)
