@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 export FINLAKE_HOME ?= $(CURDIR)/.finlake
 PYTEST_ARGS ?=
 
-.PHONY: help install jars up down status demo test clean
+.PHONY: help install jars up down status demo bench test clean
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
 	@echo "make test    run the test suite (starts its own Kafka broker and Spark)"
+	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads"
 	@echo "make up | down | status   manage the local Kafka broker"
 	@echo "make clean   stop services and remove FINLAKE_HOME and the venv"
 
@@ -40,6 +41,9 @@ status: install
 
 demo: install
 	$(PY) jobs/demo.py
+
+bench: install
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

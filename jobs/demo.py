@@ -1,87 +1,393 @@
-"""The end-to-end demo on the embedded default stack.
+"""The end-to-end demo on the embedded default stack, in one command.
 
-Starts (or reuses) the local Kafka broker, produces every stream with a little bad input mixed
-in, runs the medallion pipeline (bronze -> silver + quarantine -> gold) until it has caught up,
-and queries the tables by name with SQL: layer counts, quarantine reasons, features, ground
-truth and a Delta time-travel read.
+1. Start (or reuse) the local Kafka broker.
+2. Backfill a training history (about two days of event time, all streams) into bronze, and
+   run the medallion pipeline over it (silver + quarantine, gold features).
+3. Train the three models (fraud, trading signal, loan PD), log them to MLflow, promote.
+4. Go live: the pipeline and the scoring queries run continuously while a paced producer
+   sends every stream with a little bad input mixed in; fraud alerts go to Kafka.
+5. Write the statistical report, then FINLAKE_HOME/reports/demo/index.html and summary.json:
+   counts per layer (reconciled), model quality, stream performance, statistics, plots.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import multiprocessing as mp
 import sys
 import time
+from pathlib import Path
 
 from jobs import common
-from jobs.sql import render
+
+HISTORY_MIX = "transactions=0.5,market_ticks=0.25,user_events=0.1,bureau_updates=0.07,loan_applications=0.08"
+STUDY_TABLE2 = {"fraud": {"precision": 0.94, "recall": 0.90, "f1": 0.92, "roc_auc": 0.97},
+                "trading": {"macro_precision": 0.77, "macro_recall": 0.79, "macro_f1": 0.78, "auc_macro": 0.85},
+                "loan_pd": {"rmse_vs_true_pd": 0.028}}
+STUDY_TABLE3 = {"transactions": (18, 46, 99.2, 0.08), "market_ticks": (11, 31, 98.1, 0.12),
+                "user_events": (9, 27, 97.6, 0.15), "bureau_updates": (22, 51, 99.5, 0.04)}
 
 
-def show(spark, title: str, sql: str) -> list[tuple]:
-    df = spark.sql(sql)
-    rows = [tuple(r) for r in df.collect()]
-    print(f"\n{title}")
-    print(render(df.columns, rows, "table"))
-    return rows
+class Steps:
+    """Numbered progress lines with elapsed time (stderr), and the time each step took."""
+
+    def __init__(self, total: int):
+        from rich.console import Console
+
+        self.console, self.total, self.n, self.started, self.seconds = Console(stderr=True), total, 0, time.perf_counter(), {}
+        self._name, self._t0 = None, None
+
+    def __call__(self, name: str) -> None:
+        self.done()
+        self.n += 1
+        self._name, self._t0 = name, time.perf_counter()
+        self.console.rule(f"[bold]{self.n}/{self.total} {name}[/]  ({time.perf_counter() - self.started:,.0f} s)")
+
+    def done(self) -> None:
+        if self._name:
+            self.seconds[self._name] = round(time.perf_counter() - self._t0, 1)
+            self._name = None
+
+    def log(self, msg: str) -> None:
+        self.console.log(msg)
+
+
+def _produce_live(queue, cfg, argv):
+    from jobs import produce
+
+    try:
+        queue.put(produce.run(None, cfg, produce.build_parser().parse_args(argv)))
+    except BaseException as exc:  # reported by the parent
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def layer_counts(spark, cfg) -> dict:
+    """Rows per stream and layer, with duplicates dropped (from ops.dq_results) and quarantine reasons."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.catalog import Catalog
+    from lakehouse.pipeline import STREAMS
+
+    catalog = Catalog(cfg)
+
+    def count(name, where=None):
+        df = spark.read.format("delta").load(catalog.spec(name).location)
+        return (df.where(where) if where is not None else df).count()
+
+    dq = spark.read.format("delta").load(catalog.spec("ops.dq_results").location)
+    dups = {r["table"]: int(r["n"] or 0) for r in dq.where("expectation = 'duplicates_dropped'").groupBy("table")
+            .agg(F.sum("unexpected_count").alias("n")).collect()}
+    out = {}
+    for s in STREAMS:
+        q = spark.read.format("delta").load(catalog.spec(f"quarantine.{s}").location)
+        reasons = {r["reason"]: r["n"] for r in q.select(F.explode("reasons").alias("reason")).groupBy("reason")
+                   .agg(F.count("*").alias("n")).collect()}
+        out[s] = {"bronze": count(f"bronze.{s}"), "bronze_live": count(f"bronze.{s}", F.col("partition") >= 0),
+                  "silver": count(f"silver.{s}"), "quarantine": q.count(), "duplicates_dropped": dups.get(f"silver.{s}", 0),
+                  "quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+    return out
+
+
+def stream_performance(spark, cfg, progress_rows: list[tuple], sent: dict, counts: dict) -> dict:
+    """Table 3 analog per silver stream: micro-batch processing time (mean, p99), per-row latency
+    Kafka -> silver commit (live rows), completeness and error rate."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from jobs.bench_pipeline import latency_stats
+    from lakehouse.catalog import Catalog
+
+    catalog = Catalog(cfg)
+    out = {}
+    for s, c in counts.items():
+        batches = [r[7] for r in progress_rows if r[0] == f"silver_{s}" and r[4] > 0]
+        lat = latency_stats(spark, catalog.spec(f"silver.{s}").location, F.col("kafka_partition") >= 0)
+        accounted = c["silver"] + c["quarantine"] + c["duplicates_dropped"]
+        out[s] = {"batches": len(batches),
+                  "batch_mean_ms": round(float(np.mean(batches)), 1) if batches else None,
+                  "batch_p99_ms": round(float(np.percentile(batches, 99)), 1) if batches else None,
+                  "latency_median_ms": lat.get("median_ms"), "latency_p99_ms": lat.get("p99_ms"),
+                  "sent_live": sent.get(s, 0), "bronze_live": c["bronze_live"],
+                  "completeness_pct": round(100.0 * accounted / c["bronze"], 3) if c["bronze"] else None,
+                  "error_rate_pct": round(100.0 * c["quarantine"] / c["bronze"], 3) if c["bronze"] else None}
+    return out
+
+
+def scoring_performance(spark, cfg, fns: dict) -> dict:
+    from jobs.bench_pipeline import latency_stats
+    from lakehouse.catalog import Catalog
+    from ml.scoring import SCORING
+
+    catalog = Catalog(cfg)
+    out = {}
+    for name, fn in fns.items():
+        loc = catalog.spec(SCORING[name][1]).location
+        out[name] = {"batches": len(fn.history), "scored": sum(b["scored"] for b in fn.history),
+                     "alerts": sum(b["alerts"] for b in fn.history), "versions": sorted({b["version"] for b in fn.history}),
+                     "latency_kafka_to_score": latency_stats(spark, loc) if fn.history else {"rows": 0}}
+    return out
+
+
+def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
+    """Continuous pipeline and scoring while a paced producer sends every stream; drain; stop."""
+    from jobs import stream
+    from lakehouse.metrics import ProgressCollector
+    from lakehouse.pipeline import GOLD, STREAMS
+    from lakehouse.streaming import start_bronze, start_gold, start_silver
+    from ml.scoring import start_scoring
+
+    collector = ProgressCollector()
+    spark.streams.addListener(collector)
+    trig = args.trigger
+    queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=trig) for s in STREAMS]
+    queries += [start_silver(spark, cfg, s, processing_time=trig) for s in STREAMS]
+    queries += [start_gold(spark, cfg, t, processing_time=trig) for t in GOLD]
+    scorers = {}
+    for name in ("fraud", "trading", "loan_pd"):
+        q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)
+        queries.append(q)
+        scorers[name] = fn
+    steps.log(f"{len(queries)} streaming queries running (trigger {trig})")
+    ctx = mp.get_context("fork")
+    result = ctx.Queue()
+    argv = ["--rate", str(args.live_rate), "--duration", str(args.live_seconds), "--seed", str(seed), "--quiet",
+            "--noise", args.noise, "--fraud-rate", str(args.fraud_rate), "--label-delay", "20", "--run-id", f"live-{seed}"]
+    producer = ctx.Process(target=_produce_live, args=(result, cfg, argv))  # it forks its own shards
+    producer.start()
+    t0 = time.monotonic()
+    while producer.is_alive():
+        time.sleep(5)
+        failed = next((q for q in queries if q.exception() is not None), None)
+        if failed:
+            break
+        steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s, "
+                  f"{sum(b['scored'] for b in scorers['fraud'].history):,} transactions scored so far")
+    sent = result.get(timeout=120)
+    producer.join(10)
+    if "error" in sent:
+        for q in queries:
+            q.stop()
+        common.fail(f"live producer failed: {sent['error']}")
+    # Drain: stop once every layer has caught up with what was sent (or the drain time is up).
+    deadline, idle = time.monotonic() + args.drain, 0
+    while time.monotonic() < deadline:
+        failed = next((q for q in queries if q.exception() is not None), None)
+        if failed:
+            break
+        quiet = all(not q.status["isDataAvailable"] and not q.status["isTriggerActive"] for q in queries)
+        idle = idle + 1 if quiet else 0
+        if idle >= 4:  # every query idle for four checks in a row: nothing left upstream
+            break
+        time.sleep(2)
+    time.sleep(2 * float(str(trig).split()[0]))
+    for q in queries:
+        q.stop()
+    if failed:
+        common.fail(f"query {failed.name} failed: {stream._first_line(failed.exception())}")
+    time.sleep(0.5)
+    progress = collector.snapshot()
+    from lakehouse.catalog import Catalog
+
+    collector.flush(spark, Catalog(cfg).spec("ops.stream_metrics"))
+    spark.streams.removeListener(collector)
+    return {"sent": sent, "progress": progress, "scorers": scorers}
+
+
+def demo_figures(counts: dict, perf: dict, progress_rows: list[tuple]) -> dict:
+    """Layer counts per stream, and scored rows per batch over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figs = {}
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    streams = list(counts)
+    x = range(len(streams))
+    for i, (key, label) in enumerate((("bronze", "bronze"), ("silver", "silver"), ("quarantine", "quarantine"))):
+        ax.bar([v + i * 0.27 for v in x], [counts[s][key] for s in streams], width=0.27, label=label)
+    ax.set_xticks([v + 0.27 for v in x], streams, rotation=20)
+    ax.set_yscale("log")
+    ax.set_title("Rows per layer")
+    ax.legend()
+    fig.tight_layout()
+    figs["layers"] = fig
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
+    for name in ("silver_transactions", "gold_card_features", "score_fraud"):
+        pts = sorted((r[3], r[4]) for r in progress_rows if r[0] == name and r[4] > 0)
+        if pts:
+            t0 = pts[0][0]
+            ax.plot([(t - t0).total_seconds() for t, _ in pts], [n for _, n in pts], marker=".", label=name)
+    ax.set(xlabel="seconds into the live run", ylabel="rows per micro-batch", title="Live micro-batches")
+    ax.legend()
+    fig.tight_layout()
+    figs["batches"] = fig
+    return figs
+
+
+def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Path]], out: Path) -> Path:
+    import base64
+
+    import stats
+
+    def img(path: Path) -> str:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+    c = summary["counts"]
+    layers = [{"stream": s, "produced": v["produced"], "bronze": v["bronze"], "silver": v["silver"], "quarantine": v["quarantine"],
+               "duplicates dropped": v["duplicates_dropped"], "reconciled": v["reconciled"]} for s, v in c.items()]
+    reasons = [{"stream": s, "reason": r, "rows": n} for s, v in c.items() for r, n in list(v["quarantine_reasons"].items())[:6]]
+    t2 = []
+    for name, m in summary["models"].items():
+        for who in ("xgboost", "gbt", "baseline", "ceiling"):
+            if who in m["metrics"]:
+                row = {"use case": name, "model": who}
+                row.update({k: m["metrics"][who].get(k) for k in m["table2_keys"]})
+                t2.append(row)
+        row = {"use case": name, "model": "study"}
+        row.update({k: STUDY_TABLE2[name].get(k) for k in m["table2_keys"]})
+        t2.append(row)
+    t3 = [{"stream": s, "mean batch ms (study)": STUDY_TABLE3.get(s, ("–",) * 4)[0], "mean batch ms": v["batch_mean_ms"],
+           "p99 batch ms (study)": STUDY_TABLE3.get(s, ("–",) * 4)[1], "p99 batch ms": v["batch_p99_ms"],
+           "Kafka->silver median ms": v["latency_median_ms"], "Kafka->silver p99 ms": v["latency_p99_ms"],
+           "completeness % (study)": STUDY_TABLE3.get(s, ("–",) * 4)[2], "completeness %": v["completeness_pct"],
+           "error rate % (study)": STUDY_TABLE3.get(s, ("–",) * 4)[3], "error rate %": v["error_rate_pct"]}
+          for s, v in summary["streams"].items()]
+    scoring = [{"use case": n, "batches": v["batches"], "scored": v["scored"], "alerts": v["alerts"], "versions": ", ".join(v["versions"]),
+                "Kafka->score median ms": v["latency_kafka_to_score"].get("median_ms"),
+                "Kafka->score p99 ms": v["latency_kafka_to_score"].get("p99_ms")} for n, v in summary["scoring"].items()]
+    sections = [
+        {"heading": "Run", "text": f"Seed {summary['seed']}; {summary['machine']['cpus']} CPUs, {summary['machine']['memory_gb']} GiB; "
+                                   f"{summary['seconds']:,.0f} s in all. Steps (s): " + ", ".join(f"{k} {v}" for k, v in summary["steps"].items()),
+         "tables": [], "figures": []},
+        {"heading": "Events per layer (history backfill + live)", "text": "Every produced event is in bronze; silver, quarantine and "
+         "dropped duplicates account for every bronze row (reconciled = yes).", "tables": [layers, reasons],
+         "figures": [stats.figure_to_data_uri(figures["layers"])]},
+        {"heading": "Model quality (Table 2 analog: test period, beside the baseline, the ceiling and the study)",
+         "text": "The ceiling is the same metric computed from the generator's true probabilities.", "tables": [t2],
+         "figures": [img(p) for name in training_figs for p in training_figs[name]]},
+        {"heading": "Stream performance (Table 3 analog, live run)", "text": f"Offered {summary['live']['rate']:,} msgs/s for "
+         f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']}.", "tables": [t3, scoring],
+         "figures": [stats.figure_to_data_uri(figures["batches"])]},
+        {"heading": "Statistics (Table 4 analog)", "text": f"Full report: {summary['stats_report']}",
+         "tables": [summary["table4"]], "figures": []},
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(stats.render_html("finlake demo", sections))
+    return page
+
+
+TABLE2_KEYS = {"fraud": ["precision", "recall", "f1", "roc_auc", "pr_auc", "recall_at_1pct_fpr"],
+               "trading": ["macro_precision", "macro_recall", "macro_f1", "auc_macro"],
+               "loan_pd": ["rmse_vs_true_pd", "roc_auc", "brier"]}
 
 
 def run(spark, cfg, args) -> dict:
-    from jobs import stream
-    from lakehouse.catalog import Catalog
-    from lakehouse.generators.noise import NoiseConfig
-    from lakehouse.generators.producer import ShardPlan, run_shard
-    from lakehouse.generators.streams import GeneratorConfig
+    import stats
+    from jobs import produce, stream
+    from jobs import stats_report as stats_job
+    from jobs import train as train_job
+    from jobs.bench_pipeline import machine
     from lakehouse.kafka.broker import ensure_broker
-    from lakehouse.kafka.clients import client_config
-    from lakehouse.pipeline import STREAMS
+    from lakehouse.kafka.clients import ensure_topics
 
-    info = ensure_broker(cfg)
-    print(f"kafka: {'using the broker' if info['reused'] else 'started the broker'} at {info['bootstrap']}")
-    run_id = time.strftime("%Y%m%dT%H%M%S")
+    started = time.perf_counter()
+    steps = Steps(6)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
-    catalog = Catalog(cfg)
-    # Spread the events over the last 50 minutes of event time: recent enough to be on time
-    # (allowed lateness is an hour), spread enough for per-card velocity to look like a day.
-    span = 3000.0
-    gen = GeneratorConfig(seed=seed, start=time.time() - span, rate=args.events / span, label_delay_s=30.0,
-                          noise=NoiseConfig.parse(args.noise))
-    plan = ShardPlan(shard=0, shards=1, gen=gen, run_id=run_id, max_messages=args.events, duration_s=None,
-                     paced=False, mode="kafka", kafka_conf=client_config(cfg), topic_prefix=str(cfg["kafka.topic_prefix"] or ""),
-                     truth_locations={t: catalog.spec(t).location for t in ("truth.fraud", "truth.trading", "truth.loan_pd")})
-    sent = run_shard(plan)
-    if sent["failed"]:
-        common.fail(f"{sent['failed']} of {sent['sent']} events were not delivered: {sent['errors']}")
-    print(f"kafka: produced {sent['delivered']} messages ({sent['sent'] / sent['seconds']:,.0f}/s): {sent['per_topic']}")
+    out = cfg.path("paths.reports") / "demo"
 
-    pipeline = stream.run(spark, cfg, argparse.Namespace(streams="all", layers="bronze,silver,gold", available_now=True, timeout=None))
-    print(f"pipeline: caught up in {pipeline['seconds']} s")
-    layers = show(spark, "Rows per layer", " UNION ALL ".join(
-        f"SELECT '{s}' AS stream, (SELECT count(*) FROM bronze.{s}) AS bronze, (SELECT count(*) FROM silver.{s}) AS silver, "
-        f"(SELECT count(*) FROM quarantine.{s}) AS quarantine" for s in STREAMS) + " ORDER BY stream")
-    show(spark, "Why rows were quarantined (first reason)", """
-        SELECT source_table, reasons[0] AS first_reason, count(*) AS rows FROM (
-          SELECT * FROM quarantine.transactions UNION ALL SELECT * FROM quarantine.market_ticks UNION ALL
-          SELECT * FROM quarantine.user_events UNION ALL SELECT * FROM quarantine.tx_labels)
-        GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10""")
-    show(spark, "Card features of the riskiest-looking transactions", """
-        SELECT event_id, channel, amount, tx_count_1h, round(amount_vs_card_mean, 1) AS vs_card_mean,
-               round(km_from_home, 0) AS km_home, risky_user_events_1h AS risky_ue_1h
-        FROM gold.card_features ORDER BY risky_user_events_1h DESC, amount_vs_card_mean DESC NULLS LAST LIMIT 5""")
-    show(spark, "Ground truth of this run (never a feature)", f"""
-        SELECT scenario, count(*) AS transactions, sum(CAST(is_fraud AS INT)) AS frauds, round(avg(fraud_probability), 4) AS mean_true_p
-        FROM truth.fraud WHERE run_id = '{run_id}' GROUP BY scenario ORDER BY transactions DESC""")
-    versions = spark.sql("DESCRIBE HISTORY silver.transactions").count()
-    first = spark.sql("SELECT count(*) FROM silver.transactions VERSION AS OF 1").first()[0] if versions > 1 else 0
-    print(f"\ndelta: silver.transactions has {versions} versions; version 1 held {first} rows (time travel)")
-    return {"seed": seed, "produced": sent["delivered"], "tables": pipeline["tables"], "layers": [list(r) for r in layers],
-            "versions": versions}
+    steps("Kafka")
+    info = ensure_broker(cfg)
+    ensure_topics(cfg)
+    steps.log(f"{'using the broker' if info['reused'] else 'started the broker'} at {info['bootstrap']}")
+
+    steps("Training history -> bronze -> silver -> gold")
+    span = args.history_hours * 3600.0
+    hist = produce.run(spark, cfg, produce.build_parser().parse_args([
+        "--mode", "bronze", "--count", str(args.history), "--rate", "max", "--sim-rate", f"{args.history / span:.6f}",
+        "--start", dt.datetime.fromtimestamp(time.time() - span - 900, dt.timezone.utc).isoformat(), "--seed", str(seed), "--fraud-rate", str(args.fraud_rate), "--mix", HISTORY_MIX,
+        "--label-delay", "120", "--quiet", "--run-id", f"history-{seed}"]))
+    steps.log(f"history: {hist['delivered']:,} events over {args.history_hours} h of event time: {hist['per_topic']}")
+    pipeline = stream.run(spark, cfg, argparse.Namespace(streams="all", layers="silver,gold", available_now=True, timeout=None))
+    steps.log(f"pipeline caught up in {pipeline['seconds']} s")
+
+    steps("Training fraud, trading and loan-PD models")
+    trained = train_job.run(spark, cfg, argparse.Namespace(use_case="all", as_of=None))["use_cases"]
+
+    steps(f"Live: {args.live_rate:,} msgs/s for {args.live_seconds:.0f} s through the pipeline and the scorers")
+    live = go_live(spark, cfg, args, seed + 1, steps)
+
+    steps("Statistics report")
+    stats_out = stats_job.run(spark, cfg, argparse.Namespace(use_case="all", out=str(out / "stats")))
+
+    steps("Summary and report")
+    counts = layer_counts(spark, cfg)
+    produced = {t: hist["per_topic"].get(t, 0) + live["sent"]["per_topic"].get(t, 0) for t in counts}
+    for s, c in counts.items():
+        c["produced"] = produced[s]
+        c["reconciled"] = "yes" if (c["bronze"] == produced[s] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"]) else "NO"
+    perf = stream_performance(spark, cfg, live["progress"], live["sent"]["per_topic"], counts)
+    scoring = scoring_performance(spark, cfg, live["scorers"])
+    models = {n: {"model": r["model"], "rows": r["rows"], "seconds": r["seconds"], "best": r["best"], "metrics": r["metrics"],
+                  "table2_keys": TABLE2_KEYS[n], "promotion": r["promotion"]["reason"]} for n, r in trained.items()}
+    steps.done()
+    summary = {
+        "seed": seed, "machine": machine(), "seconds": round(time.perf_counter() - started, 1), "steps": steps.seconds,
+        "produced": {"history": hist["delivered"], "live": live["sent"]["delivered"], "live_noise": live["sent"]["per_noise"]},
+        "counts": counts, "reconciled": all(c["reconciled"] == "yes" for c in counts.values()),
+        "models": models, "streams": perf, "scoring": scoring,
+        "live": {"rate": args.live_rate, "seconds": args.live_seconds, "trigger": args.trigger,
+                 "achieved_rate": live["sent"]["achieved_rate"]},
+        "table4": stats.json_safe(stats_out["table4"]), "stats_report": str(out / "stats" / "report.html"),
+    }
+    figs = demo_figures(counts, perf, live["progress"])
+    training_figs = {n: sorted(Path(r["report_dir"]).glob("*.png")) for n, r in trained.items()}
+    page = build_report(summary, figs, training_figs, out)
+    stats.write_json(summary, out / "summary.json")
+    _print_summary(summary, page, cfg)
+    return summary
+
+
+def _print_summary(summary: dict, page: Path, cfg) -> None:
+    from jobs.sql import render
+
+    rows = [(s, v["produced"], v["bronze"], v["silver"], v["quarantine"], v["duplicates_dropped"], v["reconciled"])
+            for s, v in summary["counts"].items()]
+    print("\nEvents per layer")
+    print(render(["stream", "produced", "bronze", "silver", "quarantine", "dups dropped", "reconciled"], rows, "table"))
+    rows = []
+    for n, m in summary["models"].items():
+        for who, met in m["metrics"].items():
+            rows.append((n, who, *[None if met.get(k) is None else round(met[k], 4) for k in TABLE2_KEYS[n][:4]]))
+    print("Model quality on the test period (first four columns of each use case's metrics: see the report)")
+    print(render(["use case", "model", "m1", "m2", "m3", "m4"], rows, "table"))
+    sc = summary["scoring"]
+    scored = ", ".join(f"{n} {v['scored']:,}" for n, v in sc.items())
+    print(f"Scored live: {scored}; fraud alerts {sc['fraud']['alerts']:,}; "
+          f"Kafka -> fraud score median {sc['fraud']['latency_kafka_to_score'].get('median_ms')} ms, "
+          f"p99 {sc['fraud']['latency_kafka_to_score'].get('p99_ms')} ms")
+    print(f"\nDone in {summary['seconds']:,.0f} s. Report: {page}")
+    print(f"  summary: {page.parent / 'summary.json'}")
+    print(f"  MLflow UI: {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {cfg['ml.mlflow.tracking_uri']}")
+    print(f"  SQL: {sys.executable} jobs/sql.py \"SELECT decision, count(*) FROM gold.fraud_scores GROUP BY 1\"")
 
 
 def main(argv=None):
     p = common.parser(__doc__)
-    p.add_argument("--events", type=int, default=20000, help="messages to produce over all streams")
-    p.add_argument("--noise", default="all=0.005", help="bad input to mix in (see jobs/produce.py)")
+    p.add_argument("--history", type=int, default=300000, help="events in the training history (bronze backfill)")
+    p.add_argument("--history-hours", type=float, default=48.0, help="event-time span of the history")
+    p.add_argument("--fraud-rate", type=float, default=0.01, help="share of fraudulent transactions")
+    p.add_argument("--live-rate", type=int, default=1000, help="live producer: messages per second over all streams")
+    p.add_argument("--live-seconds", type=float, default=120.0, help="live producer: seconds of load")
+    p.add_argument("--drain", type=float, default=120.0, help="seconds the live queries get to catch up after the load")
+    p.add_argument("--trigger", default="5 seconds", help="processing-time trigger of the live queries")
+    p.add_argument("--noise", default="all=0.005", help="bad input in the live stream (see jobs/produce.py)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")
     result = common.execute(p, argv, run, app_name="finlake-demo")
-    common.emit(result)
+    common.emit({k: result[k] for k in ("seed", "seconds", "reconciled", "produced", "counts", "scoring", "table4")})
     return result
 
 

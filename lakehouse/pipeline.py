@@ -124,7 +124,7 @@ class SilverBatch:
         if counts["rows"] == 0:
             return
         typed = parsed.select(*[f.name for f in SILVER_FIELDS[self.stream].fields])
-        ge_results = validate(typed, self.stream)
+        ge_results = validate(typed, self.stream, counts["rows"])
         excess = counts["rows"] >= s.min_rows and counts["failed"] / counts["rows"] > s.max_failure_rate
         if excess and s.on_excess == "fail":
             raise PipelineQualityError(
@@ -197,14 +197,24 @@ class GoldBatch:
 
             lo = bounds["lo"] - dt.timedelta(seconds=self.lookback_s)
             hi = bounds["hi"]
-            own = self._history(spark, self.driver, lo, hi).join(batch.select("event_id"), "event_id", "left_anti")
+            # Windows partition by card / symbol / customer: only those of this batch need history.
+            key, other_key = {"gold.card_features": ("card_token", "customer_id"), "gold.market_features": ("symbol", None),
+                              "gold.borrower_features": ("customer_id", "customer_id")}[self.table]
+            keys = batch.select(key).distinct()
+            own = (self._history(spark, self.driver, lo, hi).join(F.broadcast(keys), key, "left_semi")
+                   .join(batch.select("event_id"), "event_id", "left_anti"))
             rows = own.unionByName(batch)
+            other = None
+            if other_key:
+                name = "user_events" if self.table == "gold.card_features" else "bureau_updates"
+                other = self._history(spark, self.others[name], lo, hi).join(
+                    F.broadcast(batch.select(other_key).distinct()), other_key, "left_semi")
             if self.table == "gold.card_features":
-                out = card_features(rows, self._history(spark, self.others["user_events"], lo, hi))
+                out = card_features(rows, other)
             elif self.table == "gold.market_features":
                 out = market_features(rows)
             else:
-                out = borrower_features(rows, self._history(spark, self.others["bureau_updates"], lo, hi))
+                out = borrower_features(rows, other)
             out = out.join(batch.select("event_id"), "event_id", "left_semi")
             writer = out.write.format("delta").mode("append").option("txnAppId", self.app).option("txnVersion", batch_id)
             writer.save(self.spec.location)

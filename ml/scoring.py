@@ -187,7 +187,7 @@ class ScoreBatch:
             n = rows.count()
             if n == 0:
                 return
-            ge = validate(rows.drop("reasons"), self.suite)
+            ge = validate(rows.drop("reasons"), self.suite, n)
             bad = rows.where(F.size("reasons") > 0)
             quarantined = bad.select(
                 F.lit(self.target_name).alias("source_table"), F.lit(batch_id).cast("long").alias("batch_id"), "reasons",

@@ -10,19 +10,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_main_end_to_end(kafka, job_env, tmp_path):
-    env = dict(job_env, FINLAKE_HOME=str(tmp_path / "demo"))
-    out = subprocess.run([sys.executable, "jobs/demo.py", "--events", "1500", "--seed", "3", "--noise", "all=0.01",
-                          "--conf", "kafka.topic_prefix=demo_"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    """The short demo: history, pipeline, training, live scoring with alerts, stats, report."""
+    home = tmp_path / "demo"
+    env = dict(job_env, FINLAKE_HOME=str(home))
+    grid = ["ml.search.folds=2", "ml.search.max_depth=[3]", "ml.search.learning_rate=[0.3]", "ml.search.n_estimators=[40, 80]",
+            "kafka.topic_prefix=demo_", "stats.sample_rows=3000"]
+    out = subprocess.run([sys.executable, "jobs/demo.py", "--history", "20000", "--history-hours", "6", "--fraud-rate", "0.03",
+                          "--live-rate", "300", "--live-seconds", "20", "--drain", "90", "--trigger", "1 second",
+                          "--noise", "all=0.01", "--seed", "3", *[a for g in grid for a in ("--conf", g)]],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads([l for l in out.stdout.splitlines() if l.startswith("FINLAKE_RESULT ")][0].split(" ", 1)[1])
-    assert result["produced"] == 1500
-    tables = result["tables"]
-    bronze = sum(v for k, v in tables.items() if k.startswith("bronze."))
-    assert bronze == 1500
-    for stream in ("transactions", "market_ticks", "user_events"):
-        assert tables[f"silver.{stream}"] > 0 and tables[f"silver.{stream}"] + tables[f"quarantine.{stream}"] <= tables[f"bronze.{stream}"]
-    assert tables["gold.card_features"] == tables["silver.transactions"]
-    assert "card_pan" not in out.stdout and "card_pan" not in out.stderr
+    summary = json.loads((home / "reports" / "demo" / "summary.json").read_text())
+    assert result["reconciled"] is True and summary["reconciled"] is True
+    counts = summary["counts"]
+    assert sum(c["produced"] for c in counts.values()) == 20000 + summary["produced"]["live"]
+    for stream, c in counts.items():
+        assert c["bronze"] == c["produced"] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"], stream
+    assert sum(c["quarantine"] for c in counts.values()) > 0  # the live noise was caught
+    assert summary["scoring"]["fraud"]["scored"] > 0 and summary["scoring"]["fraud"]["versions"] == ["1"]
+    assert {r["use_case"] for r in summary["table4"]} == {"fraud", "trading", "loan_pd"}
+    html = (home / "reports" / "demo" / "index.html").read_text()
+    for heading in ("Events per layer", "Model quality", "Stream performance", "Statistics"):
+        assert heading in html
+    assert "mlflow ui --backend-store-uri" in out.stdout and "Report: " in out.stdout
+    assert "card_pan" not in out.stdout and "card_pan" not in out.stderr and "card_pan" not in html
 
 
 def test_stack_status_reports_the_running_broker(kafka, overrides, test_home, capsys, monkeypatch):
