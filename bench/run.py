@@ -190,7 +190,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     from lakehouse.kafka.clients import ensure_topics
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
-    from lakehouse.streaming import start_bronze, start_gold, start_silver
+    from lakehouse.streaming import start_pipeline, wait_until_idle
     from ml.scoring import start_scoring
 
     tag = f"bench{load}_{int(time.time())}"
@@ -203,9 +203,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     collector = ProgressCollector()
     spark.streams.addListener(collector)
     trig = args.trigger
-    queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=trig) for s in STREAMS]
-    queries += [start_silver(spark, cfg, s, processing_time=trig) for s in STREAMS]
-    queries += [start_gold(spark, cfg, t, processing_time=trig) for t in GOLD]
+    queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig)
     time.sleep(10)
     sampler = ProcessSampler(dict(sampler_roots))
     broker_pid = info.get("pid") or listener_pid(int(str(cfg["kafka.bootstrap_servers"]).split(",")[0].rpartition(":")[2]))
@@ -229,11 +227,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     producer.join(10)
     if "error" in sent:
         raise RuntimeError(f"producer failed: {sent['error']}")
-    deadline, idle = time.monotonic() + args.drain, 0
-    while time.monotonic() < deadline and idle < 4:
-        quiet = all(not q.status["isDataAvailable"] and not q.status["isTriggerActive"] for q in queries)
-        idle = idle + 1 if quiet else 0
-        time.sleep(2)
+    wait_until_idle(queries, args.drain)
     resources = sampler.stop()
     for q in queries:
         q.stop()

@@ -69,3 +69,17 @@ def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str,
 def emit(result: dict) -> None:
     """Print a job's machine-readable result as one JSON line (after any human output)."""
     print("FINLAKE_RESULT " + json.dumps(result, default=str, sort_keys=True), flush=True)
+
+
+def stop_flag() -> dict:
+    """A flag that SIGTERM or Ctrl-C sets (``flag["stop"]``), for jobs that run until stopped."""
+    import signal
+
+    flag = {"stop": False}
+
+    def on_signal(signum, _frame):
+        flag["stop"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return flag

@@ -133,15 +133,13 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     from jobs import stream
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
-    from lakehouse.streaming import start_bronze, start_gold, start_silver
+    from lakehouse.streaming import start_pipeline, wait_until_idle
     from ml.scoring import start_scoring
 
     collector = ProgressCollector()
     spark.streams.addListener(collector)
     trig = args.trigger
-    queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=trig) for s in STREAMS]
-    queries += [start_silver(spark, cfg, s, processing_time=trig) for s in STREAMS]
-    queries += [start_gold(spark, cfg, t, processing_time=trig) for t in GOLD]
+    queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig)
     scorers = {}
     for name in ("fraud", "trading", "loan_pd"):
         q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)
@@ -154,13 +152,14 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
             "--noise", args.noise, "--fraud-rate", str(args.fraud_rate), "--label-delay", "20", "--run-id", f"live-{seed}"]
     producer = ctx.Process(target=_produce_live, args=(result, cfg, argv))  # it forks its own shards
     producer.start()
-    t0 = time.monotonic()
+    t0, failed = time.monotonic(), None
     while producer.is_alive():
         time.sleep(5)
         failed = next((q for q in queries if q.exception() is not None), None)
         if failed:
             break
-        steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s, "
+        landed = sum(r[4] for r in collector.snapshot() if r[0].startswith("bronze_"))
+        steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s; {landed:,} rows in bronze, "
                   f"{sum(b['scored'] for b in scorers['fraud'].history):,} transactions scored so far")
     sent = result.get(timeout=120)
     producer.join(10)
@@ -169,16 +168,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
             q.stop()
         common.fail(f"live producer failed: {sent['error']}")
     # Drain: stop once every layer has caught up with what was sent (or the drain time is up).
-    deadline, idle = time.monotonic() + args.drain, 0
-    while time.monotonic() < deadline:
-        failed = next((q for q in queries if q.exception() is not None), None)
-        if failed:
-            break
-        quiet = all(not q.status["isDataAvailable"] and not q.status["isTriggerActive"] for q in queries)
-        idle = idle + 1 if quiet else 0
-        if idle >= 4:  # every query idle for four checks in a row: nothing left upstream
-            break
-        time.sleep(2)
+    failed = failed or wait_until_idle(queries, args.drain)
     time.sleep(2 * float(str(trig).split()[0]))
     for q in queries:
         q.stop()

@@ -8,7 +8,6 @@ micro-batch, with no restart.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 
@@ -54,16 +53,10 @@ def run(spark, cfg, args) -> dict:
             if q.exception():
                 common.fail(f"query {q.name} failed: {_first_line(q.exception())}")
     else:
-        stop = {"flag": False}
-
-        def on_signal(signum, _frame):
-            stop["flag"] = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = common.stop_flag()
         print(f"scoring: {len(running)} queries running; stop with Ctrl-C", flush=True)
         failed = None
-        while not stop["flag"] and (args.timeout is None or time.monotonic() - started < args.timeout):
+        while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
             time.sleep(2)
             collector.flush(spark, catalog.spec("ops.stream_metrics"))
             failed = next((q for q, _ in running.values() if q.exception() is not None), None)

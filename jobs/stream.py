@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 
@@ -76,17 +75,11 @@ def run(spark, cfg, args) -> dict:
                     common.fail(f"query {q.name} failed: {_first_line(q.exception())}")
             print(f"{layer}: {len(queries)} queries caught up")
     else:
-        stop = {"flag": False}
-
-        def on_signal(signum, _frame):
-            stop["flag"] = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = common.stop_flag()
         queries = [start() for layer in ("bronze", "silver", "gold") if layer in layers for start in starters[layer]]
         print(f"pipeline: {len(queries)} queries running; stop with Ctrl-C", flush=True)
         failed = None
-        while not stop["flag"] and (args.timeout is None or time.monotonic() - started < args.timeout):
+        while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
             time.sleep(2)
             collector.flush(spark, metrics_spec)
             failed = next((q for q in queries if q.exception() is not None), None)

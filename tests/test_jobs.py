@@ -18,7 +18,7 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
     out = subprocess.run([sys.executable, "jobs/demo.py", "--history", "20000", "--history-hours", "6", "--fraud-rate", "0.03",
                           "--live-rate", "300", "--live-seconds", "20", "--drain", "90", "--trigger", "1 second",
                           "--noise", "all=0.01", "--seed", "3", *[a for g in grid for a in ("--conf", g)]],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=850)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads([l for l in out.stdout.splitlines() if l.startswith("FINLAKE_RESULT ")][0].split(" ", 1)[1])
     summary = json.loads((home / "reports" / "demo" / "summary.json").read_text())
