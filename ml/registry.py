@@ -46,8 +46,16 @@ def connect(cfg: Config):
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    # MLflow also exports the URI to the environment for child processes; ours resolve their
+    # own store from their own FINLAKE_HOME, so the environment is left as it was.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -54,6 +54,7 @@ def job_env(test_home) -> dict:
     """Environment for running a job in a subprocess against the test's state and broker."""
     env = dict(os.environ, FINLAKE_HOME=str(test_home), FINLAKE_KAFKA_BOOTSTRAP=f"127.0.0.1:{KAFKA_PORT}")
     env.pop("PYSPARK_GATEWAY_PORT", None)
+    env.pop("MLFLOW_TRACKING_URI", None)  # a job finds its MLflow store under its own FINLAKE_HOME
     env.pop("PYSPARK_GATEWAY_SECRET", None)
     return env
 

@@ -214,3 +214,16 @@ def test_stats_report_covers_every_use_case_and_is_logged_to_the_champions(spark
     for run_id in result["logged_to_runs"]:
         assert {a.path for a in client.list_artifacts(run_id, "stats")} == {"stats/report.html", "stats/report.json", "stats/table4.md"}
         assert "stats_median_vif" in client.get_run(run_id).data.metrics
+
+
+def test_connecting_to_mlflow_leaves_the_environment_alone(tmp_path, monkeypatch):
+    """MLflow exports its URI to os.environ; a job's subprocesses must find their own store."""
+    import os
+
+    from ml import registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = load_config("local", [f"ml.mlflow.tracking_uri=sqlite:///{tmp_path}/m.db"], home=tmp_path)
+    registry.connect(cfg)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert load_config("local", home=tmp_path / "other")["ml.mlflow.tracking_uri"] == f"sqlite:///{tmp_path / 'other'}/mlflow/mlflow.db"
