@@ -111,7 +111,8 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
                                     f"produce more history (jobs/produce.py) and run the pipeline")
     train_df, val_df, test_df = (rows.where(F.col("period") == p) for p in ("train", "validation", "test"))
     keep = ["event_id", "event_time", *features, "label", *[c for c in rows.columns if c.startswith("truth_")]]
-    train_pd = train_df.select(*keep).toPandas()
+    # Row order feeds xgboost's subsampling in the search: fix it so a rerun finds the same setting.
+    train_pd = train_df.select(*keep).toPandas().sort_values(["event_time", "event_id"]).reset_index(drop=True)
     val_pd = val_df.select(*keep).toPandas().sort_values("event_id").reset_index(drop=True)
     test_pd = test_df.select(*keep).toPandas().sort_values("event_id").reset_index(drop=True)
     # The test period lies strictly after every row any training or tuning step sees.
