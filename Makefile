@@ -28,7 +28,7 @@ install: $(VENV)/.installed
 # Resolve the JVM jars (Kafka broker, Delta, the Kafka connector) into FINLAKE_HOME's caches.
 jars: install
 	$(PY) -m jobs.stack fetch
-	$(PY) -c "from lakehouse.config import load_config; from lakehouse.session import build_session; build_session(load_config()).stop()"
+	$(PY) -c "from lakehouse.config import load_config; from lakehouse.jvm import ensure_jars; ensure_jars(load_config())"
 
 up: install
 	$(PY) -m jobs.stack up

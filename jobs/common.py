@@ -27,6 +27,7 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument("--env", default=None, help="configuration environment: local, gpu, cluster (default: $FINLAKE_ENV or local)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --conf spark.shuffle_partitions=2 (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="show Spark's own log on the console (default: <logs>/spark.log only)")
     return p
 
 
@@ -37,7 +38,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def config_from(args: argparse.Namespace) -> Config:
     try:
-        return load_config(args.env, args.conf)
+        extra = ["spark.console_log=true"] if getattr(args, "verbose", False) else []
+        return load_config(args.env, [*args.conf, *extra])
     except ConfigError as exc:
         fail(str(exc))
 

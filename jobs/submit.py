@@ -2,9 +2,9 @@
 
     python -m jobs.submit [--env E] [--master URL] [--conf KEY=VALUE]... jobs/<job>.py [job args]
 
-Our packages travel as one zip through ``--py-files``; Delta and the Kafka connector are
-resolved through ``--packages``; every Spark property of the environment is passed with
-``--conf``. The same command works on ``local[*]``, a standalone master or Kubernetes.
+Our packages travel as one zip through ``--py-files``; Delta, the Kafka connector and our own
+jar travel as cached files through ``--jars`` (``lakehouse.jvm``); every Spark property of the
+environment is passed with ``--conf``. The same command works on ``local[*]``, a standalone master or Kubernetes.
 """
 from __future__ import annotations
 
@@ -76,6 +76,15 @@ def main(argv=None) -> None:
     if args.print:
         print(" ".join(cmd))
         return
+    try:
+        from lakehouse.jvm import ensure_jars
+        from lakehouse.session import write_log4j
+
+        ensure_jars(cfg)
+        write_log4j(cfg)
+    except Exception as exc:  # a jar that cannot be fetched or built: one line, not a traceback
+        print(f"spark-submit.sh: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     python = spark_properties(cfg)["spark.pyspark.python"]
     # The driver imports our packages from the zip, so tell it where the config and state live.
     env = dict(os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, FINLAKE_ENV=cfg.env,

@@ -1,31 +1,25 @@
-"""Bronze: every Kafka record as received, plus where it came from, with the PAN tokenized.
+"""Bronze: every Kafka record exactly as received, plus where it came from, with card numbers
+tokenized in place.
+
+Key and value stay binary, so a replay is byte-faithful except for the tokens: a payload that
+is not UTF-8 is kept as it came (silver quarantines it as ``invalid_utf8``). Tokenizing runs in
+the JVM (``finlake_tokenize_payload`` / ``finlake_tokenize_key``, see ``lakehouse/jvm``):
+linear in the input with bounded stack, and the HMAC key is set in the JVM, never in the plan.
 
 Pure transforms (DataFrame -> DataFrame) shared by the streaming job, backfills and tests.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-
-from lakehouse.security import hmac_sha256_col
-
-# A "card_pan" member whose value is a string (closed, or cut off by the end of a truncated
-# payload), a number or null.
-_PAN_MEMBER = r'"card_pan"\s*:\s*("(?:[^"\\]|\\.)*(?:"|$)|-?[0-9][0-9.eE+-]*|null)'
-# A Kafka key that is a bare card number (12-19 digits, spaces or dashes allowed).
-_PAN_LIKE = r"^[0-9][0-9 -]{10,21}[0-9]$"
-
-
-def _digits(col: Column) -> Column:
-    return F.regexp_replace(col, "[^0-9]", "")
 
 
 def kafka_to_bronze(df: DataFrame) -> DataFrame:
-    """Kafka source rows -> the bronze columns (payload still as received)."""
+    """Kafka source rows -> the bronze columns (key and payload still as received)."""
     now = F.current_timestamp()
     return df.select(
-        F.col("key").cast("string").alias("key"),
-        F.col("value").cast("string").alias("payload"),
+        F.col("key").cast("binary").alias("key"),
+        F.col("value").cast("binary").alias("payload"),
         F.col("topic"),
         F.col("partition"),
         F.col("offset"),
@@ -36,19 +30,16 @@ def kafka_to_bronze(df: DataFrame) -> DataFrame:
 
 
 def tokenize_pan(key: bytes):
-    """Replace ``card_pan`` in the payload by ``card_token`` (keyed HMAC-SHA256 of its digits)
-    and ``card_last4``, and a PAN-like Kafka key by its token. Other members are untouched."""
+    """Replace the ``card_pan`` member by ``card_token`` (keyed HMAC-SHA256 of its digits) and
+    ``card_last4``, and every other Luhn-valid 13-19 digit run anywhere in the payload or the
+    Kafka key (any member name, nested, escaped, spaced or the whole message) by its token.
+    Other bytes are untouched."""
 
     def transform(df: DataFrame) -> DataFrame:
-        # Read the member with a regex, not a JSON parser, so a PAN inside malformed JSON is
-        # found and replaced too.
-        pan = _digits(F.regexp_extract("payload", _PAN_MEMBER, 1))
-        token = hmac_sha256_col(key, pan)
-        member = F.concat(F.lit('"card_token":"'), token, F.lit('","card_last4":"'), F.substring(pan, -4, 4), F.lit('"'))
-        payload = F.when(F.length(pan) > 0, F.regexp_replace("payload", F.lit(_PAN_MEMBER), member)).otherwise(
-            F.regexp_replace("payload", F.lit(_PAN_MEMBER), F.lit('"card_token":null,"card_last4":null'))
-        )
-        key_col = F.when(F.col("key").rlike(_PAN_LIKE), hmac_sha256_col(key, _digits(F.col("key")))).otherwise(F.col("key"))
-        return df.withColumn("payload", payload).withColumn("key", key_col)
+        from lakehouse.jvm import set_pan_key
+
+        set_pan_key(df.sparkSession, key)
+        return (df.withColumn("payload", F.call_function("finlake_tokenize_payload", F.col("payload")))
+                .withColumn("key", F.call_function("finlake_tokenize_key", F.col("key"))))
 
     return transform

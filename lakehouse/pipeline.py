@@ -23,7 +23,8 @@ from lakehouse.gold import borrower_features, card_features, market_features
 from lakehouse.quality import validate
 from lakehouse.schemas.events import EVENT_TIME_FIELD, SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
-from lakehouse.silver import (add_rule_failures, first_of_each_event, not_in, parse_bronze, to_quarantine, to_silver)
+from lakehouse.schemas.expectations import ALL_SUITES, rule_name
+from lakehouse.silver import add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
 
 STREAMS = tuple(SILVER_FIELDS)
 GOLD = {  # gold table -> (driving silver stream, the other silver tables its windows read)
@@ -46,6 +47,8 @@ class Settings:
     on_excess: str
     trigger_interval: str
     max_offsets_per_trigger: int
+    max_payload_bytes: int
+    max_field_chars: int
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -57,7 +60,8 @@ class Settings:
             raise ConfigError(f"pipeline.max_failure_rate must be between 0 and 1, got {rate}")
         return cls(float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]), rate,
                    int(cfg["pipeline.min_rows_for_failure_rate"]), policy, str(cfg["pipeline.trigger_interval"]),
-                   int(cfg["pipeline.max_offsets_per_trigger"]))
+                   int(cfg["pipeline.max_offsets_per_trigger"]), int(cfg["pipeline.max_payload_bytes"]),
+                   int(cfg["pipeline.max_field_chars"]))
 
 
 def app_id(checkpoint: str, query: str) -> str:
@@ -91,7 +95,14 @@ def _dq_rows(spark: SparkSession, table: str, batch_id: int, suite: str, results
 
 
 class SilverBatch:
-    """The ``foreachBatch`` function of one silver stream."""
+    """The ``foreachBatch`` function of one silver stream.
+
+    One parse, persisted once. Every count (rows, each structural reason, each expectation's
+    failures) comes from one aggregation of the compiled rules, so ``ops.dq_results`` records
+    every rule of every batch at no extra pass. Great Expectations itself validates a sample
+    of the rows that parsed cleanly (``quality.ge_sample_rows`` every
+    ``quality.ge_every_n_batches`` batches): a second opinion on the compiled rules that never
+    converts a poison row to pandas and holds its lock for milliseconds."""
 
     def __init__(self, cfg: Config, stream: str, checkpoint: str):
         self.cfg, self.stream = cfg, stream
@@ -101,67 +112,94 @@ class SilverBatch:
         self.quarantine = catalog.spec(f"quarantine.{stream}")
         self.dq = catalog.spec("ops.dq_results")
         self.app = app_id(checkpoint, f"silver.{stream}")
+        self.ge_rows = int(cfg["quality.ge_sample_rows"])
+        self.ge_every = max(1, int(cfg["quality.ge_every_n_batches"]))
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         s = self.settings
-        parsed = (batch.transform(parse_bronze(self.stream, s.allowed_lateness_s, s.max_clock_skew_s))
+        parsed = (batch.transform(parse_bronze(self.stream, s.allowed_lateness_s, s.max_clock_skew_s,
+                                               s.max_payload_bytes, s.max_field_chars))
                   .transform(add_rule_failures(self.stream)).persist())
         try:
             self._process(spark, parsed, batch_id)
         finally:
             parsed.unpersist()
 
+    def _existing(self, spark: SparkSession, valid: DataFrame) -> DataFrame:
+        """(event_id, content_hash) of silver rows sharing an id with the batch. The id scan
+        reads one column; full rows are read only for the (rare) ids that match."""
+        silver = spark.read.format("delta").load(self.silver.location)
+        ids = [r[0] for r in silver.select("event_id").join(valid.select("event_id").distinct(), "event_id", "left_semi")
+               .distinct().collect()]
+        if not ids:
+            return spark.createDataFrame([], "event_id string, content_hash long")
+        return silver.where(F.col("event_id").isin(ids)).select("event_id", content_hash(self.stream).alias("content_hash"))
+
     def _process(self, spark: SparkSession, parsed: DataFrame, batch_id: int) -> None:
         s = self.settings
+        suite = ALL_SUITES[self.stream]
+        structural = ["malformed_json", "late_event", "invalid_utf8", "payload_too_large", "event_time_out_of_range"]
+        failed = F.size("reasons") > 0
         counts = parsed.agg(
             F.count("*").alias("rows"),
-            F.count_if(F.size("reasons") > 0).alias("failed"),
-            F.count_if(F.array_contains("reasons", "malformed_json")).alias("malformed"),
-            F.count_if(F.array_contains("reasons", "late_event")).alias("late"),
+            F.count_if(failed).alias("failed"),
             F.count_if(F.size("unknown_fields") > 0).alias("unknown_fields"),
+            *[F.count_if(F.array_contains("reasons", r)).alias(r) for r in structural],
+            *[F.count_if(F.array_contains("reasons", rule_name(e))).alias(f"rule{i}") for i, e in enumerate(suite)],
         ).first().asDict()
         if counts["rows"] == 0:
             return
-        typed = parsed.select(*[f.name for f in SILVER_FIELDS[self.stream].fields])
-        ge_results = validate(typed, self.stream, counts["rows"])
+        rules = [{"expectation": rule_name(e), "success": counts[f"rule{i}"] == 0, "unexpected_count": counts[f"rule{i}"],
+                  "element_count": counts["rows"]} for i, e in enumerate(suite)]
         excess = counts["rows"] >= s.min_rows and counts["failed"] / counts["rows"] > s.max_failure_rate
         if excess and s.on_excess == "fail":
             raise PipelineQualityError(
                 f"silver.{self.stream} batch {batch_id}: {counts['failed']} of {counts['rows']} rows failed validation, "
                 f"above pipeline.max_failure_rate={s.max_failure_rate}; stopping (pipeline.on_excess_failures=fail)")
+        duplicates = conflicts = 0
+        new_rows = None
         if excess:
             quarantined = parsed.transform(to_quarantine(f"silver.{self.stream}", batch_id, "batch_failure_rate_exceeded"))
-            new_rows = None
-            duplicates = 0
         else:
-            quarantined = parsed.where(F.size("reasons") > 0).transform(to_quarantine(f"silver.{self.stream}", batch_id))
-            valid = parsed.where(F.size("reasons") == 0)
-            # A duplicate carries its original's event time, so only silver rows from the batch's
-            # event-time range can match; Delta's file statistics skip the rest of the table.
-            time_col = EVENT_TIME_FIELD[self.stream]
-            lo, hi = valid.agg(F.min(time_col), F.max(time_col)).first()
-            existing = spark.read.format("delta").load(self.silver.location).where(F.col(time_col).between(lo, hi))
-            new_rows = valid.transform(first_of_each_event).transform(not_in(existing)).transform(to_silver(self.stream)).persist()
-            duplicates = (counts["rows"] - counts["failed"]) - new_rows.count()
+            valid = parsed.where(~failed)
+            classified = valid.transform(classify_copies(self.stream, self._existing(spark, valid))).persist()
+            copies = classified.agg(F.count_if(F.col("copy") == "duplicate").alias("d"),
+                                    F.count_if(F.col("copy") == "conflicting_duplicate").alias("c")).first()
+            duplicates, conflicts = int(copies["d"]), int(copies["c"])
+            bad = parsed.where(failed)
+            if conflicts:
+                bad = bad.unionByName(classified.where(F.col("copy") == "conflicting_duplicate")
+                                      .withColumn("reasons", F.array(F.lit("conflicting_duplicate"))).drop("copy"))
+            quarantined = bad.transform(to_quarantine(f"silver.{self.stream}", batch_id))
+            new_rows = classified.where(F.col("copy").isNull()).transform(to_silver(self.stream))
         pipeline = [
             {"expectation": "rows", "success": True, "unexpected_count": counts["rows"], "element_count": counts["rows"]},
-            {"expectation": "quarantined", "success": counts["failed"] == 0, "unexpected_count": counts["rows"] if excess else counts["failed"], "element_count": counts["rows"]},
+            {"expectation": "quarantined", "success": counts["failed"] + conflicts == 0,
+             "unexpected_count": counts["rows"] if excess else counts["failed"] + conflicts, "element_count": counts["rows"]},
             {"expectation": "duplicates_dropped", "success": duplicates == 0, "unexpected_count": duplicates, "element_count": counts["rows"]},
-            {"expectation": "malformed_json", "success": counts["malformed"] == 0, "unexpected_count": counts["malformed"], "element_count": counts["rows"]},
-            {"expectation": "late_events", "success": counts["late"] == 0, "unexpected_count": counts["late"], "element_count": counts["rows"]},
+            {"expectation": "conflicting_duplicates", "success": conflicts == 0, "unexpected_count": conflicts, "element_count": counts["rows"]},
+            {"expectation": "malformed_json", "success": counts["malformed_json"] == 0, "unexpected_count": counts["malformed_json"], "element_count": counts["rows"]},
+            {"expectation": "late_events", "success": counts["late_event"] == 0, "unexpected_count": counts["late_event"], "element_count": counts["rows"]},
             {"expectation": "unknown_fields", "success": counts["unknown_fields"] == 0, "unexpected_count": counts["unknown_fields"], "element_count": counts["rows"]},
+            *[{"expectation": r, "success": counts[r] == 0, "unexpected_count": counts[r], "element_count": counts["rows"]}
+              for r in ("invalid_utf8", "payload_too_large", "event_time_out_of_range")],
             {"expectation": "batch_failure_rate", "success": not excess, "unexpected_count": counts["failed"], "element_count": counts["rows"],
              "details": {"bound": s.max_failure_rate, "policy": s.on_excess}},
         ]
-        dq = _dq_rows(spark, f"silver.{self.stream}", batch_id, f"finlake.silver.{self.stream}", ge_results).unionByName(
-            _dq_rows(spark, f"silver.{self.stream}", batch_id, "finlake.pipeline", pipeline))
+        table = f"silver.{self.stream}"
+        dq = _dq_rows(spark, table, batch_id, f"finlake.silver.{self.stream}", rules).unionByName(
+            _dq_rows(spark, table, batch_id, "finlake.pipeline", pipeline))
+        if self.ge_rows > 0 and batch_id % self.ge_every == 0:
+            clean = parsed.where(~failed).select(*[f.name for f in SILVER_FIELDS[self.stream].fields]).limit(self.ge_rows)
+            sample = validate(clean, self.stream, self.ge_rows)
+            dq = dq.unionByName(_dq_rows(spark, table, batch_id, f"finlake.silver.{self.stream}:ge_sample", sample))
         # Order matters for crash safety: silver last (see the module docstring).
         idempotent_append(quarantined, self.quarantine, self.app, batch_id)
         idempotent_append(dq, self.dq, self.app, batch_id)
         if new_rows is not None:
             idempotent_append(new_rows, self.silver, self.app, batch_id)
-            new_rows.unpersist()
+            classified.unpersist()
 
 
 class GoldBatch:

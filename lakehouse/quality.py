@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType
 
 from lakehouse.schemas.expectations import ALL_SUITES, rule_name, suite_name
 
@@ -88,6 +89,12 @@ def validate(df: DataFrame, stream: str, rows: int | None = None) -> list[dict]:
     ``rows`` (when the caller knows it) picks the engine: pandas up to PANDAS_MAX_ROWS."""
     engine = "pandas" if rows is not None and rows <= PANDAS_MAX_ROWS else "spark"
     data = df.toPandas() if engine == "pandas" else df
+    if engine == "pandas":
+        # Spark compares a decimal with a bound as doubles; Python compares Decimal('0.01') with
+        # the float 0.01 exactly (and finds it smaller). Floats make both engines agree.
+        for f in df.schema.fields:
+            if isinstance(f.dataType, DecimalType):
+                data[f.name] = data[f.name].astype("float64")
     with _GX_LOCK:
         _, batch_definitions = _context()
         batch = batch_definitions[engine].get_batch(batch_parameters={"dataframe": data})

@@ -1,22 +1,26 @@
 """The one place a SparkSession is built: Delta, the Kafka connector, our Python, sized by config.
 
 ``spark_properties(cfg)`` is pure (config in, Spark properties out) so every profile, the GPU
-one included, can be checked without the hardware; ``build_session`` applies it.
-``submit_args(cfg)`` gives the same settings as ``spark-submit`` arguments.
+one included, can be checked without the hardware; ``build_session`` fetches the jars it names
+(``lakehouse.jvm``) and applies it. ``submit_args(cfg)`` gives the same settings as
+``spark-submit`` arguments. Jars travel as cached files (``spark.jars``), never as per-session
+package resolution: see ``lakehouse.jvm`` for why.
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Mapping
 
 from lakehouse.config import Config
+from lakehouse.jvm import ensure_jars, jar_specs, register_functions
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 # Properties Spark reads only when the JVM starts; spark-submit passes them on its command line.
-LAUNCH_ONLY = ("spark.jars.packages", "spark.jars.ivy", "spark.driver.memory", "spark.master")
+LAUNCH_ONLY = ("spark.jars", "spark.driver.memory", "spark.master", "spark.driver.extraJavaOptions")
 
 
 def spark_properties(cfg: Config, python: str | None = None) -> dict[str, str]:
@@ -26,8 +30,7 @@ def spark_properties(cfg: Config, python: str | None = None) -> dict[str, str]:
         "spark.master": str(cfg["spark.master"]),
         "spark.app.name": str(cfg["spark.app_name"]),
         "spark.driver.memory": str(cfg["spark.driver_memory"]),
-        "spark.jars.packages": ",".join(cfg["spark.packages"]),
-        "spark.jars.ivy": str(cfg.path("paths.cache") / "ivy"),
+        "spark.jars": ",".join(jar_specs(cfg)),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.warehouse.dir": str(cfg["paths.warehouse"]),
@@ -37,9 +40,41 @@ def spark_properties(cfg: Config, python: str | None = None) -> dict[str, str]:
         "spark.pyspark.driver.python": python,
         "spark.executorEnv.PYSPARK_PYTHON": python,
     }
+    if not cfg["spark.console_log"]:
+        props["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j_file(cfg)}"
     for key, value in (cfg["spark.conf"] or {}).items():
         props[str(key)] = _as_spark_value(value)
     return props
+
+
+def log4j_file(cfg: Config) -> Path:
+    return cfg.path("paths.logs") / "spark-log4j2.properties"
+
+
+def write_log4j(cfg: Config) -> Path:
+    """Spark's log4j2 settings: everything to ``<logs>/spark.log``, nothing to the console."""
+    path = log4j_file(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([
+        "rootLogger.level=WARN",
+        "rootLogger.appenderRef.file.ref=FILE",
+        "appender.file.type=RollingFile",
+        "appender.file.name=FILE",
+        f"appender.file.fileName={path.parent}/spark.log",
+        f"appender.file.filePattern={path.parent}/spark.log.%i",
+        "appender.file.layout.type=PatternLayout",
+        "appender.file.layout.pattern=%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex",
+        "appender.file.policies.type=Policies",
+        "appender.file.policies.size.type=SizeBasedTriggeringPolicy",
+        "appender.file.policies.size.size=50MB",
+        "appender.file.strategy.type=DefaultRolloverStrategy",
+        "appender.file.strategy.max=3",
+        # Streaming's per-batch notices ("falling behind", AQE not supported) are not news.
+        "logger.stream.name=org.apache.spark.sql.execution.streaming",
+        "logger.stream.level=ERROR",
+        "",
+    ]))
+    return path
 
 
 def _as_spark_value(value) -> str:
@@ -51,7 +86,7 @@ def _as_spark_value(value) -> str:
 def submit_args(cfg: Config, python: str | None = None) -> list[str]:
     """``spark-submit`` arguments (without --master, which the caller chooses) for this config."""
     props = spark_properties(cfg, python)
-    args = ["--packages", props.pop("spark.jars.packages"), "--driver-memory", props.pop("spark.driver.memory")]
+    args = ["--jars", props.pop("spark.jars"), "--driver-memory", props.pop("spark.driver.memory")]
     props.pop("spark.master")
     props.pop("spark.app.name")
     for key, value in props.items():
@@ -72,6 +107,8 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     """
     from pyspark.sql import SparkSession
 
+    ensure_jars(cfg)
+    write_log4j(cfg)
     props = spark_properties(cfg)
     if app_name:
         props["spark.app.name"] = app_name
@@ -92,4 +129,5 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(cfg["spark.log_level"]))
+    register_functions(spark)
     return spark

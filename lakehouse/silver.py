@@ -1,48 +1,117 @@
 """Silver: typed, validated and deduplicated rows from bronze, and quarantine for the rest.
 
-Pure transforms shared by the streaming query, backfills and tests. A row is quarantined with
-every reason that applies: structural ones found while parsing (malformed JSON, a missing or
-mistyped field, a late or future event) and every value rule of the stream's expectation
-suite it breaks.
+Pure transforms shared by the streaming query, backfills, the decision path and tests. A row
+is quarantined with every reason that applies: structural ones found while parsing and every
+value rule of the stream's expectation suite it breaks. Parsing handles any bytes: nothing a
+producer sends can fail the batch.
+
+Structural reasons:
+- ``invalid_utf8`` (the bytes are kept in bronze), ``payload_too_large`` (over the configured
+  size), ``malformed_json`` (not one JSON object; duplicate member names count as malformed);
+- ``missing_field:<f>``; ``mistyped_field:<f>`` when the JSON type is not the declared one: an
+  id or any string field must be a JSON string (``12345`` or ``{"a":1}`` is not coerced), an
+  amount must be written in ASCII decimal digits (``"1e3"``, ``" 5.00 "``, full-width or Arabic
+  digits are refused), numbers must be finite; ``oversized_field:<f>`` over the field limit;
+- ``event_time_out_of_range`` / ``timestamp_out_of_range:<f>``: a time outside what pandas and
+  Arrow hold (1677-09-22 .. 2262-04-11), so no later step can choke on it;
+- ``late_event`` and ``event_time_in_future`` from the event time against the Kafka timestamp.
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import MapType, StringType, TimestampType
+from pyspark.sql.types import (BooleanType, DecimalType, DoubleType, IntegerType, LongType, StringType,
+                               TimestampType)
 
 from lakehouse.quality import rule_failures
 from lakehouse.schemas.events import EVENT_TIME_FIELD, SILVER_FIELDS
 from lakehouse.schemas.tables import QUARANTINE, SCHEMAS
 
-_RAW = MapType(StringType(), StringType())
+# The instants pandas (datetime64[ns]) can hold; Arrow and Python's datetime hold more.
+MIN_TIME = dt.datetime(1677, 9, 22, tzinfo=dt.timezone.utc)
+MAX_TIME = dt.datetime(2262, 4, 11, tzinfo=dt.timezone.utc)
+DEFAULT_MAX_PAYLOAD_BYTES = 65536
+DEFAULT_MAX_FIELD_CHARS = 1024
+
+_INTEGER_TYPES = "^(BIGINT|INT|SMALLINT|TINYINT)$"
+_EXACT_TYPES = "^(BIGINT|INT|SMALLINT|TINYINT|DECIMAL.*)$"
+_NUMBER_TYPES = "^(BIGINT|INT|SMALLINT|TINYINT|DECIMAL.*|DOUBLE|FLOAT)$"
+_ASCII_INTEGER = "^-?[0-9]{1,19}$"
+_ASCII_DECIMAL = "^-?[0-9]{1,20}([.][0-9]{1,20})?$"
+_ASCII_NUMBER = "^-?[0-9]{1,20}([.][0-9]{1,20})?([eE][-+]?[0-9]{1,3})?$"
 
 
 def silver_schema(stream: str):
     return SCHEMAS["silver_transactions" if stream == "transactions" else stream]
 
 
-def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float):
-    """Bronze rows -> typed columns of the stream plus ``reasons`` (structural problems),
-    ``unknown_fields`` and the bronze provenance. Backfilled rows (partition -1) skip the
+def _typed(value: Column, data_type) -> tuple[Column, Column]:
+    """(typed value, JSON-type-is-acceptable) of one variant member by its declared type."""
+    kind = F.schema_of_variant(value)
+    text = F.try_variant_get(value, "$", "string")
+    if isinstance(data_type, StringType):
+        return text, kind == "STRING"
+    if isinstance(data_type, TimestampType):
+        return F.try_to_timestamp(text), kind == "STRING"
+    if isinstance(data_type, BooleanType):
+        ok = (kind == "BOOLEAN") | ((kind == "STRING") & text.isin("true", "false"))
+        return text.try_cast(data_type), ok
+    if isinstance(data_type, DecimalType):
+        ok = (kind.rlike(_EXACT_TYPES) | (kind == "STRING")) & text.rlike(_ASCII_DECIMAL)
+        return text.try_cast(data_type), ok
+    if isinstance(data_type, (IntegerType, LongType)):
+        ok = (kind.rlike(_INTEGER_TYPES) | (kind == "STRING")) & text.rlike(_ASCII_INTEGER)
+        return text.try_cast(data_type), ok
+    if isinstance(data_type, DoubleType):
+        number = text.try_cast(data_type)
+        finite = ~F.isnan(number) & (F.abs(number) < F.lit(float("inf")))
+        ok = (kind.rlike(_NUMBER_TYPES) | ((kind == "STRING") & text.rlike(_ASCII_NUMBER))) & finite
+        return number, ok
+    raise TypeError(f"no parse rule for {data_type}")
+
+
+def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS):
+    """Bronze rows (binary or string payload) -> typed columns of the stream plus ``reasons``
+    (structural problems), ``unknown_fields`` and the bronze provenance. A field with a
+    structural problem is null in the typed columns. Backfilled rows (partition -1) skip the
     lateness check: their event time is history by design."""
     fields = SILVER_FIELDS[stream].fields
     time_field = EVENT_TIME_FIELD[stream]
 
     def transform(df: DataFrame) -> DataFrame:
-        raw = F.from_json(F.col("payload"), _RAW)
-        parsed = df.withColumn("_raw", raw)
-        typed, problems = [], [F.when(F.col("_raw").isNull(), F.lit("malformed_json"))]
+        text = F.col("payload").cast("string")
+        utf8 = F.is_valid_utf8(text)
+        too_large = F.octet_length(F.col("payload")) > max_payload_bytes
+        members = F.try_variant_get(F.try_parse_json(F.when(utf8 & ~too_large, text)), "$", "map<string,variant>")
+        parsed = df.withColumn("_m", members).withColumn("_utf8", utf8).withColumn("_large", too_large)
+        problems = [
+            F.when(F.col("payload").isNull() | ~F.col("_utf8"), F.lit("invalid_utf8")),
+            F.when(F.col("_utf8") & F.col("_large"), F.lit("payload_too_large")),
+            F.when(F.col("_utf8") & ~F.col("_large") & F.col("_m").isNull(), F.lit("malformed_json")),
+        ]
+        typed = []
         for f in fields:
-            value = F.col("_raw").getItem(f.name)
-            if isinstance(f.dataType, TimestampType):
-                cast = F.try_to_timestamp(value)
-            else:
-                cast = value.try_cast(f.dataType)
-            typed.append(cast.alias(f.name))
+            value = F.col("_m").getItem(f.name)
+            present = value.isNotNull() & (F.schema_of_variant(value) != "VOID")
+            cast, ok = _typed(value, f.dataType)
+            bad_type = present & ~F.coalesce(ok & cast.isNotNull(), F.lit(False))
+            problems.append(F.when(bad_type, F.lit(f"mistyped_field:{f.name}")))
             if not f.nullable:
-                problems.append(F.when(F.col("_raw").isNotNull() & value.isNull(), F.lit(f"missing_field:{f.name}")))
-            problems.append(F.when(value.isNotNull() & cast.isNull(), F.lit(f"mistyped_field:{f.name}")))
+                problems.append(F.when(F.col("_m").isNotNull() & ~present, F.lit(f"missing_field:{f.name}")))
+            keep = present & ~bad_type
+            if isinstance(f.dataType, StringType):
+                big = keep & (F.length(cast) > max_field_chars)
+                problems.append(F.when(big, F.lit(f"oversized_field:{f.name}")))
+                keep = keep & ~big
+            if isinstance(f.dataType, TimestampType):
+                outside = keep & ((cast < F.lit(MIN_TIME)) | (cast >= F.lit(MAX_TIME)))
+                reason = "event_time_out_of_range" if f.name == time_field else f"timestamp_out_of_range:{f.name}"
+                problems.append(F.when(outside, F.lit(reason)))
+                keep = keep & ~outside
+            typed.append(F.when(keep, cast).cast(f.dataType).alias(f.name))
         known = F.array(*[F.lit(f.name) for f in fields])
         out = parsed.select(
             *typed,
@@ -51,7 +120,7 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
             F.col("kafka_timestamp"),
             F.col("payload"), F.col("topic"),
             F.filter(F.array(*problems), lambda x: x.isNotNull()).alias("reasons"),
-            F.coalesce(F.array_except(F.map_keys("_raw"), known), F.array().cast("array<string>")).alias("unknown_fields"),
+            F.coalesce(F.array_except(F.map_keys("_m"), known), F.array().cast("array<string>")).alias("unknown_fields"),
         )
         lag = F.col("kafka_timestamp").cast("double") - F.col(time_field).cast("double")
         late = F.when((F.col("kafka_partition") >= 0) & (lag > allowed_lateness_s), F.lit("late_event"))
@@ -66,6 +135,33 @@ def add_rule_failures(stream: str):
 
     def transform(df: DataFrame) -> DataFrame:
         return df.withColumn("reasons", F.concat("reasons", rule_failures(stream)))
+
+    return transform
+
+
+def content_hash(stream: str) -> Column:
+    """A hash of everything the event says (its typed fields): equal events, equal hash."""
+    return F.xxhash64(*[F.col(f.name) for f in SILVER_FIELDS[stream].fields])
+
+
+def classify_copies(stream: str, existing: DataFrame | None = None):
+    """Mark each valid row as the first copy of its ``event_id`` (``copy`` null), a
+    ``duplicate`` (same content as the first copy: dropped and counted) or a
+    ``conflicting_duplicate`` (same id, different content: quarantined). The first copy is the
+    earliest by Kafka position; ``existing`` (``event_id``, ``content_hash`` of rows already in
+    silver) makes every copy of an id silver holds a later one."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        w = Window.partitionBy("event_id").orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
+        ranked = df.withColumn("_h", content_hash(stream)).withColumn("_n", F.row_number().over(w)) \
+                   .withColumn("_h0", F.first("_h").over(w))
+        if existing is not None:
+            ranked = (ranked.join(existing.select("event_id", F.col("content_hash").alias("_hs")), "event_id", "left")
+                      .withColumn("_h0", F.coalesce("_hs", "_h0"))
+                      .withColumn("_n", F.when(F.col("_hs").isNotNull(), F.col("_n") + 1).otherwise(F.col("_n"))).drop("_hs"))
+        copy = (F.when(F.col("_n") == 1, F.lit(None).cast("string"))
+                .when(F.col("_h") == F.col("_h0"), F.lit("duplicate")).otherwise(F.lit("conflicting_duplicate")))
+        return ranked.withColumn("copy", copy).drop("_h", "_n", "_h0")
 
     return transform
 
@@ -101,9 +197,12 @@ def to_quarantine(source_table: str, batch_id: int, extra_reason: str | None = N
 
     def transform(df: DataFrame) -> DataFrame:
         reasons = F.col("reasons") if extra_reason is None else F.concat("reasons", F.array(F.lit(extra_reason)))
+        # Bronze keeps the exact bytes; quarantine's payload is text a person and any Delta
+        # reader can read (undecodable bytes shown as U+FFFD, the row marked invalid_utf8).
+        payload = F.make_valid_utf8(F.col("payload").cast("string"))
         out = df.select(
             F.lit(source_table).alias("source_table"), F.lit(batch_id).cast("long").alias("batch_id"),
-            reasons.alias("reasons"), "payload", "topic", F.col("kafka_partition").alias("partition"),
+            reasons.alias("reasons"), payload.alias("payload"), "topic", F.col("kafka_partition").alias("partition"),
             F.col("kafka_offset").alias("offset"), F.current_timestamp().alias("quarantined_at"))
         return out.select(*[F.col(f.name).cast(f.dataType) for f in QUARANTINE.fields])
 

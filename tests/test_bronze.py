@@ -3,7 +3,9 @@ import datetime as dt
 import hashlib
 import hmac
 
+import pytest
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
@@ -42,9 +44,9 @@ def test_tokenize_pan_replaces_every_form_of_the_pan(spark):
         ("c8", None),
         ("c9", '{"event_id":"h","card_pan":"41111111111'),  # cut off inside the PAN
     ]
-    df = spark.createDataFrame(rows, "key string, payload string")
+    df = spark.createDataFrame([(k.encode(), v.encode() if v else None) for k, v in rows], "key binary, payload binary")
     member = f'"card_token":"{tok(PAN)}","card_last4":"1111"'
-    expected = spark.createDataFrame([
+    expected = [
         ("c1", '{"event_id":"a",' + member + ',"amount":"1.00"}'),
         ("c2", '{"event_id":"b",' + member + '}'),
         ("c3", '{"event_id":"c",' + member + '}'),
@@ -54,8 +56,77 @@ def test_tokenize_pan_replaces_every_form_of_the_pan(spark):
         (tok(PAN), '{"event_id":"g"}'),
         ("c8", None),
         ("c9", '{"event_id":"h","card_token":"' + tok("41111111111") + '","card_last4":"1111"'),
-    ], "key string, payload string")
-    assertDataFrameEqual(df.transform(tokenize_pan(KEY)), expected)
+    ]
+    assertDataFrameEqual(df.transform(tokenize_pan(KEY)),
+                         spark.createDataFrame([(k.encode(), v.encode() if v else None) for k, v in expected], "key binary, payload binary"))
+
+
+AMEX, MC = "378282246310005", "5500000000000004"
+
+
+@pytest.mark.parametrize("raw, clean", [
+    # Member names only a JSON parser reads as card_pan, and other places a PAN hides.
+    ('{"card\\u005fpan":"4111111111111111"}', '{"card\\u005fpan":"T4111111111111111"}'),
+    ('{"CARD_PAN":"4111111111111111"}', '{"CARD_PAN":"T4111111111111111"}'),
+    ('{"card_pan ":"4111 1111 1111 1111"}', '{"card_pan ":"T4111111111111111"}'),
+    ('{"card_pan":{"number":"4111-1111-1111-1111"}}', '{"card_pan":{"number":"T4111111111111111"}}'),
+    ('{"card_pan":["378282246310005"]}', '{"card_pan":["T378282246310005"]}'),
+    ('{"merchant_id":"m-5500000000000004-x"}', '{"merchant_id":"m-T5500000000000004-x"}'),
+    ('{"note":"paid with 5500 0000 0000 0004 today"}', '{"note":"paid with T5500000000000004 today"}'),
+    ('{"n":5500000000000004}', '{"n":"T5500000000000004"}'),  # a bare number becomes a JSON string
+    ('4111111111111111', '"T4111111111111111"'),  # the whole message
+    ('{"p":"\\u00341\\u00311111111111111"}', '{"p":"T4111111111111111"}'),  # digits as JSON escapes
+    ('{"a":"x4111111111111111y"}', '{"a":"xT4111111111111111y"}'),
+    # Not card numbers: Luhn fails, too short or long, our own tokens, dates.
+    ('{"a":"4111111111111112","b":"411111111111","c":"41111111111111111111"}', None),
+    ('{"t":"' + "4" * 62 + 'ab","when":"2026-01-01T00:00:00.000Z"}', None),
+    ('\xff\xfe{"a":"378282246310005"}', '\xff\xfe{"a":"T378282246310005"}'),  # bytes around it kept
+])
+def test_every_card_number_is_tokenized_wherever_it_stands(spark, raw, clean):
+    def render(text):
+        out = text.encode("latin-1") if text.startswith("\xff") else text.encode()
+        for pan in (PAN, AMEX, MC):
+            out = out.replace(f"T{pan}".encode(), tok(pan).encode())
+        return out
+
+    df = spark.createDataFrame([(render(raw),)], "payload binary").withColumn("key", F.lit(None).cast("binary"))
+    got = bytes(df.transform(tokenize_pan(KEY)).first()["payload"])
+    assert got == render(clean if clean is not None else raw)
+
+
+def test_tokenizer_handles_huge_and_hostile_input_in_bounded_time(spark):
+    """A 2 MB run of digits, 100,000 separators and a 200,000-deep nesting: no stack overflow."""
+    payloads = [b"1" * 2_000_000, b"1 " * 100_000, b"[" * 200_000, ('{"card_pan":"' + "4" * 50_000 + '"}').encode(),
+                ((PAN + "-") * 10_000).encode()]
+    df = spark.createDataFrame([(p,) for p in payloads], "payload binary").withColumn("key", F.lit(None).cast("binary"))
+    out = [bytes(r["payload"]) for r in df.transform(tokenize_pan(KEY)).collect()]
+    assert out[0] == payloads[0] and out[1] == payloads[1] and out[2] == payloads[2]
+    assert out[3].startswith(b'{"card_token":"') and b"4444" * 10 not in out[3]
+    assert out[4] == (('"' + tok(PAN) + '"-') * 10_000).encode()  # outside a JSON string: quoted
+
+
+def test_the_key_never_appears_in_a_plan(spark, cfg):
+    """explain(True) of the bronze transform shows no key material: not the key, its hex, or
+    the HMAC pads (key XOR 0x36 / 0x5c) in any encoding."""
+    import base64
+    import contextlib
+    import io
+
+    from lakehouse.security import hmac_pads
+
+    rows = spark.createDataFrame([(b"k", b'{"card_pan":"4111111111111111"}', "t", 0, 1, dt.datetime(2026, 1, 1), 0)],
+                                 "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int")
+    df = rows.transform(kafka_to_bronze).transform(tokenize_pan(KEY))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        df.explain(True)
+    plan = buf.getvalue()
+    ipad, opad = hmac_pads(KEY)
+    forms = [KEY, ipad, opad]
+    needles = [f.decode("latin-1") for f in forms] + [f.hex() for f in forms] + [f.hex().upper() for f in forms] + \
+              [base64.b64encode(f).decode() for f in forms] + [str(list(f)) for f in forms]
+    assert "finlake_tokenize_payload" in plan
+    assert not [n for n in needles if n in plan]
 
 
 def test_kafka_to_bronze_keeps_payload_and_provenance(spark):
@@ -66,5 +137,5 @@ def test_kafka_to_bronze_keeps_payload_and_provenance(spark):
     out = kafka_to_bronze(kafka_rows)
     assertSchemaEqual(out.schema, BRONZE, ignoreNullable=True)
     assertDataFrameEqual(out.drop("ingest_time", "ingest_date"),
-                         spark.createDataFrame([("k", '{"x":1}', "t", 1, 7, ts)],
-                                               "key string, payload string, topic string, partition int, offset long, kafka_timestamp timestamp"))
+                         spark.createDataFrame([(b"k", b'{"x":1}', "t", 1, 7, ts)],
+                                               "key binary, payload binary, topic string, partition int, offset long, kafka_timestamp timestamp"))

@@ -14,7 +14,7 @@ from lakehouse.pipeline import PipelineQualityError, SilverBatch, app_id
 from lakehouse.quality import predicate, validate
 from lakehouse.schemas.expectations import SUITES, rule_name
 from lakehouse.schemas.tables import QUARANTINE
-from lakehouse.silver import add_rule_failures, first_of_each_event, not_in, parse_bronze, to_quarantine, to_silver
+from lakehouse.silver import add_rule_failures, classify_copies, parse_bronze, to_quarantine, to_silver
 
 KAFKA_TS = dt.datetime(2026, 3, 1, 12, 0, 0)
 TOKEN = "a" * 64
@@ -28,10 +28,15 @@ def tx(event_id="t1", **over):
     return {k: v for k, v in event.items() if v != "<drop>"}
 
 
+def _bytes(p):
+    if p is None or isinstance(p, bytes):
+        return p
+    return (p if isinstance(p, str) else json.dumps(p)).encode()
+
+
 def bronze(spark, payloads, partition=0):
-    rows = [(None, p if isinstance(p, str) or p is None else json.dumps(p), "transactions", partition, i, KAFKA_TS)
-            for i, p in enumerate(payloads)]
-    return spark.createDataFrame(rows, "key string, payload string, topic string, partition int, offset long, kafka_timestamp timestamp")
+    rows = [(None, _bytes(p), "transactions", partition, i, KAFKA_TS) for i, p in enumerate(payloads)]
+    return spark.createDataFrame(rows, "key binary, payload binary, topic string, partition int, offset long, kafka_timestamp timestamp")
 
 
 def reasons_of(spark, payloads, partition=0):
@@ -51,6 +56,23 @@ def test_every_reason_a_row_has_is_named(spark):
         tx("future", event_time="2026-03-01T13:00:00.000Z"),
         tx("extra", x_schema_v2="v2"),
         tx("badlat", lat="north"),
+        tx(12345),
+        tx({"a": 1}),
+        tx("fullwidth", amount="１２３.４５"),
+        tx("arabic", amount="١٢٣"),
+        tx("exponent", amount="1e3"),
+        tx("spaces", amount=" 5.00 "),
+        tx("year10000", event_time="+10000-01-01T00:00:00Z"),
+        tx("year1500", event_time="1500-01-01T00:00:00Z"),
+        b'{"event_id":"\xff\xfe"}',
+        tx("huge", merchant_id="m" * 70000),
+        tx("oversized", merchant_id="m" * 2000),
+        tx("infinite", lat=1e400),
+        '{"event_id":"dup","event_id":"dup2"}',
+        '[1,2,3]',
+        tx("numeric_amount", amount=12.5),
+        tx("null_terminal", terminal_id=None),
+        tx("object_terminal", terminal_id={"id": "t"}),
     ]
     nulls = [f"not_be_null:{c}" for c in ("event_id", "event_time", "card_token", "card_last4", "customer_id", "merchant_id",
                                           "merchant_country", "mcc", "amount", "currency", "channel")]
@@ -65,6 +87,23 @@ def test_every_reason_a_row_has_is_named(spark):
         (7, "future", ["event_time_in_future"], []),
         (8, "extra", [], ["x_schema_v2"]),
         (9, "badlat", ["mistyped_field:lat"], []),
+        (10, None, ["mistyped_field:event_id", "not_be_null:event_id"], []),
+        (11, None, ["mistyped_field:event_id", "not_be_null:event_id"], []),
+        (12, "fullwidth", ["mistyped_field:amount", "not_be_null:amount"], []),
+        (13, "arabic", ["mistyped_field:amount", "not_be_null:amount"], []),
+        (14, "exponent", ["mistyped_field:amount", "not_be_null:amount"], []),
+        (15, "spaces", ["mistyped_field:amount", "not_be_null:amount"], []),
+        (16, "year10000", ["event_time_out_of_range", "not_be_null:event_time"], []),
+        (17, "year1500", ["event_time_out_of_range", "not_be_null:event_time"], []),
+        (18, None, ["invalid_utf8", *nulls], []),
+        (19, None, ["payload_too_large", *nulls], []),
+        (20, "oversized", ["oversized_field:merchant_id", "not_be_null:merchant_id"], []),
+        (21, None, ["malformed_json", *nulls], []),  # 1e400 is no JSON number Spark can hold
+        (22, None, ["malformed_json", *nulls], []),  # duplicate member names are ambiguous
+        (23, None, ["malformed_json", *nulls], []),  # not an object
+        (24, "numeric_amount", [], []),
+        (25, "null_terminal", [], []),
+        (26, "object_terminal", ["mistyped_field:terminal_id"], []),
     ], "kafka_offset long, event_id string, reasons array<string>, unknown_fields array<string>")
     assertDataFrameEqual(reasons_of(spark, payloads), expected)
 
@@ -84,12 +123,18 @@ def test_valid_rows_are_typed_for_silver(spark):
     assertDataFrameEqual(silver, expected)
 
 
-def test_dedup_keeps_the_first_copy_and_skips_what_silver_has(spark):
-    df = spark.createDataFrame([("a", 0, 5, 1), ("a", 0, 3, 2), ("b", 1, 1, 3), ("c", 0, 9, 4)],
-                               "event_id string, kafka_partition int, kafka_offset long, marker int").withColumn("kafka_timestamp", F.lit(KAFKA_TS))
-    existing = spark.createDataFrame([("c",)], "event_id string")
-    got = df.transform(first_of_each_event).transform(not_in(existing)).select("event_id", "marker")
-    assertDataFrameEqual(got, spark.createDataFrame([("a", 2), ("b", 3)], "event_id string, marker int"))
+def test_copies_are_first_duplicate_or_conflicting(spark):
+    from lakehouse.silver import content_hash
+
+    parsed = bronze(spark, [tx("a"), tx("a"), tx("b"), tx("b", amount="99.00"), tx("c"), tx("d"), tx("e")]) \
+        .transform(parse_bronze("transactions", 3600, 300))
+    # Silver already holds c (same content), d (another event time: a conflict) and nothing of e.
+    held = bronze(spark, [tx("c"), tx("d", event_time="2026-03-01T11:00:00.000Z")]).transform(parse_bronze("transactions", 3600, 300))
+    existing = held.select("event_id", content_hash("transactions").alias("content_hash"))
+    got = parsed.transform(classify_copies("transactions", existing)).select("kafka_offset", "event_id", "copy")
+    assertDataFrameEqual(got, spark.createDataFrame([
+        (0, "a", None), (1, "a", "duplicate"), (2, "b", None), (3, "b", "conflicting_duplicate"),
+        (4, "c", "duplicate"), (5, "d", "conflicting_duplicate"), (6, "e", None)], "kafka_offset long, event_id string, copy string"))
 
 
 def test_quarantine_rows_carry_payload_batch_and_reasons(spark):
@@ -99,6 +144,9 @@ def test_quarantine_rows_carry_payload_batch_and_reasons(spark):
     row = q.first()
     assert (row.batch_id, row.payload, row.reasons, row.partition, row.offset) == (
         7, '{"event_id":"x"', ["malformed_json", "batch_failure_rate_exceeded"], 0, 0)
+    # Undecodable bytes: bronze keeps them; quarantine's text marks them and stays valid UTF-8.
+    bad = bronze(spark, [b'{"event_id":"\xff"}']).transform(parse_bronze("transactions", 3600, 300)).transform(to_quarantine("silver.transactions", 1))
+    assert [(r.payload, r.reasons) for r in bad.collect()] == [('{"event_id":"\ufffd"}', ["invalid_utf8"])]
 
 
 @pytest.mark.parametrize("stream", sorted(SUITES))
@@ -118,6 +166,11 @@ def test_great_expectations_and_row_predicates_agree(spark, stream):
             if e["type"] == "expect_column_values_to_be_in_set" and isinstance(e["value_set"][0], int):
                 value = 7
             rows.append({"_col": e["column"], "_val": value})
+        if e["type"] == "expect_column_values_to_be_between":
+            # Boundaries pass on both engines (0.01 as a decimal amount once failed on pandas).
+            for edge in (e.get("min_value"), e.get("max_value")):
+                if edge is not None:
+                    rows.append({"_col": e["column"], "_val": edge})
     df = spark.createDataFrame([{f.name: None for f in schema.fields}], schema)
     for r in rows[1:]:
         dtype = schema[r["_col"]].dataType

@@ -1,6 +1,7 @@
 """Schemas of the Delta tables, by the schema name that ``conf/base/catalog.yaml`` gives."""
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     BooleanType,
     DateType,
     DoubleType,
@@ -15,10 +16,11 @@ from pyspark.sql.types import (
 
 from lakehouse.schemas import events
 
-# Bronze keeps every record as received (PAN tokenized before the write) plus where it came from.
+# Bronze keeps every record as received, key and value as bytes (card numbers tokenized in place
+# before the write), plus where it came from.
 BRONZE = StructType([
-    StructField("key", StringType(), True),
-    StructField("payload", StringType(), True),
+    StructField("key", BinaryType(), True),
+    StructField("payload", BinaryType(), True),
     StructField("topic", StringType(), False),
     StructField("partition", IntegerType(), False),
     StructField("offset", LongType(), False),
