@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Callable
 
@@ -20,6 +21,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from lakehouse.kafka.broker import BrokerError
 
     return (ConfigError, BrokerError, JavaMissingError, JarResolutionError)
+
+
+def _py4j_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from py4j.protocol import Py4JNetworkError
+
+        return (Py4JNetworkError,)
+    except ImportError:
+        return ()
 
 
 def parser(description: str | None) -> argparse.ArgumentParser:
@@ -66,6 +76,35 @@ def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str,
         return run(spark, cfg, args)
     except _user_errors() as exc:
         fail(str(exc))
+    except (ConnectionError, EOFError) + _py4j_errors() as exc:
+        # The Spark JVM went away under us: say so in one line, not with py4j's traceback.
+        fail(f"Spark stopped unexpectedly ({root_cause(exc)}); its log is {cfg.path('paths.logs') / 'spark.log'}", 1)
+
+
+_PY_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+_JVM_CAUSE = re.compile(r"Caused by: ([\w.$]+(?:Error|Exception)): ?(.*)")
+
+
+def root_cause(exc) -> str:
+    """The root cause of a failure in one line: the last Python exception of a traceback that
+    crossed py4j (not "An exception was raised by the Python Proxy"), else the deepest JVM
+    "Caused by", else the first line."""
+    text = str(exc)
+    if "Traceback (most recent call last)" in text:
+        tail = text[text.rindex("Traceback (most recent call last)"):]
+        hits = [m for m in (_PY_ERROR.match(line.strip()) for line in tail.splitlines()) if m]
+        if hits:
+            name, message = hits[-1].groups()
+            return f"{name.rsplit('.', 1)[-1]}: {message}".strip()
+    causes = _JVM_CAUSE.findall(text)
+    if causes:
+        name, message = causes[-1]
+        return f"{name.rsplit('.', 1)[-1]}: {message}".strip()
+    for marker in ("AnalysisException: ", "PipelineQualityError: "):
+        if marker in text:
+            return text.split(marker)[-1].strip().splitlines()[0]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def emit(result: dict) -> None:

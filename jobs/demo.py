@@ -173,7 +173,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     for q in queries:
         q.stop()
     if failed:
-        common.fail(f"query {failed.name} failed: {stream._first_line(failed.exception())}")
+        common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception())}")
     time.sleep(0.5)
     progress = collector.snapshot()
     from lakehouse.catalog import Catalog

@@ -12,7 +12,6 @@ import sys
 import time
 
 from jobs import common
-from jobs.stream import _first_line
 
 USE_CASES = ("fraud", "trading", "loan_pd")
 
@@ -51,7 +50,7 @@ def run(spark, cfg, args) -> dict:
             except Exception:
                 pass
             if q.exception():
-                common.fail(f"query {q.name} failed: {_first_line(q.exception())}")
+                common.fail(f"query {q.name} failed: {common.root_cause(q.exception())}")
     else:
         stop = common.stop_flag()
         print(f"scoring: {len(running)} queries running; stop with Ctrl-C", flush=True)
@@ -65,7 +64,7 @@ def run(spark, cfg, args) -> dict:
         for q, _ in running.values():
             q.stop()
         if failed:
-            common.fail(f"query {failed.name} failed: {_first_line(failed.exception())}")
+            common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception())}")
     time.sleep(0.5)
     collector.flush(spark, catalog.spec("ops.stream_metrics"))
     spark.streams.removeListener(collector)

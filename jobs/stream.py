@@ -24,15 +24,6 @@ def _parse_streams(text: str) -> list[str]:
     return streams
 
 
-def _first_line(exc) -> str:
-    """The cause of a streaming failure in one line (the user function's error, if any)."""
-    text = str(exc)
-    for marker in ("AnalysisException: ", "PipelineQualityError: ", "Exception: "):
-        if marker in text:
-            return text.split(marker)[-1].strip().splitlines()[0]
-    return text.strip().splitlines()[0]
-
-
 def _gold_tables(streams: list[str]) -> list[str]:
     from lakehouse.pipeline import GOLD
 
@@ -72,11 +63,14 @@ def run(spark, cfg, args) -> dict:
                 if q.exception():
                     for other in queries:
                         other.stop()
-                    common.fail(f"query {q.name} failed: {_first_line(q.exception())}")
+                    common.fail(f"query {q.name} failed: {common.root_cause(q.exception())}")
             print(f"{layer}: {len(queries)} queries caught up")
     else:
         stop = common.stop_flag()
         queries = [start() for layer in ("bronze", "silver", "gold") if layer in layers for start in starters[layer]]
+        import psutil
+
+        print(f"pipeline: started in {time.time() - psutil.Process().create_time():.1f} s", flush=True)
         print(f"pipeline: {len(queries)} queries running; stop with Ctrl-C", flush=True)
         failed = None
         while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
@@ -89,7 +83,7 @@ def run(spark, cfg, args) -> dict:
             q.stop()
         if failed:
             collector.flush(spark, metrics_spec)
-            common.fail(f"query {failed.name} failed: {_first_line(failed.exception())}")
+            common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception())}")
     time.sleep(0.5)  # let the listener deliver the last progress events
     written = collector.flush(spark, metrics_spec)
     spark.streams.removeListener(collector)

@@ -40,6 +40,9 @@ def spark_properties(cfg: Config, python: str | None = None) -> dict[str, str]:
         "spark.pyspark.driver.python": python,
         "spark.executorEnv.PYSPARK_PYTHON": python,
     }
+    if str(cfg["spark.master"]).startswith("local"):
+        # Our daemon skips re-reading Spark's zips on every task (see lakehouse/pydaemon.py).
+        props["spark.python.daemon.module"] = "lakehouse.pydaemon"
     if not cfg["spark.console_log"]:
         props["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j_file(cfg)}"
     for key, value in (cfg["spark.conf"] or {}).items():
@@ -107,8 +110,9 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     """
     from pyspark.sql import SparkSession
 
-    ensure_jars(cfg)
-    write_log4j(cfg)
+    if not under_spark_submit():  # spark-submit brought the jars (--jars) and the log settings
+        ensure_jars(cfg)
+        write_log4j(cfg)
     props = spark_properties(cfg)
     if app_name:
         props["spark.app.name"] = app_name

@@ -171,11 +171,10 @@ def test_great_expectations_and_row_predicates_agree(spark, stream):
             for edge in (e.get("min_value"), e.get("max_value")):
                 if edge is not None:
                     rows.append({"_col": e["column"], "_val": edge})
-    df = spark.createDataFrame([{f.name: None for f in schema.fields}], schema)
-    for r in rows[1:]:
-        dtype = schema[r["_col"]].dataType
-        df = df.unionByName(spark.createDataFrame([{f.name: None for f in schema.fields}], schema)
-                            .withColumn(r["_col"], F.lit(r["_val"]).cast(dtype)))
+    # One frame, built as text and cast to the declared types (one job, not one per row).
+    text = [tuple(str(r["_val"]) if f.name == r.get("_col") else None for f in schema.fields) for r in rows]
+    df = spark.createDataFrame(text, ", ".join(f"`{f.name}` string" for f in schema.fields)) \
+        .select(*[F.col(f.name).cast(f.dataType) for f in schema.fields]).cache()
     flagged = {rule_name(e): df.where(predicate(e)).count() for e in SUITES[stream]}
     for rows in (None, df.count()):  # Great Expectations' Spark engine, then its pandas engine
         results = {r["expectation"]: r["unexpected_count"] for r in validate(df, stream, rows)}

@@ -67,6 +67,14 @@ def admin_client(cfg: Config):
     return AdminClient(client_config(cfg))
 
 
+def topic_config(cfg: Config, name: str) -> dict[str, str]:
+    """Topic-level settings: retention (raw input topics hold clear card numbers, so they keep
+    ``kafka.raw_retention_hours`` unless the topic sets ``retention_hours``; -1 keeps forever)."""
+    spec = (cfg["kafka.topics"] or {}).get(name) or {}
+    hours = float(spec.get("retention_hours", cfg["kafka.raw_retention_hours"]))
+    return {"retention.ms": "-1" if hours < 0 else str(int(hours * 3_600_000))}
+
+
 def ensure_topics(cfg: Config, timeout: float = 30.0) -> list[str]:
     """Create the configured topics that do not exist yet; return the names created."""
     from confluent_kafka.admin import NewTopic
@@ -75,7 +83,7 @@ def ensure_topics(cfg: Config, timeout: float = 30.0) -> list[str]:
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = cfg["kafka.topics"] or {}
     new = [NewTopic(topic_name(cfg, name), num_partitions=int((spec or {}).get("partitions", 1)),
-                    replication_factor=int((spec or {}).get("replication", 1)))
+                    replication_factor=int((spec or {}).get("replication", 1)), config=topic_config(cfg, name))
            for name, spec in wanted.items() if topic_name(cfg, name) not in existing]
     created = []
     for name, future in (admin.create_topics(new, operation_timeout=timeout) if new else {}).items():

@@ -53,3 +53,27 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
     remaining = producer.flush(flush_timeout)
     return {"sent": sent, "delivered": on_delivery.delivered, "failed": on_delivery.failed + remaining,
             "errors": on_delivery.errors}
+
+
+def send_raw(cfg: Config, messages: Iterable[tuple[str, bytes | None, bytes | None]], flush_timeout: float = 120.0) -> dict:
+    """Produce ``(logical topic, key, value)`` byte messages as they are (no encoding, no
+    checks: hostile input included); returns sent, delivered and failed counts per topic."""
+    from confluent_kafka import Producer
+
+    producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+                                              "message.max.bytes": 2_000_000, "log_level": 3}))
+    counters: dict[str, DeliveryCounter] = {}
+    sent: dict[str, int] = {}
+    for topic, key, value in messages:
+        counter = counters.setdefault(topic, DeliveryCounter())
+        while True:
+            try:
+                producer.produce(topic_name(cfg, topic), value=value, key=key, on_delivery=counter)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        sent[topic] = sent.get(topic, 0) + 1
+        producer.poll(0)
+    remaining = producer.flush(flush_timeout)
+    return {t: {"sent": sent[t], "delivered": c.delivered, "failed": c.failed, "errors": c.errors} for t, c in counters.items()} | (
+        {"_unflushed": remaining} if remaining else {})
