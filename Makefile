@@ -6,18 +6,20 @@ PY := $(VENV)/bin/python
 export FINLAKE_HOME ?= $(CURDIR)/.finlake
 PYTEST_ARGS ?=
 
-.PHONY: help install jars up down status demo bench test clean
+.PHONY: help install jars up down status demo bench chaos test clean
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
 	@echo "make test    run the test suite (starts its own Kafka broker and Spark)"
 	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads"
+	@echo "make chaos   run the chaos and fuzz run (bench/chaos.py): hostile input, SIGKILLs, broker restart"
 	@echo "make up | down | status   manage the local Kafka broker"
 	@echo "make clean   stop services and remove FINLAKE_HOME and the venv"
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "finlake: error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "finlake: error: Java 17+ is required: no java on PATH and JAVA_HOME unset"; exit 2; }
+	@command -v javac >/dev/null || [ -x "$$JAVA_HOME/bin/javac" ] || { echo "finlake: error: a JDK 17+ is required (javac builds finlake's JVM functions): apt-get install openjdk-17-jdk-headless, or set JAVA_HOME to a JDK"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
@@ -44,6 +46,9 @@ demo: install
 
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+chaos: install
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -47,6 +47,19 @@ def _job(args: list[str], overrides: list[str], env: dict, log: Path) -> subproc
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _wait_running(job: subprocess.Popen, log: Path, starts: int, timeout_s: float = 300.0) -> None:
+    """Wait until the ``starts``-th pipeline process says its queries run (so a kill lands
+    while batches run, not during start-up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text(errors="replace").count("pipeline: started in") >= starts:
+            return
+        if job.poll() is not None:
+            raise RuntimeError(f"the pipeline exited by itself (code {job.returncode}); see {log}")
+        time.sleep(0.5)
+    raise RuntimeError(f"the pipeline did not start within {timeout_s:.0f} s; see {log}")
+
+
 def _delta_rows(path: Path, columns=None):
     from deltalake import DeltaTable
 
@@ -55,7 +68,6 @@ def _delta_rows(path: Path, columns=None):
 
 def audit(cfg, sent: dict[str, int], pans: set[str]) -> dict:
     """Accounting and card-number checks on what landed, read with delta-rs only."""
-    import pyarrow.compute as pc
 
     from lakehouse.audit import scan_files, scan_tables
     from lakehouse.catalog import Catalog
@@ -117,8 +129,8 @@ def run(args) -> dict:
     events: list[dict] = []
     stream_args = ["--streams", ",".join(TOPICS), "--layers", "bronze,silver"]
     job = _job(stream_args, overrides, env, logs / "chaos-stream.log")
+    starts = 1
     t0 = time.monotonic()
-    restarts = []
     try:
         for i in range(chunks):
             chunk = corpus.messages[i * size:(i + 1) * size]
@@ -129,22 +141,23 @@ def run(args) -> dict:
                         raise RuntimeError(f"the broker refused {r['failed']} of {r['sent']} messages to {topic}: {r['errors'][:1]}")
                     sent[topic] = sent.get(topic, 0) + r["delivered"]
             print(f"chaos: sent {sum(sent.values()):,} of {len(corpus.messages):,}", flush=True)
+            _wait_running(job, logs / "chaos-stream.log", starts)
             time.sleep(rng.uniform(args.min_gap, args.max_gap))  # batches are running now
+            if i == args.broker_restart_after:  # under the running pipeline
+                started = time.monotonic()
+                broker.stop()
+                broker.start()
+                events.append({"at_s": round(time.monotonic() - t0, 1), "event": "broker restarted",
+                               "seconds": round(time.monotonic() - started, 1)})
+                time.sleep(rng.uniform(args.min_gap, args.max_gap))
             if i < args.kills:
                 if job.poll() is not None:
                     raise RuntimeError(f"the pipeline exited by itself (code {job.returncode}); see {logs / 'chaos-stream.log'}")
                 os.killpg(job.pid, signal.SIGKILL)
                 job.wait()
                 events.append({"at_s": round(time.monotonic() - t0, 1), "event": "SIGKILL pipeline"})
-                if i == args.broker_restart_after:
-                    broker.stop()
-                    started = time.monotonic()
-                    broker.start()
-                    events.append({"at_s": round(time.monotonic() - t0, 1), "event": "broker restarted",
-                                   "seconds": round(time.monotonic() - started, 1)})
-                started = time.monotonic()
                 job = _job(stream_args, overrides, env, logs / "chaos-stream.log")
-                restarts.append(started)
+                starts += 1
         if job.poll() is not None:
             raise RuntimeError(f"the pipeline exited by itself (code {job.returncode}); see {logs / 'chaos-stream.log'}")
         job.send_signal(signal.SIGTERM)
@@ -173,7 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--messages", type=int, default=50_000)
     p.add_argument("--kills", type=int, default=6)
     p.add_argument("--broker-restart-after", type=int, default=1, help="restart the broker after this kill (-1: never)")
-    p.add_argument("--min-gap", type=float, default=8.0, help="seconds between sending a chunk and the next kill (low end)")
+    p.add_argument("--min-gap", type=float, default=5.0, help="seconds the running pipeline gets before the next kill (low end)")
     p.add_argument("--max-gap", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--home", default=None)

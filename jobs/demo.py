@@ -130,7 +130,6 @@ def scoring_performance(spark, cfg, fns: dict) -> dict:
 
 def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     """Continuous pipeline and scoring while a paced producer sends every stream; drain; stop."""
-    from jobs import stream
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
     from lakehouse.streaming import start_pipeline, wait_until_idle
@@ -341,6 +340,21 @@ def run(spark, cfg, args) -> dict:
     return summary
 
 
+def demo_shortfalls(summary: dict) -> list[str]:
+    """What the run fell short of, one phrase each: a stream that does not reconcile (and by how
+    much), a live phase that scored nothing."""
+    out = []
+    for s, c in summary["counts"].items():
+        if c["reconciled"] != "yes":
+            missing = c["produced"] - c["bronze"]
+            open_rows = c["bronze"] - (c["silver"] + c["quarantine"] + c["duplicates_dropped"])
+            out.append(f"{s} not reconciled ({missing:,} of {c['produced']:,} produced not in bronze, "
+                       f"{open_rows:,} bronze rows in neither silver, quarantine nor the duplicate count)")
+    if not summary["scoring"].get("fraud", {}).get("scored"):
+        out.append("the live phase scored no transaction")
+    return out
+
+
 def _print_summary(summary: dict, page: Path, cfg) -> None:
     from jobs.sql import render
 
@@ -348,17 +362,20 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
             for s, v in summary["counts"].items()]
     print("\nEvents per layer")
     print(render(["stream", "produced", "bronze", "silver", "quarantine", "dups dropped", "reconciled"], rows, "table"))
-    rows = []
+    print("Model quality on the test period")
     for n, m in summary["models"].items():
-        for who, met in m["metrics"].items():
-            rows.append((n, who, *[None if met.get(k) is None else round(met[k], 4) for k in TABLE2_KEYS[n][:4]]))
-    print("Model quality on the test period (first four columns of each use case's metrics: see the report)")
-    print(render(["use case", "model", "m1", "m2", "m3", "m4"], rows, "table"))
+        keys = TABLE2_KEYS[n]
+        rows = [(who, *[None if met.get(k) is None else round(met[k], 4) for k in keys]) for who, met in m["metrics"].items()]
+        print(render([f"{n}: model", *keys], rows, "table"))
     sc = summary["scoring"]
     scored = ", ".join(f"{n} {v['scored']:,}" for n, v in sc.items())
     print(f"Scored live: {scored}; fraud alerts {sc['fraud']['alerts']:,}; "
           f"Kafka -> fraud score median {sc['fraud']['latency_kafka_to_score'].get('median_ms')} ms, "
           f"p99 {sc['fraud']['latency_kafka_to_score'].get('p99_ms')} ms")
+    shortfalls = demo_shortfalls(summary)
+    if shortfalls:
+        print(f"\nReport (incomplete run): {page}")
+        return
     print(f"\nDone in {summary['seconds']:,.0f} s. Report: {page}")
     print(f"  summary: {page.parent / 'summary.json'}")
     print(f"  MLflow UI: {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {cfg['ml.mlflow.tracking_uri']}")
@@ -378,6 +395,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")
     result = common.execute(p, argv, run, app_name="finlake-demo")
     common.emit({k: result[k] for k in ("seed", "seconds", "reconciled", "produced", "counts", "scoring", "table4")})
+    shortfalls = demo_shortfalls(result)
+    if shortfalls:
+        common.fail("the demo fell short: " + "; ".join(shortfalls), 1)
     return result
 
 

@@ -21,7 +21,7 @@ from lakehouse.catalog import Catalog, TableSpec
 from lakehouse.config import Config, ConfigError
 from lakehouse.gold import borrower_features, card_features, market_features
 from lakehouse.quality import validate
-from lakehouse.schemas.events import EVENT_TIME_FIELD, SILVER_FIELDS
+from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, rule_name
 from lakehouse.silver import add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver

@@ -31,7 +31,7 @@ spark.sql("SHOW TABLES IN bronze").show()
 # COMMAND ----------
 
 spark.sql("""
-    SELECT get_json_object(payload, '$.channel') AS channel, count(*) AS transactions
+    SELECT get_json_object(CAST(payload AS STRING), '$.channel') AS channel, count(*) AS transactions
     FROM bronze.transactions GROUP BY 1 ORDER BY 1
 """).show()
 

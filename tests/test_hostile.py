@@ -28,7 +28,7 @@ def hostile(spark, kafka, cfg, overrides, tmp_path_factory):
     report = send_raw(hcfg, corpus.messages)
     assert all(r["failed"] == 0 and r["delivered"] == r["sent"] for t, r in report.items() if not t.startswith("_")), report
     Catalog(hcfg).register(spark)
-    result = stream.run(spark, hcfg, argparse.Namespace(streams="transactions,user_events", layers="bronze,silver",
+    result = stream.run(spark, hcfg, argparse.Namespace(streams="transactions,user_events", layers="bronze,silver,gold",
                                                         available_now=True, timeout=None))
     yield hcfg, corpus, result
     Catalog(cfg).register(spark)  # table names point back at the suite's home
@@ -74,10 +74,22 @@ def test_no_card_number_in_the_clear_anywhere_finlake_wrote(spark, hostile, cfg)
     hcfg, corpus, _ = hostile
     assert len(corpus.pans) > 500
     tables = scan_tables(hcfg.path("paths.warehouse"), corpus.pans)  # delta-rs reads every table, or raises
-    assert {t for t in tables if t.startswith(("bronze", "silver", "quarantine"))} >= {
-        "bronze/transactions", "silver/transactions", "quarantine/transactions", "bronze/user_events", "silver/user_events"}
+    assert {t for t in tables if t.startswith(("bronze", "silver", "quarantine", "gold"))} >= {
+        "bronze/transactions", "silver/transactions", "quarantine/transactions", "bronze/user_events", "silver/user_events",
+        "gold/card_features"}
     assert {t: v["clear_pans"][:3] for t, v in tables.items() if v["clear_pans"]} == {}
     # Delta logs (file statistics), checkpoints, logs, reports: everything but the broker's own
     # segments, which hold the raw feed for kafka.raw_retention_hours by design.
     assert scan_files(hcfg.home, corpus.pans, skip=("kafka",)) == {}
     assert scan_files(cfg.path("paths.logs"), corpus.pans) == {}
+
+
+def test_the_audit_finds_card_numbers_in_every_disguise_and_not_in_tokens():
+    from lakehouse.audit import clear_pans
+
+    pan = "4111111111111111"
+    for text in (pan, "4111 1111 1111 1111", "4111-1111-1111-1111", "m-" + pan + "-x", "\\u0034111111111111111",
+                 b'{"a":"' + pan.encode() + b'"}\xff'):
+        assert clear_pans(text) == [pan] and clear_pans(text, {pan}) == [pan], text
+    token = "4" * 62 + "ab"
+    assert clear_pans(token) == [] and clear_pans("4111111111111112") == [] and clear_pans("2026-01-01T00:00:00Z") == []

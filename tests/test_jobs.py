@@ -35,6 +35,21 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
         assert heading in html
     assert "mlflow ui --backend-store-uri" in out.stdout and "Report: " in out.stdout
     assert "card_pan" not in out.stdout and "card_pan" not in out.stderr and "card_pan" not in html
+    # A quiet console: finlake's steps only; Spark's and Ivy's chatter is in the log files.
+    noise = [l for l in (out.stdout + out.stderr).splitlines() if " WARN " in l or " INFO " in l or l.startswith((":: ", "\tfound "))]
+    assert noise == [] and (home / "logs" / "spark.log").exists()
+    assert "Model quality on the test period" in out.stdout and "roc_auc" in out.stdout
+
+
+def test_demo_names_every_shortfall_in_one_line():
+    from jobs.demo import demo_shortfalls
+
+    ok = {"produced": 10, "bronze": 10, "silver": 7, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "yes"}
+    short = {"produced": 10, "bronze": 9, "silver": 5, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "NO"}
+    assert demo_shortfalls({"counts": {"a": ok}, "scoring": {"fraud": {"scored": 3}}}) == []
+    assert demo_shortfalls({"counts": {"a": ok, "b": short}, "scoring": {"fraud": {"scored": 0}}}) == [
+        "b not reconciled (1 of 10 produced not in bronze, 1 bronze rows in neither silver, quarantine nor the duplicate count)",
+        "the live phase scored no transaction"]
 
 
 def test_stack_status_reports_the_running_broker(kafka, overrides, test_home, capsys, monkeypatch):

@@ -6,6 +6,7 @@ import pyspark
 
 from jobs.submit import submit_command
 from lakehouse.config import load_config
+from lakehouse.jvm import packages_dir, udf_jar_path
 from lakehouse.session import spark_properties, submit_args
 
 DELTA = f"io.delta:delta-spark_4.1_2.13:{version('delta-spark')}"
@@ -22,35 +23,40 @@ def test_pins_agree_with_each_other():
 
 def test_local_profile(tmp_path, monkeypatch):
     monkeypatch.delenv("FINLAKE_PYTHON", raising=False)
-    props = spark_properties(load_config("local", home=tmp_path))
+    cfg = load_config("local", home=tmp_path)
+    props = spark_properties(cfg)
     assert {k: props[k] for k in (
-        "spark.master", "spark.jars.packages", "spark.sql.extensions", "spark.sql.catalog.spark_catalog",
+        "spark.master", "spark.jars", "spark.sql.extensions", "spark.sql.catalog.spark_catalog",
         "spark.sql.shuffle.partitions", "spark.pyspark.python", "spark.ui.enabled", "spark.sql.warehouse.dir",
-        "spark.jars.ivy")} == {
+        "spark.python.daemon.module")} == {
         "spark.master": "local[2]",
-        "spark.jars.packages": f"{DELTA},{KAFKA}",
+        # Cached jar files, never per-session package resolution (which slows every Python task).
+        "spark.jars": f"{packages_dir(cfg)}/*.jar,{udf_jar_path(cfg)}",
+        "spark.python.daemon.module": "lakehouse.pydaemon",
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.shuffle.partitions": "4",
         "spark.pyspark.python": sys.executable,
         "spark.ui.enabled": "false",
         "spark.sql.warehouse.dir": f"{tmp_path.resolve()}/warehouse",
-        "spark.jars.ivy": f"{load_config('local', home=tmp_path).path('paths.cache')}/ivy",
     }
-    assert "spark.plugins" not in props
+    assert "spark.plugins" not in props and "spark.jars.packages" not in props
+    assert props["spark.driver.extraJavaOptions"] == f"-Dlog4j2.configurationFile=file:{cfg.path('paths.logs')}/spark-log4j2.properties"
+    assert "spark.driver.extraJavaOptions" not in spark_properties(load_config("local", ["spark.console_log=true"], home=tmp_path))
 
 
 def test_gpu_profile_adds_rapids_and_cuda(tmp_path):
     cfg = load_config("gpu", home=tmp_path)
     props = spark_properties(cfg)
-    assert props["spark.jars.packages"].split(",") == [DELTA, KAFKA, "com.nvidia:rapids-4-spark_2.13:26.08.1"]
+    assert cfg["spark.packages"] == [DELTA, KAFKA, "com.nvidia:rapids-4-spark_2.13:26.08.1"]
+    assert props["spark.jars"].split(",")[0] == f"{packages_dir(cfg)}/*.jar" and packages_dir(cfg) != packages_dir(load_config("local", home=tmp_path))
     assert {k: props[k] for k in ("spark.plugins", "spark.rapids.sql.enabled", "spark.executor.resource.gpu.amount",
                                   "spark.task.resource.gpu.amount")} == {
         "spark.plugins": "com.nvidia.spark.SQLPlugin", "spark.rapids.sql.enabled": "true",
         "spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "0.5"}
     assert cfg["ml.xgboost.device"] == "cuda" and cfg.is_gpu
     args = submit_args(cfg)
-    assert args[:2] == ["--packages", props["spark.jars.packages"]]
+    assert args[:2] == ["--jars", props["spark.jars"]]
     assert "spark.plugins=com.nvidia.spark.SQLPlugin" in args
 
 

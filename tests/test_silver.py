@@ -199,15 +199,18 @@ def test_silver_batch_routes_dedups_and_is_idempotent(spark, fresh_cfg):
     fn(batch0, 0)
     fn(batch0, 0)  # a replay of the same batch writes nothing twice
     fn(bronze(spark, [tx("b"), tx("d"), tx("e"), tx("f")]), 1)  # b is already in silver
+    fn(bronze(spark, [tx("d", event_time="2026-03-01T11:58:00.000Z")]), 2)  # alone: a replay of d with another time
     assertDataFrameEqual(_read(spark, fresh_cfg, "silver.transactions").select("event_id"),
                          spark.createDataFrame([("a",), ("b",), ("d",), ("e",), ("f",)], "event_id string"))
     q = _read(spark, fresh_cfg, "quarantine.transactions").select("batch_id", "reasons")
-    assert sorted((r.batch_id, r.reasons[0]) for r in q.collect()) == [(0, "malformed_json"), (0, "mistyped_field:amount")]
+    assert sorted((r.batch_id, r.reasons[0]) for r in q.collect()) == [(0, "malformed_json"), (0, "mistyped_field:amount"),
+                                                                        (2, "conflicting_duplicate")]
     dq = _read(spark, fresh_cfg, "ops.dq_results").where("suite = 'finlake.pipeline'").select("batch_id", "expectation", "unexpected_count")
     got = {(r.batch_id, r.expectation): r.unexpected_count for r in dq.collect()}
     assert {k: v for k, v in got.items() if k[1] in ("rows", "quarantined", "duplicates_dropped")} == {
         (0, "rows"): 5, (0, "quarantined"): 2, (0, "duplicates_dropped"): 1,
-        (1, "rows"): 4, (1, "quarantined"): 0, (1, "duplicates_dropped"): 1}
+        (1, "rows"): 4, (1, "quarantined"): 0, (1, "duplicates_dropped"): 1,
+        (2, "rows"): 1, (2, "quarantined"): 1, (2, "duplicates_dropped"): 0}
     assert app_id(ckpt, "x") == fn.app and app_id(str(fresh_cfg.home / "other"), "x") != fn.app
 
 
