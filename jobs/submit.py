@@ -46,13 +46,14 @@ def spark_submit_binary() -> str:
     return found
 
 
-def submit_command(cfg: Config, job: str, job_args: list[str], master: str | None, overrides: list[str]) -> list[str]:
+def submit_command(cfg: Config, job: str, job_args: list[str], master: str | None, overrides: list[str],
+                   jars: list[str] | None = None) -> list[str]:
     if not Path(job).is_file():
         raise ConfigError(f"job file not found: {job}")
     zipped = build_zip(cfg.home / "dist" / "finlake.zip")
-    props = spark_properties(cfg)
-    cmd = [spark_submit_binary(), "--master", master or props["spark.master"], "--name", f"finlake-{Path(job).stem}",
-           "--py-files", str(zipped), *submit_args(cfg), job, "--env", cfg.env]
+    master = master or spark_properties(cfg)["spark.master"]
+    cmd = [spark_submit_binary(), "--master", master, "--name", f"finlake-{Path(job).stem}",
+           "--py-files", str(zipped), *submit_args(cfg, jars=jars, master=master), job, "--env", cfg.env]
     for item in overrides:
         cmd += ["--conf", item]
     return cmd + list(job_args)
@@ -69,22 +70,20 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.env, args.conf)
-        cmd = submit_command(cfg, args.job, args.job_args, args.master, args.conf)
-    except ConfigError as exc:
+        jars = None
+        if not args.print:
+            from lakehouse.jvm import ensure_jars
+            from lakehouse.session import write_log4j
+
+            jars = ensure_jars(cfg)
+            write_log4j(cfg)
+        cmd = submit_command(cfg, args.job, args.job_args, args.master, args.conf, jars=jars)
+    except Exception as exc:  # bad config, a jar that cannot be fetched or built: one line, not a traceback
         print(f"spark-submit.sh: error: {exc}", file=sys.stderr)
         raise SystemExit(2)
     if args.print:
         print(" ".join(cmd))
         return
-    try:
-        from lakehouse.jvm import ensure_jars
-        from lakehouse.session import write_log4j
-
-        ensure_jars(cfg)
-        write_log4j(cfg)
-    except Exception as exc:  # a jar that cannot be fetched or built: one line, not a traceback
-        print(f"spark-submit.sh: error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
     python = spark_properties(cfg)["spark.pyspark.python"]
     # The driver imports our packages from the zip, so tell it where the config and state live.
     env = dict(os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, FINLAKE_ENV=cfg.env,

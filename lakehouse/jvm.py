@@ -123,10 +123,10 @@ def ensure_udf_jar(cfg: Config) -> Path:
 
 
 def ensure_jars(cfg: Config) -> list[str]:
-    """Everything ``jar_specs`` names, present on disk; returns the specs."""
-    ensure_packages(cfg)
-    ensure_udf_jar(cfg)
-    return jar_specs(cfg)
+    """Everything ``jar_specs`` names, present on disk; returns each jar file's path (Spark's
+    driver expands a glob in ``spark.jars`` but ``SparkContext.addJar`` does not, so
+    executors elsewhere would get nothing from one)."""
+    return [str(p) for p in ensure_packages(cfg)] + [str(ensure_udf_jar(cfg))]
 
 
 def register_functions(spark) -> None:

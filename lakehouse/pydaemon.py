@@ -15,4 +15,8 @@ sys.path[:] = [p for p in sys.path if not p.endswith((".zip", ".jar"))]
 from pyspark.daemon import manager  # noqa: E402
 
 if __name__ == "__main__":
+    # Workers fork from here: let them import finlake afresh (from --py-files when shipped),
+    # not inherit the package this module was found in.
+    for name in [m for m in sys.modules if m == "lakehouse" or m.startswith("lakehouse.")]:
+        del sys.modules[name]
     manager()

@@ -23,14 +23,15 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 LAUNCH_ONLY = ("spark.jars", "spark.driver.memory", "spark.master", "spark.driver.extraJavaOptions")
 
 
-def spark_properties(cfg: Config, python: str | None = None) -> dict[str, str]:
-    """Every Spark property finlake sets for this config, as strings."""
+def spark_properties(cfg: Config, python: str | None = None, jars: list[str] | None = None) -> dict[str, str]:
+    """Every Spark property finlake sets for this config, as strings. ``jars`` lists the jar
+    files (``lakehouse.jvm.ensure_jars``); without it the folder's glob stands in."""
     python = python or str(cfg["spark.python"] or "") or sys.executable
     props: dict[str, str] = {
         "spark.master": str(cfg["spark.master"]),
         "spark.app.name": str(cfg["spark.app_name"]),
         "spark.driver.memory": str(cfg["spark.driver_memory"]),
-        "spark.jars": ",".join(jar_specs(cfg)),
+        "spark.jars": ",".join(jars if jars is not None else jar_specs(cfg)),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.warehouse.dir": str(cfg["paths.warehouse"]),
@@ -86,15 +87,24 @@ def _as_spark_value(value) -> str:
     return str(value)
 
 
-def submit_args(cfg: Config, python: str | None = None) -> list[str]:
+def submit_args(cfg: Config, python: str | None = None, jars: list[str] | None = None, master: str | None = None) -> list[str]:
     """``spark-submit`` arguments (without --master, which the caller chooses) for this config."""
-    props = spark_properties(cfg, python)
+    props = spark_properties(cfg, python, jars)
+    if not (master or props["spark.master"]).startswith("local"):
+        props.pop("spark.python.daemon.module", None)  # executors elsewhere may lack finlake
     args = ["--jars", props.pop("spark.jars"), "--driver-memory", props.pop("spark.driver.memory")]
     props.pop("spark.master")
     props.pop("spark.app.name")
     for key, value in props.items():
         args += ["--conf", f"{key}={value}"]
     return args
+
+
+def launch_master() -> str:
+    """The master spark-submit was given (under spark-submit), else ''."""
+    from pyspark import SparkConf
+
+    return SparkConf().get("spark.master", "") if under_spark_submit() else ""
 
 
 def under_spark_submit() -> bool:
@@ -110,10 +120,11 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     """
     from pyspark.sql import SparkSession
 
+    jars = None
     if not under_spark_submit():  # spark-submit brought the jars (--jars) and the log settings
-        ensure_jars(cfg)
+        jars = ensure_jars(cfg)
         write_log4j(cfg)
-    props = spark_properties(cfg)
+    props = spark_properties(cfg, jars=jars)
     if app_name:
         props["spark.app.name"] = app_name
     props.update(extra or {})
@@ -129,6 +140,8 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     builder = SparkSession.builder
     if under_spark_submit():
         props = {k: v for k, v in props.items() if k not in LAUNCH_ONLY}
+        if not launch_master().startswith("local"):
+            props.pop("spark.python.daemon.module", None)
     for key, value in props.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
