@@ -389,7 +389,7 @@ def main(argv=None):
     p.add_argument("--fraud-rate", type=float, default=0.01, help="share of fraudulent transactions")
     p.add_argument("--live-rate", type=int, default=1000, help="live producer: messages per second over all streams")
     p.add_argument("--live-seconds", type=float, default=120.0, help="live producer: seconds of load")
-    p.add_argument("--drain", type=float, default=120.0, help="seconds the live queries get to catch up after the load")
+    p.add_argument("--drain", type=float, default=300.0, help="at most this many seconds for the live queries to catch up after the load (they stop as soon as all are idle)")
     p.add_argument("--trigger", default="5 seconds", help="processing-time trigger of the live queries")
     p.add_argument("--noise", default="all=0.005", help="bad input in the live stream (see jobs/produce.py)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")

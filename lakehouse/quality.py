@@ -59,6 +59,7 @@ def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import may reset it
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     spark_batches = ctx.data_sources.add_spark("finlake").add_dataframe_asset("micro_batch").add_batch_definition_whole_dataframe("whole")

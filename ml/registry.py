@@ -43,6 +43,9 @@ def connect(cfg: Config):
     import mlflow
     from mlflow import MlflowClient
 
+    # MLflow logs its store migrations and registrations at INFO to the console; finlake's
+    # console carries only its own steps (the run, version and alias are in the job's output).
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
