@@ -67,23 +67,36 @@ def run(spark, cfg, args) -> dict:
             print(f"{layer}: {len(queries)} queries caught up")
     else:
         stop = common.stop_flag()
-        queries = [start() for layer in ("bronze", "silver", "gold") if layer in layers for start in starters[layer]]
+        running = [(start, start()) for layer in ("bronze", "silver", "gold") if layer in layers for start in starters[layer]]
         import psutil
 
         print(f"pipeline: started in {time.time() - psutil.Process().create_time():.1f} s", flush=True)
-        print(f"pipeline: {len(queries)} queries running; stop with Ctrl-C", flush=True)
-        failed = None
+        print(f"pipeline: {len(running)} queries running; stop with Ctrl-C", flush=True)
+        failed, restarts = None, 0
+        limit = int(cfg["pipeline.max_query_restarts"])
         while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
             time.sleep(2)
             collector.flush(spark, metrics_spec)
-            failed = next((q for q in queries if q.exception() is not None), None)
+            for i, (start, q) in enumerate(running):
+                if q.isActive and q.exception() is None:
+                    continue
+                if restarts >= limit:
+                    failed = q
+                    break
+                # A query resumes from its checkpoint: a restart loses and repeats nothing. It
+                # rides out what a broker restart can do to Spark's Kafka source (a null
+                # offset in its lag metrics, a lost connection).
+                restarts += 1
+                print(f"pipeline: query {q.name} failed ({common.root_cause(q.exception() or 'it stopped')}); "
+                      f"restarting it ({restarts} of pipeline.max_query_restarts={limit})", flush=True)
+                running[i] = (start, start())
             if failed:
                 break
-        for q in queries:
+        for _, q in running:
             q.stop()
         if failed:
             collector.flush(spark, metrics_spec)
-            common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception())}")
+            common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception() or 'it stopped')}")
     time.sleep(0.5)  # let the listener deliver the last progress events
     written = collector.flush(spark, metrics_spec)
     spark.streams.removeListener(collector)

@@ -1,0 +1,68 @@
+"""The bronze tokenizer and the silver parse against raw Spark limits, on the same rows.
+
+    python -m bench.parse --rows 1000000
+
+Rows are transaction payloads built in Spark (card numbers in ``card_pan``). Each figure is a
+full pass written to Spark's ``noop`` sink, timed after one warm-up pass:
+- build: making the payloads only (the floor every other line includes);
+- tokenize: + ``finlake_tokenize_payload`` (the JVM tokenizer bronze runs);
+- raw parse: + ``from_json`` into ``map<string,string>`` (a parse with no checks);
+- silver parse: + ``parse_bronze`` and the compiled expectation rules (what silver runs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description="Tokenizer and silver parse against raw Spark limits.")
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--env", default=None)
+    args = p.parse_args(argv)
+
+    from pyspark.sql import functions as F
+
+    from lakehouse.config import load_config
+    from lakehouse.jvm import set_pan_key
+    from lakehouse.session import build_session
+    from lakehouse.silver import add_rule_failures, parse_bronze
+
+    cfg = load_config(args.env, ["security.pan_hmac_key_missing=generate"])
+    spark = build_session(cfg, app_name="finlake-bench-parse")
+    set_pan_key(spark, b"bench-key")
+    pan = F.concat(F.lit("4"), F.lpad((F.col("id") * 7919 % 10**14).cast("string"), 14, "0"), F.lit("0"))
+    payload = F.concat(
+        F.lit('{"event_id":"tx-'), F.col("id").cast("string"), F.lit('","event_time":"2026-01-01T00:00:00.123Z","card_pan":"'), pan,
+        F.lit('","customer_id":"c-'), (F.col("id") % 5000).cast("string"), F.lit('","merchant_id":"m-17","merchant_country":"FR",'
+        '"mcc":"5411","amount":"12.50","currency":"EUR","channel":"ecommerce","terminal_id":null,"lat":48.8,"lon":2.3,'
+        '"device_id":"d-1"}')).cast("binary")
+    rows = spark.range(args.rows).select(payload.alias("payload"))
+    tokenized = rows.select(F.call_function("finlake_tokenize_payload", "payload").alias("payload"))
+    bronze_like = tokenized.select("payload", F.lit(0).alias("partition"), F.lit(0).cast("long").alias("offset"),
+                                   F.current_timestamp().alias("kafka_timestamp"), F.lit("transactions").alias("topic"))
+    plans = {
+        "build": rows,
+        "tokenize": tokenized,
+        "raw parse (from_json to map)": tokenized.select(F.from_json(F.col("payload").cast("string"), "map<string,string>").alias("m")),
+        "silver parse + rules": bronze_like.transform(parse_bronze("transactions", 3600, 1e9)).transform(add_rule_failures("transactions")),
+    }
+    out = {"rows": args.rows, "cores": spark.sparkContext.defaultParallelism, "rows_per_s": {}}
+    for name, df in plans.items():
+        df.write.format("noop").mode("overwrite").save()  # warm-up
+        t = time.perf_counter()
+        df.write.format("noop").mode("overwrite").save()
+        out["rows_per_s"][name] = round(args.rows / (time.perf_counter() - t))
+    base = out["rows_per_s"]["raw parse (from_json to map)"]
+    out["silver_parse_vs_raw_parse"] = round(out["rows_per_s"]["silver parse + rules"] / base, 3)
+    for name, rate in out["rows_per_s"].items():
+        print(f"{name:32s} {rate:>12,} rows/s")
+    print(f"silver parse + rules at {out['silver_parse_vs_raw_parse']:.0%} of the raw parse")
+    print("FINLAKE_RESULT " + json.dumps(out))
+    spark.stop()
+    return out
+
+
+if __name__ == "__main__":
+    main()
