@@ -37,7 +37,10 @@ def clear_pans(data: bytes | str | None, known: set[str] | None = None) -> list[
     for m in _RUN.finditer(raw):
         digits = m.group(0).replace(b" ", b"").replace(b"-", b"")
         if known is None:
-            if 13 <= len(digits) <= 19 and _luhn(digits):
+            groups = [len(x) for x in re.split(rb"[ -]", m.group(0))]
+            laid_out = len(groups) == 1 or groups[:-1] == [4] * (len(groups) - 1) and 1 <= groups[-1] <= 4 \
+                or (len(groups) == 3 and groups[:2] == [4, 6] and groups[2] in (4, 5))
+            if laid_out and 13 <= len(digits) <= 19 and _luhn(digits):
                 found.append(digits.decode())
             continue
         for size in range(13, min(19, len(digits)) + 1):

@@ -31,7 +31,6 @@ FUNCTIONS = {
     "finlake_tokenize_payload": ("finlake.TokenizePayload", "binary"),
     "finlake_tokenize_key": ("finlake.TokenizeKey", "binary"),
     "finlake_pan_token": ("finlake.PanToken", "string"),
-    "finlake_contains_pan": ("finlake.ContainsPan", "boolean"),
 }
 
 

@@ -80,6 +80,7 @@ AMEX, MC = "378282246310005", "5500000000000004"
     # Not card numbers: Luhn fails, too short or long, our own tokens, dates.
     ('{"a":"4111111111111112","b":"411111111111","c":"41111111111111111111"}', None),
     ('{"t":"' + "4" * 62 + 'ab","when":"2026-01-01T00:00:00.000Z"}', None),
+    ('{"event_id":"tx-990086-0-000100007"}', None),  # an id whose dashed digits pass Luhn: not laid out as a card
     ('\xff\xfe{"a":"378282246310005"}', '\xff\xfe{"a":"T378282246310005"}'),  # bytes around it kept
 ])
 def test_every_card_number_is_tokenized_wherever_it_stands(spark, raw, clean):

@@ -93,11 +93,6 @@ public final class Pan {
         return scan(in, false);
     }
 
-    /** True when the text holds a card number that tokenizeText would replace. */
-    public static boolean containsPan(byte[] in) {
-        return in != null && findFirst(in) >= 0;
-    }
-
     public static boolean luhn(CharSequence digits) {
         int sum = 0;
         boolean dbl = false;
@@ -261,6 +256,24 @@ public final class Pan {
         }
     }
 
+    /**
+     * Whether groups a..b are laid out as card numbers are printed: one run of digits, groups of
+     * four with a last group of one to four (4-4-4-4, 4-4-4-3, 4-4-4-4-3), or 4-6-5 / 4-6-4
+     * (American Express, Diners). Ids such as "tx-990086-0-000100006" are not card numbers even
+     * when their digits pass the Luhn check (one in ten would).
+     */
+    private static boolean cardLayout(Groups g, int a, int b) {
+        if (a == b) return true;
+        int n = b - a + 1;
+        if (n == 3 && g.digits[a].length() == 4 && g.digits[a + 1].length() == 6
+                && (g.digits[b].length() == 5 || g.digits[b].length() == 4)) return true;
+        for (int k = a; k < b; k++) {
+            if (g.digits[k].length() != 4) return false;
+        }
+        int last = g.digits[b].length();
+        return last >= 1 && last <= 4;
+    }
+
     /** Replacements as (start, end) pairs within one group chain, left to right, longest first. */
     private static int[] windows(Groups g) {
         int[] hits = new int[0];
@@ -275,6 +288,7 @@ public final class Pan {
                 lastB = b;
             }
             for (int b = lastB; b >= a && found < 0; b--) {
+                if (!cardLayout(g, a, b)) continue;
                 StringBuilder d = new StringBuilder();
                 for (int k = a; k <= b; k++) d.append(g.digits[k]);
                 if (d.length() >= MIN_DIGITS && d.length() <= MAX_DIGITS && luhn(d)) found = b;
@@ -289,27 +303,6 @@ public final class Pan {
             }
         }
         return hits;
-    }
-
-    private static int findFirst(byte[] a) {
-        int i = 0;
-        while (i < a.length) {
-            if (alnum(a[i]) || digitAt(a, i) > 0) {
-                int own = ownToken(a, i);
-                if (own >= 0) {
-                    i = own;
-                    continue;
-                }
-                if (digitAt(a, i) > 0) {
-                    Groups g = groupsFrom(a, i);
-                    if (windows(g).length > 0) return i;
-                    i = g.end[g.n - 1];
-                    continue;
-                }
-            }
-            i++;
-        }
-        return -1;
     }
 
     private static byte[] scan(byte[] a, boolean json) {
