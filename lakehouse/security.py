@@ -1,8 +1,11 @@
-"""Secrets from the environment, and the keyed PAN token.
+"""Secrets from the environment, and the keyed PAN token in Python.
 
 A PAN is replaced by HMAC-SHA256(key, digits) plus its last four digits before anything is
-written. The HMAC is computed in Spark SQL (two SHA-256 passes over the padded key) so it runs
-in the JVM with no Python UDF and no clear PAN ever crosses into a Python worker.
+written. Bronze does it in the JVM (``lakehouse/jvm``: the key is handed to the JVM at run time
+and never enters a query plan); ``tokenize_event`` does the same in Python for the producer's
+files mode, and a test proves the two agree. ``hmac_sha256_col`` builds the HMAC from Spark
+SQL functions with the key as plan literals: only for public constants (``jobs/selfcheck.py``),
+never for the PAN key.
 """
 from __future__ import annotations
 
