@@ -47,10 +47,8 @@ def silver_schema(stream: str):
     return SCHEMAS["silver_transactions" if stream == "transactions" else stream]
 
 
-def _typed(value: Column, data_type) -> tuple[Column, Column]:
-    """(typed value, JSON-type-is-acceptable) of one variant member by its declared type."""
-    kind = F.schema_of_variant(value)
-    text = F.try_variant_get(value, "$", "string")
+def _typed(kind: Column, text: Column, data_type) -> tuple[Column, Column]:
+    """(typed value, JSON-type-is-acceptable) of one member from its JSON type and its text."""
     if isinstance(data_type, StringType):
         return text, kind == "STRING"
     if isinstance(data_type, TimestampType):
@@ -87,6 +85,9 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
         too_large = F.octet_length(F.col("payload")) > max_payload_bytes
         members = F.try_variant_get(F.try_parse_json(F.when(utf8 & ~too_large, text)), "$", "map<string,variant>")
         parsed = df.withColumn("_m", members).withColumn("_utf8", utf8).withColumn("_large", too_large)
+        # Each member's JSON type and text once, so the checks below read columns, not variants.
+        parsed = parsed.select("*", *[F.schema_of_variant(F.col("_m").getItem(f.name)).alias(f"_k_{f.name}") for f in fields],
+                               *[F.try_variant_get(F.col("_m").getItem(f.name), "$", "string").alias(f"_s_{f.name}") for f in fields])
         problems = [
             F.when(F.col("payload").isNull() | ~F.col("_utf8"), F.lit("invalid_utf8")),
             F.when(F.col("_utf8") & F.col("_large"), F.lit("payload_too_large")),
@@ -94,9 +95,9 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
         ]
         typed = []
         for f in fields:
-            value = F.col("_m").getItem(f.name)
-            present = value.isNotNull() & (F.schema_of_variant(value) != "VOID")
-            cast, ok = _typed(value, f.dataType)
+            kind, text_value = F.col(f"_k_{f.name}"), F.col(f"_s_{f.name}")
+            present = kind.isNotNull() & (kind != "VOID")
+            cast, ok = _typed(kind, text_value, f.dataType)
             bad_type = present & ~F.coalesce(ok & cast.isNotNull(), F.lit(False))
             problems.append(F.when(bad_type, F.lit(f"mistyped_field:{f.name}")))
             if not f.nullable:
