@@ -167,21 +167,6 @@ def classify_copies(stream: str, existing: DataFrame | None = None):
     return transform
 
 
-def first_of_each_event(df: DataFrame) -> DataFrame:
-    """One row per ``event_id``: the earliest by Kafka position (later copies are duplicates)."""
-    w = Window.partitionBy("event_id").orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
-    return df.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n")
-
-
-def not_in(existing_ids: DataFrame):
-    """Rows whose ``event_id`` silver does not hold yet."""
-
-    def transform(df: DataFrame) -> DataFrame:
-        return df.join(existing_ids.select("event_id").distinct(), "event_id", "left_anti")
-
-    return transform
-
-
 def to_silver(stream: str, silver_time=None):
     """The silver table's columns, in its order."""
     schema = silver_schema(stream)
