@@ -12,7 +12,6 @@ JDK's ``javac`` against pyspark's own jars, once per source version.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import re
@@ -106,8 +105,7 @@ def ensure_udf_jar(cfg: Config) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        classpath = os.pathsep.join(glob.glob(str(_pyspark_jars() / "spark-sql-api_*.jar")) +
-                                    glob.glob(str(_pyspark_jars() / "spark-catalyst_*.jar")))
+        classpath = str(_pyspark_jars() / "*")
         out = subprocess.run([_javac(), "--release", "17", "-nowarn", "-d", tmp, "-cp", classpath,
                               *[str(p) for p in _sources()]], capture_output=True, text=True)
         if out.returncode != 0:

@@ -109,39 +109,51 @@ def score_schema(use_case: UseCase, keep: tuple[str, ...], input_schema: StructT
     return StructType([StructField(f.name, f.dataType, True) for f in fields])
 
 
+def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.ndarray]:
+    """The champion's output columns for feature rows ``x`` (pandas, the model's features in
+    order): class probabilities and signal, score/decision/threshold/top features, or pd. The one
+    scoring definition of the lakehouse scorer and the decision path."""
+    import xgboost as xgb
+
+    features = list(model.features)
+    x = x[features].astype("float64")
+    out: dict[str, np.ndarray] = {}
+    if len(x) == 0:
+        pred = np.zeros((0, len(model.classes))) if use_case.kind == "multiclass" else np.zeros(0)
+    else:
+        pred = np.asarray(booster.inplace_predict(x))
+    if use_case.kind == "multiclass":
+        for i, c in enumerate(model.classes):
+            out[f"p_{c}"] = pred[:, i]
+        out["signal"] = np.asarray(model.classes, dtype=object)[pred.argmax(axis=1)] if len(x) else np.zeros(0, dtype=object)
+    elif use_case.kind == "binary":
+        out["score"] = pred
+        hit = pred >= model.threshold
+        out["decision"] = np.where(hit, "alert", "pass").astype(object)
+        out["threshold"] = np.full(len(x), model.threshold)
+        tops = np.full(len(x), None, dtype=object)
+        if hit.any():
+            # Per-row SHAP contributions (the last column is the bias) of the alerted rows.
+            contrib = booster.predict(xgb.DMatrix(x[hit], feature_names=features), pred_contribs=True)[:, :-1]
+            for row, idx in zip(contrib, np.flatnonzero(hit)):
+                order = np.argsort(-row)[:TOP_FEATURES]
+                tops[idx] = json.dumps([{"feature": features[j], "contribution": round(float(row[j]), 4)} for j in order])
+        out["top_features"] = tops
+    else:
+        out["pd"] = pred
+    return out
+
+
 def make_scorer(use_case: UseCase, model: LoadedModel, raw_broadcast, keep: tuple[str, ...]):
     """The ``mapInPandas`` function: Arrow batches of feature rows in, score rows out."""
-    features = list(model.features)
-    kind, classes, threshold = use_case.kind, model.classes, model.threshold
     name, version = model.name, model.version
 
     def score(batches):
-        import xgboost as xgb
-
         booster = _booster(name, version, raw_broadcast)
         for pdf in batches:
             out = pdf[["event_id", "event_time", *keep, "kafka_timestamp", "silver_time"]].copy()
-            x = pdf[features].astype("float64")
-            pred = np.asarray(booster.inplace_predict(x))
-            if kind == "multiclass":
-                for i, c in enumerate(classes):
-                    out[f"p_{c}"] = pred[:, i]
-                out["signal"] = np.asarray(classes, dtype=object)[pred.argmax(axis=1)]
-            elif kind == "binary":
-                out["score"] = pred
-                hit = pred >= threshold
-                out["decision"] = np.where(hit, "alert", "pass")
-                out["threshold"] = threshold
-                tops = [None] * len(pdf)
-                if hit.any():
-                    # Per-row SHAP contributions (the last column is the bias) of the alerted rows.
-                    contrib = booster.predict(xgb.DMatrix(x[hit], feature_names=features), pred_contribs=True)[:, :-1]
-                    for row, idx in zip(contrib, np.flatnonzero(hit)):
-                        order = np.argsort(-row)[:TOP_FEATURES]
-                        tops[idx] = json.dumps([{"feature": features[j], "contribution": round(float(row[j]), 4)} for j in order])
-                out["top_features"] = tops
-            else:
-                out["pd"] = pred
+            for col, values in predict(booster, pdf, use_case, model).items():
+                out[col] = values
             out["model_name"] = name
             out["model_version"] = version
             yield out
@@ -201,6 +213,8 @@ class ScoreBatch:
             scorer = make_scorer(self.use_case, model, self._raw(spark, model), self.keep)
             scored = good.mapInPandas(scorer, score_schema(self.use_case, self.keep, batch.schema))
             scored = scored.withColumn("scored_at", F.lit(dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)))
+            # Filled by the decision path's landing (Kafka in -> decision on Kafka); null here.
+            scored = scored.withColumn("decision_latency_ms", F.lit(None).cast("double"))
             scored = scored.persist()
             counts = scored.agg(F.count("*").alias("scored"),
                                 F.count_if(F.col("decision") == "alert").alias("alerts") if self.use_case.kind == "binary"

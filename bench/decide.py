@@ -1,0 +1,212 @@
+"""Decision-path latency against a pass-through floor taken in the same run.
+
+    python -m bench.decide                          # 1,000 / 5,000 / 20,000 tx/s, 30 s each
+    python -m bench.decide --rates 5000 --seconds 60 --with-lakehouse
+
+For each offered load a paced producer sends valid transactions (and the user events that go
+with them) to the real broker. Two queries run with the same trigger:
+- the fraud decision path (parse, rules, per-customer state, gate, champion, Kafka);
+- a stateless Kafka -> Kafka pass-through of the same topic (the floor).
+Latency = Kafka timestamp of the output record minus that of its transaction. ``--with-lakehouse``
+runs bronze and silver of both topics beside them. The champion is a booster trained on random
+feature rows (speed does not depend on what it learnt). Results: bench/results/decide.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def register_bench_champion(cfg) -> str:
+    import mlflow
+    import xgboost as xgb
+
+    from lakehouse.gold import CARD_FEATURES
+    from ml import registry
+
+    client = registry.connect(cfg)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, len(CARD_FEATURES)))
+    y = (x[:, 0] + rng.normal(size=5000) > 2).astype(int)
+    booster = xgb.train({"max_depth": 6, "objective": "binary:logistic"}, xgb.DMatrix(x, y, feature_names=list(CARD_FEATURES)), 150)
+    import pandas as pd
+
+    example = pd.DataFrame(x[:5], columns=list(CARD_FEATURES))
+    name = registry.registered_name(cfg, "fraud")
+    mlflow.set_experiment("finlake-bench-decide")
+    with mlflow.start_run():
+        version = registry.log_booster(client, booster, name, example, booster.inplace_predict(example),
+                                       {"features": json.dumps(list(CARD_FEATURES)), "threshold": "0.5", "kind": "binary",
+                                        "classes": "[]"})
+    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    return version
+
+
+def _messages(rate: float, seconds: float, seed: int):
+    """(topic, key, value) of valid transactions and user events, event times from now on."""
+    from lakehouse.generators.streams import GeneratorConfig, generate
+
+    total = int(rate * seconds)
+    cfg = GeneratorConfig(seed=seed, start=time.time(), rate=rate / 0.67, streams=("transactions", "user_events"),
+                          fraud_rate=0.005)
+    out = []
+    for e in generate(cfg):
+        if e.is_truth:
+            continue
+        out.append((e.topic, (e.key or "").encode(), json.dumps(e.event).encode()))
+        if len(out) >= total:
+            break
+    return out
+
+
+def _produce(cfg, msgs, rate, prefix, result):
+    from confluent_kafka import Producer
+
+    from lakehouse.kafka.clients import client_config
+
+    p = Producer(client_config(cfg, **{"linger.ms": "5", "queue.buffering.max.messages": "2000000"}))
+    start = time.monotonic()
+    for i, (topic, key, value) in enumerate(msgs):
+        due = start + i / rate
+        while time.monotonic() < due:
+            time.sleep(min(0.002, due - time.monotonic()) if due > time.monotonic() else 0)
+        while True:
+            try:
+                p.produce(prefix + topic, value=value, key=key)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 1000 == 0:
+            p.poll(0)
+    p.flush(60)
+    result["achieved"] = len(msgs) / (time.monotonic() - start)
+
+
+def _consume(cfg, topics, until, out):
+    """Kafka timestamps (ms) of every record on ``topics`` and the input timestamp it carries."""
+    from confluent_kafka import Consumer
+
+    from lakehouse.kafka.clients import client_config
+
+    c = Consumer(client_config(cfg, **{"group.id": f"bench-{time.time()}", "auto.offset.reset": "earliest"}))
+    c.subscribe(topics)
+    while time.monotonic() < until["t"]:
+        for m in c.consume(2000, 0.5):
+            if m.error():
+                continue
+            v = json.loads(m.value())
+            ts_in = v.get("event_kafka_timestamp")
+            if ts_in is None:
+                continue
+            t_in = np.datetime64(ts_in.replace("Z", "")).astype("datetime64[us]").astype(np.int64) / 1000.0 \
+                if isinstance(ts_in, str) else float(ts_in)
+            out.setdefault(m.topic(), []).append((m.timestamp()[1], t_in, v.get("event_id")))
+    c.close()
+
+
+def start_passthrough(spark, cfg, topic, out_topic, checkpoint, trigger):
+    from pyspark.sql import functions as F
+
+    from lakehouse.kafka.clients import spark_kafka_options
+    from lakehouse.streaming import read_kafka
+
+    df = read_kafka(spark, cfg, topic, "latest").select(
+        F.col("key"), F.to_json(F.struct(F.col("timestamp").alias("event_kafka_timestamp"))).alias("value"))
+    return (df.writeStream.queryName("passthrough").format("kafka").options(**spark_kafka_options(cfg)).option("topic", out_topic)
+            .option("checkpointLocation", checkpoint).trigger(processingTime=trigger).start())
+
+
+def summarise(records, first_ms=None):
+    lat = np.array([o - i for o, i, _ in records], dtype=float)
+    if len(lat) == 0:
+        return {"records": 0}
+    return {"records": int(len(lat)), "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+            "p50_last_third_ms": float(np.percentile(lat[-len(lat) // 3:], 50)) if len(lat) >= 3 else None}
+
+
+def run(rates, seconds, with_lakehouse, trigger):
+    import pyspark  # noqa: F401
+
+    from lakehouse.session import build_session
+    from lakehouse.config import load_config
+    from lakehouse.decision import start_decisions
+    from lakehouse.kafka.broker import ensure_broker
+    from lakehouse.kafka.clients import ensure_topics, topic_name
+
+    results, spark = [], None
+    for rate in rates:
+        prefix = f"bd{int(time.time())}_"
+        cfg = load_config(None, [f"kafka.topic_prefix={prefix}", f"decisions.trigger={trigger}",
+                                 "security.pan_hmac_key_missing=generate"])
+        ensure_broker(cfg)
+        ensure_topics(cfg)
+        from confluent_kafka.admin import NewTopic
+
+        from lakehouse.kafka.clients import admin_client
+        admin_client(cfg).create_topics([NewTopic(prefix + "passthrough", 2, 1)])
+        spark = spark or build_session(cfg, app_name="finlake-bench-decide")
+        version = register_bench_champion(cfg)
+        msgs = _messages(rate, seconds, seed=rate)
+        base = cfg.path("paths.checkpoints") / "bench-decide" / prefix
+        queries = []
+        if with_lakehouse:
+            from lakehouse.streaming import start_pipeline
+            queries += start_pipeline(spark, cfg, ["transactions", "user_events"], [], "5 seconds")
+        q, fn = start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))
+        queries.append(q)
+        queries.append(start_passthrough(spark, cfg, topic_name(cfg, "transactions"), prefix + "passthrough", str(base / "pass"), trigger))
+        time.sleep(15)   # both queries running and idle before the load starts
+        got, until, produced = {}, {"t": time.monotonic() + 10 ** 6}, {}
+        consumer = threading.Thread(target=_consume, args=(cfg, [topic_name(cfg, "fraud_decisions"), prefix + "passthrough"], until, got))
+        consumer.start()
+        t0 = time.monotonic()
+        _produce(cfg, msgs, rate, prefix, produced)
+        n_tx = sum(1 for t, _, _ in msgs if t == "transactions")
+        deadline = time.monotonic() + max(60, seconds)
+        while time.monotonic() < deadline and len(got.get(topic_name(cfg, "fraud_decisions"), [])) < n_tx:
+            time.sleep(1)
+        until["t"] = time.monotonic() + 3
+        consumer.join()
+        progress = [p for p in q.recentProgress]
+        for qq in queries:
+            qq.stop()
+        decided = got.get(topic_name(cfg, "fraud_decisions"), [])
+        passed = got.get(prefix + "passthrough", [])
+        d, p = summarise(decided), summarise(passed)
+        dur = [p_["durationMs"] for p_ in progress if p_["numInputRows"] > 0]
+        breakdown = {k: float(np.median([x.get(k, 0) for x in dur])) for k in ("addBatch", "queryPlanning", "getBatch", "latestOffset",
+                                                                                 "walCommit", "commitOffsets", "triggerExecution")} if dur else {}
+        row = {"rate": rate, "seconds": seconds, "achieved_rate": round(produced.get("achieved", 0)), "transactions": n_tx,
+               "decisions": d.get("records", 0), "distinct_decided": len({e for _, _, e in decided}), "decision": d, "passthrough": p,
+               "p50_ratio_to_floor": round(d["p50_ms"] / p["p50_ms"], 2) if d.get("records") and p.get("records") else None,
+               "with_lakehouse": with_lakehouse, "trigger": trigger, "model_version": version,
+               "batch_ms_median": breakdown, "cpus": os.cpu_count()}
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    out = ROOT / "bench" / "results" / "decide.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rates", default="1000,5000,20000")
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--with-lakehouse", action="store_true")
+    p.add_argument("--trigger", default="0 seconds")
+    a = p.parse_args(argv)
+    run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Run the real-time decision paths: Kafka -> per-key state -> gate -> champion -> Kafka, and
+land every decision in Delta exactly once.
+
+    python jobs/decide.py                          # fraud and trading, until stopped (Ctrl-C / SIGTERM)
+    python jobs/decide.py --use-cases fraud --timeout 600
+    python jobs/decide.py --from earliest          # a new checkpoint starts at the topics' start
+
+Decisions go to the Kafka topics fraud_decisions (+ fraud_alerts) and trading_signals, keyed
+by event id, at least once (a batch replayed after a crash sends its decisions again, equal).
+The landing queries keep one row per (event id, model version) in gold.fraud_scores and
+gold.trading_signals; refused rows (failed the gate) go to quarantine.scoring.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from jobs import common
+
+
+def _use_cases(text: str) -> list[str]:
+    from lakehouse.decision import DECISION_PATHS
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in DECISION_PATHS]
+    if unknown or not names:
+        common.fail(f"unknown use case '{(unknown or [text])[0]}' (decision paths: {', '.join(DECISION_PATHS)})")
+    return names
+
+
+def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigger=None):
+    """Start the decision (and landing) queries; returns [(restart function, query)] and the
+    decision batch functions by use case."""
+    from lakehouse.decision import start_decisions, start_landing
+    from lakehouse.kafka.clients import ensure_topics
+
+    ensure_topics(cfg)
+    running, fns = [], {}
+    for name in use_cases:
+        def decide(name=name):
+            q, fn = start_decisions(spark, cfg, name, starting_offsets, trigger)
+            fns[name] = fn
+            return q
+        running.append((decide, decide()))
+        if land:
+            start = lambda name=name: start_landing(spark, cfg, name)[0]
+            running.append((start, start()))
+    return running, fns
+
+
+def run(spark, cfg, args) -> dict:
+    from lakehouse.kafka.broker import ensure_broker
+
+    use_cases = _use_cases(args.use_cases)
+    ensure_broker(cfg)
+    started = time.monotonic()
+    running, _ = start_all(spark, cfg, use_cases, args.starting_offsets, land=not args.no_landing)
+    print(f"decide: {len(running)} queries running ({', '.join(q.name for _, q in running)}); stop with Ctrl-C", flush=True)
+    stop = common.stop_flag()
+    failed, restarts, limit = None, 0, int(cfg["pipeline.max_query_restarts"])
+    while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
+        time.sleep(1)
+        for i, (start, q) in enumerate(running):
+            if q.isActive and q.exception() is None:
+                continue
+            if restarts >= limit:
+                failed = q
+                break
+            restarts += 1
+            print(f"decide: query {q.name} failed ({common.root_cause(q.exception() or 'it stopped')}); restarting it "
+                  f"({restarts} of pipeline.max_query_restarts={limit})", flush=True)
+            running[i] = (start, start())
+        if failed:
+            break
+    for _, q in running:
+        q.stop()
+    if failed:
+        common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception() or 'it stopped')}")
+    return {"use_cases": use_cases, "seconds": round(time.monotonic() - started, 1), "restarts": restarts}
+
+
+def main(argv=None):
+    p = common.parser(__doc__)
+    p.add_argument("--use-cases", default="fraud,trading", help="comma list of decision paths (fraud, trading)")
+    p.add_argument("--from", dest="starting_offsets", choices=["latest", "earliest"], default="latest",
+                   help="where a new checkpoint starts reading its topics")
+    p.add_argument("--no-landing", action="store_true", help="do not run the Kafka -> Delta landing queries")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    result = common.execute(p, argv, run, app_name="finlake-decide")
+    common.emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
