@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,13 +265,25 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
     writer = (features.writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
               .outputMode("append").foreachBatch(fn).trigger(processingTime=trigger or str(cfg["decisions.trigger"])))
-    # The state's partitions are fixed in the checkpoint at the first start.
-    before = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(cfg["decisions.state_partitions"]))
-    try:
+    with decision_conf(spark, int(cfg["decisions.state_partitions"])):
         return writer.start(), fn
+
+
+@contextmanager
+def decision_conf(spark: SparkSession, state_partitions: int):
+    """Session settings a decision query captures when it starts: its state partitions (fixed in
+    the checkpoint at the first start) and no empty batches. A processing-time timeout (the
+    state's TTL) would otherwise make Spark run a batch without data back to back forever; the
+    TTL is then applied in the batches that carry data."""
+    keys = {"spark.sql.shuffle.partitions": str(state_partitions), "spark.sql.streaming.noDataMicroBatches.enabled": "false"}
+    before = {k: spark.conf.get(k, None) for k in keys}
+    for k, v in keys.items():
+        spark.conf.set(k, v)
+    try:
+        yield
     finally:
-        spark.conf.set("spark.sql.shuffle.partitions", before)
+        for k, v in before.items():
+            spark.conf.unset(k) if v is None else spark.conf.set(k, v)
 
 
 # ---------------------------------------------------------------------------------------------
