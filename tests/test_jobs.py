@@ -28,7 +28,9 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
     for stream, c in counts.items():
         assert c["bronze"] == c["produced"] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"], stream
     assert sum(c["quarantine"] for c in counts.values()) > 0  # the live noise was caught
-    assert summary["scoring"]["fraud"]["scored"] > 0 and summary["scoring"]["fraud"]["versions"] == ["1"]
+    fraud = summary["decisions"]["fraud"]
+    assert fraud["decisions"] == fraud["distinct_events"] == fraud["valid_live_events"] > 0
+    assert summary["decisions"]["trading"]["decisions"] == summary["decisions"]["trading"]["valid_live_events"] > 0
     assert {r["use_case"] for r in summary["table4"]} == {"fraud", "trading", "loan_pd"}
     html = (home / "reports" / "demo" / "index.html").read_text()
     for heading in ("Events per layer", "Model quality", "Stream performance", "Statistics"):
