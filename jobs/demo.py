@@ -4,9 +4,8 @@
 2. Backfill a training history (about two days of event time, all streams) into bronze, and
    run the medallion pipeline over it (silver + quarantine, gold features).
 3. Train the three models (fraud, trading signal, loan PD), log them to MLflow, promote.
-4. Go live: the pipeline, the fraud and trading decision paths (Kafka -> state -> champion ->
-   Kafka, landed in Delta) and the loan-PD scorer run continuously while a paced producer
-   sends every stream with a little bad input mixed in; decisions and alerts go to Kafka.
+4. Go live: the pipeline and the scoring queries run continuously while a paced producer
+   sends every stream with a little bad input mixed in; fraud alerts go to Kafka.
 5. Write the statistical report, then FINLAKE_HOME/reports/demo/index.html and summary.json:
    counts per layer (reconciled), model quality, stream performance, statistics, plots.
 """
@@ -114,32 +113,6 @@ def stream_performance(spark, cfg, progress_rows: list[tuple], sent: dict, count
     return out
 
 
-def decision_performance(spark, cfg) -> dict:
-    """Per decision path: decisions landed (scored + refused by the gate), the valid live events
-    they answer (silver rows that came through Kafka), alerts, latency p50/p99 (decision's Kafka
-    timestamp minus its event's)."""
-    from pyspark.sql import functions as F
-
-    from lakehouse.catalog import Catalog
-    from lakehouse.decision import DECISION_PATHS
-
-    catalog = Catalog(cfg)
-    out = {}
-    for name, path in DECISION_PATHS.items():
-        stream = "transactions" if name == "fraud" else "market_ticks"
-        table = spark.read.format("delta").load(catalog.spec(path.table).location).where(F.col("decision_latency_ms").isNotNull())
-        refused = spark.read.format("delta").load(catalog.spec("quarantine.scoring").location).where(F.col("source_table") == path.table)
-        q = table.agg(F.count("*").alias("n"), F.percentile_approx("decision_latency_ms", [0.5, 0.99], 10000).alias("q"),
-                      (F.count_if(F.col("decision") == "alert") if name == "fraud" else F.lit(0)).alias("alerts"),
-                      F.count_distinct("event_id").alias("distinct")).first()
-        n_refused = refused.count()
-        valid = spark.read.format("delta").load(catalog.spec(f"silver.{stream}").location).where(F.col("kafka_partition") >= 0).count()
-        out[name] = {"decisions": int(q["n"]) + n_refused, "distinct_events": int(q["distinct"]) + n_refused, "refused": n_refused,
-                     "valid_live_events": valid, "alerts": int(q["alerts"]),
-                     "latency_p50_ms": round(q["q"][0], 1) if q["q"] else None, "latency_p99_ms": round(q["q"][1], 1) if q["q"] else None}
-    return out
-
-
 def scoring_performance(spark, cfg, fns: dict) -> dict:
     from jobs.bench_pipeline import latency_stats
     from lakehouse.catalog import Catalog
@@ -165,18 +138,13 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     collector = ProgressCollector()
     spark.streams.addListener(collector)
     trig = args.trigger
-    from jobs.decide import start_all
-
     queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig)
-    # Fraud and trading decide on the decision path (Kafka -> state -> champion -> Kafka, landed
-    # in Delta); loan PD stays a lakehouse scorer over gold (see ARCHITECTURE.md).
-    decisions, deciders = start_all(spark, cfg, ["fraud", "trading"], starting_offsets="earliest")
-    queries += [q for _, q in decisions]
     scorers = {}
-    q, fn = start_scoring(spark, cfg, "loan_pd", processing_time=trig, only_new=True)
-    queries.append(q)
-    scorers["loan_pd"] = fn
-    steps.log(f"{len(queries)} streaming queries running (trigger {trig}; decision paths as fast as they go)")
+    for name in ("fraud", "trading", "loan_pd"):
+        q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)
+        queries.append(q)
+        scorers[name] = fn
+    steps.log(f"{len(queries)} streaming queries running (trigger {trig})")
     ctx = mp.get_context("fork")
     result = ctx.Queue()
     argv = ["--rate", str(args.live_rate), "--duration", str(args.live_seconds), "--seed", str(seed), "--quiet",
@@ -191,7 +159,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
             break
         landed = sum(r[4] for r in collector.snapshot() if r[0].startswith("bronze_"))
         steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s; {landed:,} rows in bronze, "
-                  f"{sum(1 for _ in deciders['fraud'].history):,} fraud decision batches so far")
+                  f"{sum(b['scored'] for b in scorers['fraud'].history):,} transactions scored so far")
     sent = result.get(timeout=120)
     producer.join(10)
     if "error" in sent:
@@ -211,7 +179,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
 
     collector.flush(spark, Catalog(cfg).spec("ops.stream_metrics"))
     spark.streams.removeListener(collector)
-    return {"sent": sent, "progress": progress, "scorers": scorers, "deciders": deciders}
+    return {"sent": sent, "progress": progress, "scorers": scorers}
 
 
 def demo_figures(counts: dict, perf: dict, progress_rows: list[tuple]) -> dict:
@@ -279,9 +247,6 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
     scoring = [{"use case": n, "batches": v["batches"], "scored": v["scored"], "alerts": v["alerts"], "versions": ", ".join(v["versions"]),
                 "Kafka->score median ms": v["latency_kafka_to_score"].get("median_ms"),
                 "Kafka->score p99 ms": v["latency_kafka_to_score"].get("p99_ms")} for n, v in summary["scoring"].items()]
-    decided = [{"decision path": n, "decisions": v["decisions"], "valid live events": v["valid_live_events"], "refused by gate": v["refused"],
-                "alerts": v["alerts"], "decision latency p50 ms": v["latency_p50_ms"], "p99 ms": v["latency_p99_ms"]}
-               for n, v in summary["decisions"].items()]
     sections = [
         {"heading": "Run", "text": f"Seed {summary['seed']}; {summary['machine']['cpus']} CPUs, {summary['machine']['memory_gb']} GiB; "
                                    f"{summary['seconds']:,.0f} s in all. Steps (s): " + ", ".join(f"{k} {v}" for k, v in summary["steps"].items()),
@@ -293,7 +258,7 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
          "text": "The ceiling is the same metric computed from the generator's true probabilities.", "tables": [t2],
          "figures": [img(p) for name in training_figs for p in training_figs[name]]},
         {"heading": "Stream performance (Table 3 analog, live run)", "text": f"Offered {summary['live']['rate']:,} msgs/s for "
-         f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']}.", "tables": [t3, decided, scoring],
+         f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']}.", "tables": [t3, scoring],
          "figures": [stats.figure_to_data_uri(figures["batches"])]},
         {"heading": "Statistics (Table 4 analog)", "text": f"Full report: {summary['stats_report']}",
          "tables": [summary["table4"]], "figures": []},
@@ -355,7 +320,6 @@ def run(spark, cfg, args) -> dict:
         c["reconciled"] = "yes" if (c["bronze"] == produced[s] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"]) else "NO"
     perf = stream_performance(spark, cfg, live["progress"], live["sent"]["per_topic"], counts)
     scoring = scoring_performance(spark, cfg, live["scorers"])
-    decisions = decision_performance(spark, cfg)
     models = {n: {"model": r["model"], "rows": r["rows"], "seconds": r["seconds"], "best": r["best"], "metrics": r["metrics"],
                   "table2_keys": TABLE2_KEYS[n], "promotion": r["promotion"]["reason"]} for n, r in trained.items()}
     steps.done()
@@ -363,7 +327,7 @@ def run(spark, cfg, args) -> dict:
         "seed": seed, "machine": machine(), "seconds": round(time.perf_counter() - started, 1), "steps": steps.seconds,
         "produced": {"history": hist["delivered"], "live": live["sent"]["delivered"], "live_noise": live["sent"]["per_noise"]},
         "counts": counts, "reconciled": all(c["reconciled"] == "yes" for c in counts.values()),
-        "models": models, "streams": perf, "scoring": scoring, "decisions": decisions,
+        "models": models, "streams": perf, "scoring": scoring,
         "live": {"rate": args.live_rate, "seconds": args.live_seconds, "trigger": args.trigger,
                  "achieved_rate": live["sent"]["achieved_rate"]},
         "table4": stats.json_safe(stats_out["table4"]), "stats_report": str(out / "stats" / "report.html"),
@@ -386,12 +350,8 @@ def demo_shortfalls(summary: dict) -> list[str]:
             open_rows = c["bronze"] - (c["silver"] + c["quarantine"] + c["duplicates_dropped"])
             out.append(f"{s} not reconciled ({missing:,} of {c['produced']:,} produced not in bronze, "
                        f"{open_rows:,} bronze rows in neither silver, quarantine nor the duplicate count)")
-    for name, d in summary.get("decisions", {}).items():
-        if d["decisions"] != d["valid_live_events"] or d["distinct_events"] != d["decisions"]:
-            out.append(f"{name}: {d['decisions']:,} decisions ({d['distinct_events']:,} distinct events) for "
-                       f"{d['valid_live_events']:,} valid live events")
-    if not summary.get("decisions", {}).get("fraud", {}).get("decisions"):
-        out.append("the live phase decided no transaction")
+    if not summary["scoring"].get("fraud", {}).get("scored"):
+        out.append("the live phase scored no transaction")
     return out
 
 
@@ -407,12 +367,11 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
         keys = TABLE2_KEYS[n]
         rows = [(who, *[None if met.get(k) is None else round(met[k], 4) for k in keys]) for who, met in m["metrics"].items()]
         print(render([f"{n}: model", *keys], rows, "table"))
-    print("Decisions live (decision path: Kafka -> state -> champion -> Kafka)")
-    rows = [(n, d["decisions"], d["valid_live_events"], d["refused"], d["alerts"], d["latency_p50_ms"], d["latency_p99_ms"])
-            for n, d in summary["decisions"].items()]
-    print(render(["path", "decisions", "valid live events", "refused by gate", "alerts", "latency p50 ms", "p99 ms"], rows, "table"))
     sc = summary["scoring"]
-    print("Scored live on the lakehouse path: " + ", ".join(f"{n} {v['scored']:,}" for n, v in sc.items()))
+    scored = ", ".join(f"{n} {v['scored']:,}" for n, v in sc.items())
+    print(f"Scored live: {scored}; fraud alerts {sc['fraud']['alerts']:,}; "
+          f"Kafka -> fraud score median {sc['fraud']['latency_kafka_to_score'].get('median_ms')} ms, "
+          f"p99 {sc['fraud']['latency_kafka_to_score'].get('p99_ms')} ms")
     shortfalls = demo_shortfalls(summary)
     if shortfalls:
         print(f"\nReport (incomplete run): {page}")
@@ -435,7 +394,7 @@ def main(argv=None):
     p.add_argument("--noise", default="all=0.005", help="bad input in the live stream (see jobs/produce.py)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")
     result = common.execute(p, argv, run, app_name="finlake-demo")
-    common.emit({k: result[k] for k in ("seed", "seconds", "reconciled", "produced", "counts", "scoring", "decisions", "table4")})
+    common.emit({k: result[k] for k in ("seed", "seconds", "reconciled", "produced", "counts", "scoring", "table4")})
     shortfalls = demo_shortfalls(result)
     if shortfalls:
         common.fail("the demo fell short: " + "; ".join(shortfalls), 1)

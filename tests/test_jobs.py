@@ -28,9 +28,7 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
     for stream, c in counts.items():
         assert c["bronze"] == c["produced"] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"], stream
     assert sum(c["quarantine"] for c in counts.values()) > 0  # the live noise was caught
-    fraud = summary["decisions"]["fraud"]
-    assert fraud["decisions"] == fraud["distinct_events"] == fraud["valid_live_events"] > 0
-    assert summary["decisions"]["trading"]["decisions"] == summary["decisions"]["trading"]["valid_live_events"] > 0
+    assert summary["scoring"]["fraud"]["scored"] > 0 and summary["scoring"]["fraud"]["versions"] == ["1"]
     assert {r["use_case"] for r in summary["table4"]} == {"fraud", "trading", "loan_pd"}
     html = (home / "reports" / "demo" / "index.html").read_text()
     for heading in ("Events per layer", "Model quality", "Stream performance", "Statistics"):
@@ -48,15 +46,10 @@ def test_demo_names_every_shortfall_in_one_line():
 
     ok = {"produced": 10, "bronze": 10, "silver": 7, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "yes"}
     short = {"produced": 10, "bronze": 9, "silver": 5, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "NO"}
-    decided = {"decisions": 5, "distinct_events": 5, "valid_live_events": 5}
-    assert demo_shortfalls({"counts": {"a": ok}, "decisions": {"fraud": decided}}) == []
-    assert demo_shortfalls({"counts": {"a": ok, "b": short},
-                            "decisions": {"fraud": {"decisions": 0, "distinct_events": 0, "valid_live_events": 4}}}) == [
+    assert demo_shortfalls({"counts": {"a": ok}, "scoring": {"fraud": {"scored": 3}}}) == []
+    assert demo_shortfalls({"counts": {"a": ok, "b": short}, "scoring": {"fraud": {"scored": 0}}}) == [
         "b not reconciled (1 of 10 produced not in bronze, 1 bronze rows in neither silver, quarantine nor the duplicate count)",
-        "fraud: 0 decisions (0 distinct events) for 4 valid live events",
-        "the live phase decided no transaction"]
-    assert demo_shortfalls({"counts": {"a": ok}, "decisions": {"fraud": decided, "trading": {
-        "decisions": 7, "distinct_events": 6, "valid_live_events": 6}}}) == ["trading: 7 decisions (6 distinct events) for 6 valid live events"]
+        "the live phase scored no transaction"]
 
 
 def test_stack_status_reports_the_running_broker(kafka, overrides, test_home, capsys, monkeypatch):
