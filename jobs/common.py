@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import logging
 import re
 import sys
@@ -124,3 +125,36 @@ def stop_flag() -> dict:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return flag
+
+
+def supervise(running: list, cfg, label: str, until, tick=None, every_s: float = 2.0):
+    """Keep ``running`` ([(start function, query)]) going until ``until()`` is true: a query
+    that failed or stopped is restarted from its checkpoint (nothing lost or repeated) at most
+    ``pipeline.max_query_restarts`` times in all. Stops every query at the end; a query past the
+    limit ends the job with one line. ``tick()`` runs each round (e.g. to flush metrics)."""
+    failed, restarts, limit = None, 0, int(cfg["pipeline.max_query_restarts"])
+    while not until():
+        time.sleep(every_s)
+        if tick:
+            tick()
+        for i, (start, q) in enumerate(running):
+            if q.isActive and q.exception() is None:
+                continue
+            if restarts >= limit:
+                failed = q
+                break
+            # A restart also rides out what a broker restart can do to Spark's Kafka source
+            # (a null offset in its lag metrics, a lost connection).
+            restarts += 1
+            print(f"{label}: query {q.name} failed ({root_cause(q.exception() or 'it stopped')}); "
+                  f"restarting it ({restarts} of pipeline.max_query_restarts={limit})", flush=True)
+            running[i] = (start, start())
+        if failed:
+            break
+    for _, q in running:
+        q.stop()
+    if failed:
+        if tick:
+            tick()
+        fail(f"query {failed.name} failed: {root_cause(failed.exception() or 'it stopped')}")
+    return restarts

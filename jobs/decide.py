@@ -57,25 +57,9 @@ def run(spark, cfg, args) -> dict:
     running, _ = start_all(spark, cfg, use_cases, args.starting_offsets, land=not args.no_landing)
     print(f"decide: {len(running)} queries running ({', '.join(q.name for _, q in running)}); stop with Ctrl-C", flush=True)
     stop = common.stop_flag()
-    failed, restarts, limit = None, 0, int(cfg["pipeline.max_query_restarts"])
-    while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
-        time.sleep(1)
-        for i, (start, q) in enumerate(running):
-            if q.isActive and q.exception() is None:
-                continue
-            if restarts >= limit:
-                failed = q
-                break
-            restarts += 1
-            print(f"decide: query {q.name} failed ({common.root_cause(q.exception() or 'it stopped')}); restarting it "
-                  f"({restarts} of pipeline.max_query_restarts={limit})", flush=True)
-            running[i] = (start, start())
-        if failed:
-            break
-    for _, q in running:
-        q.stop()
-    if failed:
-        common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception() or 'it stopped')}")
+    restarts = common.supervise(running, cfg, "decide",
+                                lambda: stop["stop"] or (args.timeout is not None and time.monotonic() - started >= args.timeout),
+                                every_s=1.0)
     return {"use_cases": use_cases, "seconds": round(time.monotonic() - started, 1), "restarts": restarts}
 
 

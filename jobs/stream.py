@@ -72,31 +72,9 @@ def run(spark, cfg, args) -> dict:
 
         print(f"pipeline: started in {time.time() - psutil.Process().create_time():.1f} s", flush=True)
         print(f"pipeline: {len(running)} queries running; stop with Ctrl-C", flush=True)
-        failed, restarts = None, 0
-        limit = int(cfg["pipeline.max_query_restarts"])
-        while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
-            time.sleep(2)
-            collector.flush(spark, metrics_spec)
-            for i, (start, q) in enumerate(running):
-                if q.isActive and q.exception() is None:
-                    continue
-                if restarts >= limit:
-                    failed = q
-                    break
-                # A query resumes from its checkpoint: a restart loses and repeats nothing. It
-                # rides out what a broker restart can do to Spark's Kafka source (a null
-                # offset in its lag metrics, a lost connection).
-                restarts += 1
-                print(f"pipeline: query {q.name} failed ({common.root_cause(q.exception() or 'it stopped')}); "
-                      f"restarting it ({restarts} of pipeline.max_query_restarts={limit})", flush=True)
-                running[i] = (start, start())
-            if failed:
-                break
-        for _, q in running:
-            q.stop()
-        if failed:
-            collector.flush(spark, metrics_spec)
-            common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception() or 'it stopped')}")
+        common.supervise(running, cfg, "pipeline",
+                         lambda: stop["stop"] or (args.timeout is not None and time.monotonic() - started >= args.timeout),
+                         tick=lambda: collector.flush(spark, metrics_spec))
     time.sleep(0.5)  # let the listener deliver the last progress events
     written = collector.flush(spark, metrics_spec)
     spark.streams.removeListener(collector)
