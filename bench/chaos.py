@@ -161,7 +161,7 @@ def run(args) -> dict:
         if job.poll() is not None:
             raise RuntimeError(f"the pipeline exited by itself (code {job.returncode}); see {logs / 'chaos-stream.log'}")
         job.send_signal(signal.SIGTERM)
-        job.wait(timeout=120)
+        job.wait(timeout=300)  # stops at the end of the running batches
         drain = subprocess.run([sys.executable, str(ROOT / "jobs" / "stream.py"), *stream_args, "--available-now",
                                 *sum((["--conf", o] for o in overrides), [])], cwd=ROOT, env=env, capture_output=True, text=True)
         if drain.returncode != 0:

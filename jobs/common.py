@@ -127,6 +127,25 @@ def stop_flag() -> dict:
     return flag
 
 
+def stop_all(queries) -> None:
+    """Stop streaming queries side by side: each stop waits for its query's running batch to
+    give up, so stopping one after another adds those waits up (a SIGTERM must end the job
+    promptly). A query that fails while stopping is already stopped."""
+    import threading
+
+    def stop(q):
+        try:
+            q.stop()
+        except Exception:  # noqa: BLE001 - stopped either way; its error was reported while running
+            pass
+
+    threads = [threading.Thread(target=stop, args=(q,), daemon=True) for q in queries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def supervise(running: list, cfg, label: str, until, tick=None, every_s: float = 2.0):
     """Keep ``running`` ([(start function, query)]) going until ``until()`` is true: a query
     that failed or stopped is restarted from its checkpoint (nothing lost or repeated) at most
@@ -151,8 +170,7 @@ def supervise(running: list, cfg, label: str, until, tick=None, every_s: float =
             running[i] = (start, start())
         if failed:
             break
-    for _, q in running:
-        q.stop()
+    stop_all([q for _, q in running])
     if failed:
         if tick:
             tick()

@@ -163,14 +163,12 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     sent = result.get(timeout=120)
     producer.join(10)
     if "error" in sent:
-        for q in queries:
-            q.stop()
+        common.stop_all(queries)
         common.fail(f"live producer failed: {sent['error']}")
     # Drain: stop once every layer has caught up with what was sent (or the drain time is up).
     failed = failed or wait_until_idle(queries, args.drain)
     time.sleep(2 * float(str(trig).split()[0]))
-    for q in queries:
-        q.stop()
+    common.stop_all(queries)
     if failed:
         common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception())}")
     time.sleep(0.5)

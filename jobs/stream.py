@@ -61,8 +61,7 @@ def run(spark, cfg, args) -> dict:
                 except Exception:
                     pass
                 if q.exception():
-                    for other in queries:
-                        other.stop()
+                    common.stop_all(queries)
                     common.fail(f"query {q.name} failed: {common.root_cause(q.exception())}")
             print(f"{layer}: {len(queries)} queries caught up")
     else:

@@ -213,14 +213,15 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     msgs, valid = [], []
     for e in generate(gen):
         if e.topic in ("transactions", "user_events"):
-            msgs.append(("dp_" + e.topic, (e.key or "").encode(), json.dumps(e.event).encode()))
+            msgs.append((e.topic, (e.key or "").encode(), json.dumps(e.event).encode()))
             if e.topic == "transactions":
                 valid.append(e.event["event_id"])
         if len(valid) >= 60:
             break
-    msgs += [m for m in msgs if m[0] == "dp_transactions"][:3]                          # duplicate copies
-    msgs += [("dp_transactions", b"k", b"{not json"), ("dp_transactions", b"k", b'{"event_id": 5}')]  # never decided
-    send_raw(cfg, msgs)
+    msgs += [m for m in msgs if m[0] == "transactions"][:3]                          # duplicate copies
+    msgs += [("transactions", b"k", b"{not json"), ("transactions", b"k", b'{"event_id": 5}')]  # never decided
+    report = send_raw(cfg, msgs)    # logical topic names: the dp_ prefix comes from the config
+    assert all(r["delivered"] == r["sent"] for r in report.values()), report
     running, fns = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
     try:
         deadline = time.monotonic() + 300
