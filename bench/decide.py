@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -76,8 +77,8 @@ def _produce(cfg, msgs, rate, prefix, result):
     start = time.monotonic()
     for i, (topic, key, value) in enumerate(msgs):
         due = start + i / rate
-        while time.monotonic() < due:
-            time.sleep(min(0.002, due - time.monotonic()) if due > time.monotonic() else 0)
+        while (wait := due - time.monotonic()) > 0:
+            time.sleep(min(0.002, wait))
         while True:
             try:
                 p.produce(prefix + topic, value=value, key=key)
@@ -152,7 +153,9 @@ def run(rates, seconds, with_lakehouse, trigger):
         from confluent_kafka.admin import NewTopic
 
         from lakehouse.kafka.clients import admin_client
-        admin_client(cfg).create_topics([NewTopic(prefix + "passthrough", 2, 1)])
+        admin = admin_client(cfg)
+        for f in admin.create_topics([NewTopic(prefix + "passthrough", 2, 1)]).values():
+            f.result()
         spark = spark or build_session(cfg, app_name="finlake-bench-decide")
         version = register_bench_champion(cfg)
         msgs = _messages(rate, seconds, seed=rate)
@@ -189,7 +192,8 @@ def run(rates, seconds, with_lakehouse, trigger):
                "decisions": d.get("records", 0), "distinct_decided": len({e for _, _, e in decided}), "decision": d, "passthrough": p,
                "p50_ratio_to_floor": round(d["p50_ms"] / p["p50_ms"], 2) if d.get("records") and p.get("records") else None,
                "with_lakehouse": with_lakehouse, "trigger": trigger, "model_version": version,
-               "batch_ms_median": breakdown, "cpus": os.cpu_count()}
+               "batch_ms_median": breakdown, "cpus": os.cpu_count(),
+               "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress]}
         print(json.dumps(row), flush=True)
         results.append(row)
     out = ROOT / "bench" / "results" / "decide.json"
@@ -205,8 +209,14 @@ def main(argv=None):
     p.add_argument("--with-lakehouse", action="store_true")
     p.add_argument("--trigger", default="0 seconds")
     a = p.parse_args(argv)
-    run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger)
+    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger)
+    short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
+             if r["distinct_decided"] != r["transactions"]]
+    if short:
+        print(f"bench.decide: error: {'; '.join(short)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
