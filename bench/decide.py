@@ -193,7 +193,8 @@ def run(rates, seconds, with_lakehouse, trigger):
                "p50_ratio_to_floor": round(d["p50_ms"] / p["p50_ms"], 2) if d.get("records") and p.get("records") else None,
                "with_lakehouse": with_lakehouse, "trigger": trigger, "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
-               "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress]}
+               "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
+               "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history]}
         print(json.dumps(row), flush=True)
         results.append(row)
     out = ROOT / "bench" / "results" / "decide.json"
