@@ -215,7 +215,9 @@ def test_valid_events_parse_each_record_once_and_keep_exactly_the_valid_ones(spa
 def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka, spark, ml_cfg, fraud_result, tmp_path):
     """The fraud decision path on the real broker and registry: valid transactions (with
     duplicate copies and refused input mixed in) -> one decision each on fraud_decisions, alerts
-    on fraud_alerts, one landed row per event in gold.fraud_scores with the champion's version."""
+    on fraud_alerts, one landed row per event in gold.fraud_scores with the champion's version.
+    The queries stop and resume from their checkpoints halfway: copies of events decided before
+    the restart are not landed again."""
     import dataclasses
     import json
     import time
@@ -234,33 +236,43 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     cfg = dataclasses.replace(cfg, data=data)
     ensure_topics(cfg)
     gen = GeneratorConfig(seed=77, start=time.time() - 60, rate=20.0, streams=("transactions", "user_events"))
-    msgs, valid = [], []
+    msgs, valid, cut = [], [], None
     for e in generate(gen):
         if e.topic in ("transactions", "user_events"):
             msgs.append((e.topic, (e.key or "").encode(), json.dumps(e.event).encode()))
             if e.topic == "transactions":
                 valid.append(e.event["event_id"])
-        if len(valid) >= 60:
+                if len(valid) == 60:
+                    cut = len(msgs)
+        if len(valid) >= 90:
             break
-    msgs += [m for m in msgs if m[0] == "transactions"][:3]                          # duplicate copies
-    msgs += [("transactions", b"k", b"{not json"), ("transactions", b"k", b'{"event_id": 5}')]  # never decided
-    report = send_raw(cfg, msgs)    # logical topic names: the dp_ prefix comes from the config
-    assert all(r["delivered"] == r["sent"] for r in report.values()), report
-    running, fns = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
-    try:
-        deadline = time.monotonic() + 300
-        land = next(q for _, q in running if q.name == "land_fraud")
-        while time.monotonic() < deadline:
-            assert all(q.exception() is None for _, q in running), [q.exception() for _, q in running]
-            if land.lastProgress and any(p["numInputRows"] for p in land.recentProgress):
-                got = read(spark, cfg, "gold.fraud_scores").count() if (folder / "tables" / "gold.fraud_scores").exists() else 0
-                if got >= len(valid):
-                    break
-            time.sleep(2)
-        time.sleep(12)   # one more landing trigger: nothing further may arrive
-    finally:
-        for _, q in running:
-            q.stop()
+    first, second = msgs[:cut], msgs[cut:]
+    first += [m for m in first if m[0] == "transactions"][:3]                          # duplicate copies
+    first += [("transactions", b"k", b"{not json"), ("transactions", b"k", b'{"event_id": 5}')]  # never decided
+    second += [m for m in first if m[0] == "transactions"][3:5]   # copies of decided events, after the restart
+
+    def run_until(n):
+        """Start the queries (resuming their checkpoints) and stop once n rows have landed."""
+        running, _ = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
+        try:
+            deadline = time.monotonic() + 300
+            land = next(q for _, q in running if q.name == "land_fraud")
+            while time.monotonic() < deadline:
+                assert all(q.exception() is None for _, q in running), [q.exception() for _, q in running]
+                if land.lastProgress and any(p["numInputRows"] for p in land.recentProgress):
+                    got = read(spark, cfg, "gold.fraud_scores").count() if (folder / "tables" / "gold.fraud_scores").exists() else 0
+                    if got >= n:
+                        break
+                time.sleep(2)
+            time.sleep(12)   # one more landing trigger: nothing further may arrive
+        finally:
+            for _, q in running:
+                q.stop()
+
+    for batch, n in ((first, 60), (second, 90)):   # the second run resumes from the checkpoints
+        report = send_raw(cfg, batch)    # logical topic names: the dp_ prefix comes from the config
+        assert all(r["delivered"] == r["sent"] for r in report.values()), report
+        run_until(n)
     landed = read(spark, cfg, "gold.fraud_scores")
     champion = registry.alias_version(registry.connect(cfg), registry.registered_name(cfg, "fraud"), registry.CHAMPION).version
     assert sorted(r.event_id for r in landed.select("event_id").collect()) == sorted(valid)
