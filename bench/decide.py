@@ -125,6 +125,28 @@ def start_passthrough(spark, cfg, topic, out_topic, checkpoint, trigger):
             .option("checkpointLocation", checkpoint).trigger(processingTime=trigger).start())
 
 
+def stage_times(spark, since_ms: int) -> list[dict]:
+    """Spark's completed stages since ``since_ms`` grouped by query and task count:
+    how many, median wall time and median executor run time, in ms (from Spark's status store,
+    which keeps them with the UI off)."""
+    sc = spark.sparkContext
+    store = sc._jsc.sc().statusStore()
+    stages = store.stageList(None, False, False, sc._gateway.new_array(sc._jvm.double, 0), sc._jvm.java.util.ArrayList())
+    rows = {}
+    for i in range(stages.size()):
+        st = stages.apply(i) if hasattr(stages, "apply") else stages.get(i)
+        sub, done = st.submissionTime(), st.completionTime()
+        if sub.isEmpty() or done.isEmpty() or sub.get().getTime() < since_ms:
+            continue
+        desc = str(st.description().get()) if not st.description().isEmpty() else ""
+        query = "decide" if "decide_fraud" in desc else "passthrough" if "passthrough" in desc else (desc[:40] or "other")
+        name = f"{query}: stage of {st.numTasks()} tasks"
+        rows.setdefault(name, []).append((done.get().getTime() - sub.get().getTime(), st.executorRunTime(), st.numTasks()))
+    return [{"stage": k, "count": len(v), "wall_ms_median": float(np.median([w for w, _, _ in v])),
+             "executor_ms_median": float(np.median([e for _, e, _ in v])), "tasks_median": float(np.median([t for _, _, t in v]))}
+            for k, v in sorted(rows.items(), key=lambda kv: -sum(w for w, _, _ in kv[1]))]
+
+
 def summarise(records, first_ms=None):
     lat = np.array([o - i for o, i, _ in records], dtype=float)
     if len(lat) == 0:
@@ -171,7 +193,7 @@ def run(rates, seconds, with_lakehouse, trigger):
         got, until, produced = {}, {"t": time.monotonic() + 10 ** 6}, {}
         consumer = threading.Thread(target=_consume, args=(cfg, [topic_name(cfg, "fraud_decisions"), prefix + "passthrough"], until, got))
         consumer.start()
-        t0 = time.monotonic()
+        t0, since_ms = time.monotonic(), int(time.time() * 1000)
         _produce(cfg, msgs, rate, prefix, produced)
         n_tx = sum(1 for t, _, _ in msgs if t == "transactions")
         deadline = time.monotonic() + max(60, seconds)
@@ -194,7 +216,7 @@ def run(rates, seconds, with_lakehouse, trigger):
                "with_lakehouse": with_lakehouse, "trigger": trigger, "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
                "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
-               "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history]}
+               "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history], "stages": stage_times(spark, since_ms)}
         print(json.dumps(row), flush=True)
         results.append(row)
     out = ROOT / "bench" / "results" / "decide.json"
