@@ -42,8 +42,8 @@ def register_bench_champion(cfg) -> str:
 
     example = pd.DataFrame(x[:5], columns=list(CARD_FEATURES))
     name = registry.registered_name(cfg, "fraud")
-    mlflow.set_experiment("finlake-bench-decide")
-    with mlflow.start_run():
+    # The project's experiment helper keeps artifacts under FINLAKE_HOME (not ./mlruns).
+    with mlflow.start_run(experiment_id=registry.experiment(cfg, client, "bench-decide")):
         version = registry.log_booster(client, booster, name, example, booster.inplace_predict(example),
                                        {"features": json.dumps(list(CARD_FEATURES)), "threshold": "0.5", "kind": "binary",
                                         "classes": "[]"})
