@@ -95,6 +95,21 @@ def test_every_card_number_is_tokenized_wherever_it_stands(spark, raw, clean):
     assert got == render(clean if clean is not None else raw)
 
 
+def test_a_new_key_reaches_every_task_thread(spark):
+    """Executor threads outlive jobs: after the key changes, every thread tokenizes with the new
+    key (a thread that kept its old HMAC gave one card two tokens in one run)."""
+    other = b"another-key"
+    rows = spark.createDataFrame([(f'{{"card_pan":"{PAN}","i":{i}}}'.encode(),) for i in range(64)], "payload binary") \
+        .withColumn("key", F.lit(None).cast("binary")).repartition(8)
+
+    def tokens(key):
+        return {bytes(r["payload"]).split(b'"card_token":"')[1][:64].decode() for r in rows.transform(tokenize_pan(key)).collect()}
+
+    assert tokens(KEY) == {tok(PAN)}   # every task thread now holds a Mac for KEY
+    assert tokens(other) == {hmac.new(other, PAN.encode(), hashlib.sha256).hexdigest()}
+    assert tokens(KEY) == {tok(PAN)}
+
+
 def test_tokenizer_handles_huge_and_hostile_input_in_bounded_time(spark):
     """A 2 MB run of digits, 100,000 separators and a 200,000-deep nesting: no stack overflow."""
     payloads = [b"1" * 2_000_000, b"1 " * 100_000, b"[" * 200_000, ('{"card_pan":"' + "4" * 50_000 + '"}').encode(),

@@ -33,14 +33,15 @@ public final class Pan {
     private static final int MIN_DIGITS = 13;
     private static final int MAX_DIGITS = 19;
     private static volatile byte[] key;
-    private static final ThreadLocal<Mac> MAC = new ThreadLocal<>();
+    /** Each thread's Mac and the key it was made with: a new key must reach every task thread,
+     * not only the one that set it (executor threads outlive jobs and keep their Mac). */
+    private static final ThreadLocal<Object[]> MAC = new ThreadLocal<>();
 
     private Pan() {}
 
     /** Sets the HMAC key of this JVM (the driver calls it through py4j). */
     public static synchronized void setKey(byte[] k) {
         key = k == null ? null : k.clone();
-        MAC.remove();
     }
 
     public static boolean hasKey() {
@@ -57,16 +58,18 @@ public final class Pan {
             k = env.getBytes(StandardCharsets.UTF_8);
             key = k;
         }
-        Mac m = MAC.get();
-        if (m == null) {
-            try {
-                m = Mac.getInstance("HmacSHA256");
-                m.init(new SecretKeySpec(k.length == 0 ? new byte[1] : k, "HmacSHA256"));
-            } catch (NoSuchAlgorithmException | InvalidKeyException e) {
-                throw new IllegalStateException(e);
-            }
-            MAC.set(m);
+        Object[] cached = MAC.get();
+        if (cached != null && cached[0] == k) {
+            return (Mac) cached[1];
         }
+        Mac m;
+        try {
+            m = Mac.getInstance("HmacSHA256");
+            m.init(new SecretKeySpec(k.length == 0 ? new byte[1] : k, "HmacSHA256"));
+        } catch (NoSuchAlgorithmException | InvalidKeyException e) {
+            throw new IllegalStateException(e);
+        }
+        MAC.set(new Object[] {k, m});
         return m;
     }
 
