@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export FINLAKE_HOME ?= $(CURDIR)/.finlake
 PYTEST_ARGS ?=
 
-.PHONY: help install jars up down status demo bench chaos test clean
+.PHONY: help install jars up down status demo bench chaos test clean sql-server sql-server-stop
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads"
 	@echo "make chaos   run the chaos and fuzz run (bench/chaos.py): hostile input, SIGKILLs, broker restart"
 	@echo "make up | down | status   manage the local Kafka broker"
+	@echo "make sql-server | sql-server-stop   Spark's Thrift JDBC/ODBC server over every table (127.0.0.1:10000)"
 	@echo "make clean   stop services and remove FINLAKE_HOME and the venv"
 
 $(VENV)/.installed: pyproject.toml
@@ -41,6 +42,12 @@ down:
 status: install
 	$(PY) -m jobs.stack status
 
+sql-server: install
+	$(PY) -m jobs.sql_server start
+
+sql-server-stop:
+	@if [ -x $(PY) ]; then $(PY) -m jobs.sql_server stop; fi
+
 demo: install
 	$(PY) jobs/demo.py
 
@@ -53,5 +60,5 @@ chaos: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-clean: down
+clean: down sql-server-stop
 	rm -rf "$(FINLAKE_HOME)" $(VENV) spark-warehouse metastore_db derby.log

@@ -25,6 +25,7 @@ COMMANDS = {
     "score": "score",
     "stats": "stats_report",
     "sql": "sql",
+    "sql-server": "sql_server",
     "stack": "stack",
     "maintain": "maintain",
     "data-docs": "data_docs",

@@ -112,6 +112,7 @@ class Catalog:
                 if "://" not in spec.location:
                     Path(spec.location).mkdir(parents=True, exist_ok=True)
                 ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
+                self._unregister_if_elsewhere(spark, spec)
                 spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} ({ddl}) USING PARQUET LOCATION '{spec.location}'")
                 spark.sql(f"REFRESH TABLE {spec.name}")
                 done.append(spec.name)
@@ -128,9 +129,24 @@ class Catalog:
                 if spec.description:
                     builder = builder.comment(spec.description)
                 builder.execute()
+            self._unregister_if_elsewhere(spark, spec)
             spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} USING DELTA LOCATION '{spec.location}'")
             done.append(spec.name)
         return done
+
+    @staticmethod
+    def _unregister_if_elsewhere(spark, spec: TableSpec) -> None:
+        """A name this session registered over another home's table (a notebook or test that
+        switched configuration) is dropped, so it is registered over this one's; the tables
+        are external, so dropping a name deletes no data."""
+        if not spark.catalog.tableExists(spec.name):
+            return
+        db, table = spec.name.split(".", 1)
+        uri = spark._jsparkSession.sessionState().catalog().externalCatalog().getTable(db, table).location()
+        current = uri.getPath() if uri.getScheme() in (None, "file") else uri.toString()
+        wanted = spec.location if "://" in spec.location else str(Path(spec.location).absolute())
+        if current.rstrip("/") != wanted.rstrip("/"):
+            spark.sql(f"DROP TABLE {spec.name}")
 
     @staticmethod
     def _check_schema(spark, spec: TableSpec) -> None:

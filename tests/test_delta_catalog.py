@@ -89,3 +89,21 @@ def test_a_stored_table_that_drifted_from_its_schema_is_one_clear_error(spark, c
                                           r"\(missing: kafka_offset, kafka_partition, kafka_timestamp, labelled_at, silver_time; "
                                           r"unexpected: -; retyped: -\); migrate it, or remove it \(make clean\) to start over"):
         Catalog(drift).register(spark, ["silver.tx_labels"])
+
+
+def test_registering_another_home_points_the_names_there_and_back(spark, cfg, tmp_path, overrides):
+    from lakehouse.config import load_config
+
+    other = Catalog(load_config("local", overrides, home=tmp_path))
+    row = spark.createDataFrame([("only-in-other", True)], "event_id string, is_fraud boolean").selectExpr(
+        "event_id", "is_fraud", "current_timestamp() AS labelled_at", *PROVENANCE)
+    before = spark.table("silver.tx_labels").count()
+    try:
+        other.register(spark, ["silver.tx_labels"])
+        row.write.format("delta").mode("append").saveAsTable("silver.tx_labels")
+        assert [r.event_id for r in spark.table("silver.tx_labels").collect()] == ["only-in-other"]
+        assert spark.read.format("delta").load(other.spec("silver.tx_labels").location).count() == 1
+    finally:
+        Catalog(cfg).register(spark, ["silver.tx_labels"])
+    assert spark.table("silver.tx_labels").where("event_id = 'only-in-other'").count() == 0
+    assert spark.table("silver.tx_labels").count() == before
