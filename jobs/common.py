@@ -108,6 +108,18 @@ def root_cause(exc) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def live_metrics(spark, cfg, job: str) -> str | None:
+    """Feed the session's streaming queries into the Prometheus metrics and serve them on the
+    job's port (``metrics.ports.<job>``); returns the endpoint's URL, or None."""
+    from lakehouse import observe
+
+    observe.attach(spark)
+    url = observe.serve(cfg, job)
+    if url:
+        print(f"{job}: metrics at {url}", flush=True)
+    return url
+
+
 def emit(result: dict) -> None:
     """Print a job's machine-readable result as one JSON line (after any human output)."""
     print("FINLAKE_RESULT " + json.dumps(result, default=str, sort_keys=True), flush=True)

@@ -54,6 +54,7 @@ def run(spark, cfg, args) -> dict:
     use_cases = _use_cases(args.use_cases)
     ensure_broker(cfg)
     started = time.monotonic()
+    common.live_metrics(spark, cfg, "decide")
     running, _ = start_all(spark, cfg, use_cases, args.starting_offsets, land=not args.no_landing)
     print(f"decide: {len(running)} queries running ({', '.join(q.name for _, q in running)}); stop with Ctrl-C", flush=True)
     stop = common.stop_flag()

@@ -34,6 +34,7 @@ def run(spark, cfg, args) -> dict:
     catalog = Catalog(cfg)
     collector = ProgressCollector()
     spark.streams.addListener(collector)
+    common.live_metrics(spark, cfg, "score")
     started = time.monotonic()
     running = {}
     for name in names:

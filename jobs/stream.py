@@ -44,6 +44,7 @@ def run(spark, cfg, args) -> dict:
     metrics_spec = catalog.spec("ops.stream_metrics")
     collector = ProgressCollector()
     spark.streams.addListener(collector)
+    metrics_url = common.live_metrics(spark, cfg, "stream")
     starters = {
         "bronze": [(lambda s=s: start_bronze(spark, cfg, f"bronze.{s}", args.available_now)) for s in streams],
         "silver": [(lambda s=s: start_silver(spark, cfg, s, args.available_now)) for s in streams],
@@ -87,7 +88,7 @@ def run(spark, cfg, args) -> dict:
     for t in _gold_tables(streams):
         if t in catalog.register(spark, [t]):
             counts[t] = spark.table(t).count()
-    return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_rows": written}
+    return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_rows": written, "metrics_endpoint": metrics_url}
 
 
 def main(argv=None):

@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
+from lakehouse import observe
 from lakehouse.config import Config
 from lakehouse.silver import add_rule_failures, parse_bronze
 
@@ -237,6 +238,7 @@ class DecideBatch:
         started = time.time()
         spark = batch.sparkSession
         model = self.champion.current()   # a moved alias takes over from this batch on
+        observe.serving(self.path.use_case, model.name, model.version)
         missing = [f for f in model.features if f not in batch.columns]
         if missing:
             raise RuntimeError(f"{model.name} v{model.version} needs features {missing} the decision path lacks")
@@ -348,7 +350,8 @@ class LandBatch:
             decided = self.as_score_rows(rows.where(F.col("decision") != "refused"))
             lat = rows.agg(F.percentile_approx("decision_latency_ms", [0.5, 0.99], 1000).alias("q"),
                            F.max("decision_latency_ms").alias("mx"), F.count_if(F.col("decision") == "alert").alias("alerts"),
-                           F.count_if(F.col("decision") == "refused").alias("refused")).first()
+                           F.count_if(F.col("decision") == "refused").alias("refused"),
+                           F.collect_list("decision").alias("decisions"), F.collect_list("decision_latency_ms").alias("ms")).first()
             now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
             metrics = {"latency_median_ms": float(lat["q"][0]), "latency_p99_ms": float(lat["q"][1]), "latency_max_ms": float(lat["mx"]),
                        "decisions": float(n), "alerts": float(lat["alerts"]), "refused": float(lat["refused"])}
@@ -358,6 +361,7 @@ class LandBatch:
             idempotent_append(m, self.metrics, self.app + "-latency", batch_id)
             idempotent_append(decided, self.target, self.app, batch_id)
             self.landed += n
+            observe.decisions(self.path.use_case, lat["decisions"], lat["ms"])
         finally:
             rows.unpersist()
 

@@ -24,6 +24,7 @@ from lakehouse.quality import validate
 from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, rule_name
+from lakehouse import observe
 from lakehouse.silver import add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
 
 STREAMS = tuple(SILVER_FIELDS)
@@ -147,6 +148,7 @@ class SilverBatch:
             F.count_if(F.size("unknown_fields") > 0).alias("unknown_fields"),
             *[F.count_if(F.array_contains("reasons", r)).alias(r) for r in structural],
             *[F.count_if(F.array_contains("reasons", rule_name(e))).alias(f"rule{i}") for i, e in enumerate(suite)],
+            F.flatten(F.collect_list(F.when(failed, F.col("reasons")))).alias("all_reasons"),
         ).first().asDict()
         if counts["rows"] == 0:
             return
@@ -200,6 +202,8 @@ class SilverBatch:
         if new_rows is not None:
             idempotent_append(new_rows, self.silver, self.app, batch_id)
             classified.unpersist()
+        extra = ["batch_failure_rate_exceeded"] * counts["rows"] if excess else ["conflicting_duplicate"] * conflicts
+        observe.quarantined(table, counts["rows"] if excess else counts["failed"] + conflicts, [*counts["all_reasons"], *extra])
 
 
 class GoldBatch:

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (ArrayType, DoubleType, LongType, StringType, StructField, StructType, TimestampType)
 
+from lakehouse import observe
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
 from lakehouse.pipeline import _dq_rows, app_id, idempotent_append
@@ -194,6 +195,7 @@ class ScoreBatch:
         spark = batch.sparkSession
         started = time.time()
         model = self.champion.current()  # a moved alias takes effect from this batch on
+        observe.serving(self.use_case.name, model.name, model.version)
         rows = batch.withColumn("reasons", rule_failures(self.suite)).persist()
         try:
             n = rows.count()

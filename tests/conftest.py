@@ -39,6 +39,8 @@ def overrides() -> list[str]:
         f"kafka.controller_port={CONTROLLER_PORT}",
         "spark.shuffle_partitions=2",
         "spark.driver_memory=1g",
+        # jobs run in the test process open no metrics endpoint (tests/test_observe.py opens its own)
+        "metrics.ports.stream=0", "metrics.ports.decide=0", "metrics.ports.score=0",
     ]
 
 
