@@ -1,0 +1,59 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Decisions: Kafka in, fraud decisions out
+# MAGIC Starts the fraud decision path (per-card state in Spark's state store, the silver rules as
+# MAGIC gate, the MLflow champion as scorer, decisions and alerts to Kafka, landed once in
+# MAGIC `gold.fraud_scores`), produces live transactions, and reads what was decided and how fast.
+# MAGIC Needs a fraud champion: run notebook 04 first.
+
+# COMMAND ----------
+
+# Parameters: widgets in a workspace, these defaults elsewhere.
+from lakehouse.notebook import overrides, widgets
+
+ENV, TRANSACTIONS, RATE, WAIT_S, OVERRIDES = widgets(ENV="local", TRANSACTIONS=2000, RATE=200, WAIT_S=300, OVERRIDES="")
+
+# COMMAND ----------
+
+import time
+
+from jobs import common, produce
+from jobs.decide import start_all
+from lakehouse.catalog import Catalog
+from lakehouse.config import load_config
+from lakehouse.kafka.broker import ensure_broker
+from lakehouse.session import build_session
+
+cfg = load_config(ENV, overrides(OVERRIDES))
+spark = build_session(cfg, app_name="finlake-notebook")
+catalog = Catalog(cfg)
+catalog.register(spark)
+ensure_broker(cfg)
+scores = catalog.spec("gold.fraud_scores").location
+before = spark.read.format("delta").load(scores).count()
+running, decide = start_all(spark, cfg, ["fraud"], starting_offsets="latest")   # the queries run in the background
+while not all(q.lastProgress for _, q in running):   # each has fixed its starting offsets
+    assert all(q.exception() is None for _, q in running), [str(q.exception()) for _, q in running]
+    time.sleep(1)
+
+# COMMAND ----------
+
+# Live transactions (and the user events the fraud features read), paced, with event time now.
+sent = produce.run(spark, cfg, produce.build_parser().parse_args([
+    "--streams", "transactions,user_events", "--mix", "transactions=0.8,user_events=0.2", "--count", str(int(TRANSACTIONS / 0.8)),
+    "--rate", str(RATE), "--seed", "11", "--quiet"]))
+deadline = time.monotonic() + WAIT_S
+landed = 0
+while time.monotonic() < deadline and landed < 0.95 * TRANSACTIONS:
+    assert all(q.exception() is None for _, q in running), [str(q.exception()) for _, q in running]
+    time.sleep(5)
+    landed = spark.read.format("delta").load(scores).count() - before
+common.stop_all([q for _, q in running])
+print(f"{landed} decisions landed")
+assert landed > 0, "no decision landed within WAIT_S seconds"
+
+# COMMAND ----------
+
+display(spark.sql(f"""SELECT decision, count(*) AS decisions, max(model_version) AS model_version,
+                             percentile(decision_latency_ms, 0.5) AS p50_ms, percentile(decision_latency_ms, 0.99) AS p99_ms
+                      FROM delta.`{scores}` WHERE decision_latency_ms IS NOT NULL GROUP BY 1"""))
