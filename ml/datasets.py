@@ -120,6 +120,13 @@ def loan_rows(features: DataFrame, outcomes: DataFrame) -> DataFrame:
             .select("event_id", "event_time", *USE_CASES["loan_pd"].features, "label", "truth_p"))
 
 
+def one_per_event(truth: DataFrame) -> DataFrame:
+    """A generator truth table with one row per event id. Two generator runs with the same seed
+    (a paced run to Kafka and a bronze backfill, say) write the same events' truth twice; silver
+    keeps one copy of each, and so must the join, or a test row counts twice."""
+    return truth.dropDuplicates(["event_id"])
+
+
 def build_rows(spark: SparkSession, catalog: Catalog, use_case: UseCase,
                as_of: float | None = None) -> tuple[DataFrame, list[dict]]:
     """The labelled rows of a use case and the lineage of every table they came from."""
@@ -127,12 +134,12 @@ def build_rows(spark: SparkSession, catalog: Catalog, use_case: UseCase,
     if use_case.name == "fraud":
         labels, l2 = read_table(spark, catalog, "silver.tx_labels")
         truth, l3 = read_table(spark, catalog, "truth.fraud")
-        return fraud_rows(feats, labels, truth, as_of), [l1, l2, l3]
+        return fraud_rows(feats, labels, one_per_event(truth), as_of), [l1, l2, l3]
     if use_case.name == "trading":
         truth, l2 = read_table(spark, catalog, "truth.trading")
-        return trading_rows(feats, truth), [l1, l2]
+        return trading_rows(feats, one_per_event(truth)), [l1, l2]
     outcomes, l2 = read_table(spark, catalog, "truth.loan_pd")
-    return loan_rows(feats, outcomes), [l1, l2]
+    return loan_rows(feats, one_per_event(outcomes)), [l1, l2]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,6 +83,23 @@ def test_time_split_and_folds_on_inline_rows(spark):
     assert [list(tr) for tr, _ in expanding_folds(times, 3, 60)] == [[0, 1], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6]]
 
 
+def test_truth_written_twice_by_two_generator_runs_counts_once(spark):
+    """A paced run and a backfill with the same seed write the same events' truth twice; each
+    labelled transaction is still one training row."""
+    from pyspark.sql import functions as F
+    from pyspark.testing import assertDataFrameEqual
+
+    from ml.datasets import USE_CASES, fraud_rows, one_per_event
+
+    t0 = dt.datetime(2026, 1, 1)
+    feats = spark.createDataFrame([(e, t0) for e in ("a", "b")], "event_id string, event_time timestamp") \
+        .select("*", *[F.lit(1.0).alias(f) for f in USE_CASES["fraud"].features])
+    labels = spark.createDataFrame([("a", True, t0), ("b", False, t0)], "event_id string, is_fraud boolean, labelled_at timestamp")
+    truth = spark.createDataFrame([("a", 0.9), ("a", 0.9), ("b", 0.1), ("b", 0.1)], "event_id string, fraud_probability double")
+    got = fraud_rows(feats, labels, one_per_event(truth), None).select("event_id", "label", "truth_p")
+    assertDataFrameEqual(got, spark.createDataFrame([("a", 1, 0.9), ("b", 0, 0.1)], "event_id string, label int, truth_p double"))
+
+
 def test_a_leaking_feature_is_caught(spark, ml_cfg):
     from lakehouse.catalog import Catalog
     from ml.datasets import USE_CASES, build_rows
