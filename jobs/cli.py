@@ -23,6 +23,7 @@ COMMANDS = {
     "decide": "decide",
     "train": "train",
     "score": "score",
+    "monitor": "monitor",
     "stats": "stats_report",
     "sql": "sql",
     "sql-server": "sql_server",

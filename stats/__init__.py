@@ -13,6 +13,7 @@ class StatsInputError(ValueError):
 # Defined before the submodules are imported: they import it from here.
 from ._util import drop_constant, json_safe  # noqa: E402
 from .anova import OneWayResult, TukeyResult, TwoWayResult, one_way_anova, tukey_hsd, two_way_anova  # noqa: E402
+from .drift import DriftResult, drift, psi  # noqa: E402
 from .compare import DeLongResult, PairedResult, delong_test, paired_comparison  # noqa: E402
 from .pca import PCAResult, pca_summary, scree_plot  # noqa: E402
 from .report import STUDY_TABLE4, figure_to_data_uri, format_p, render_html, table4_markdown, write_json  # noqa: E402
@@ -23,6 +24,7 @@ __all__ = [
     "StatsInputError", "drop_constant", "json_safe",
     "PCAResult", "pca_summary", "scree_plot",
     "VIFResult", "vif_table",
+    "DriftResult", "drift", "psi",
     "PairedResult", "DeLongResult", "paired_comparison", "delong_test",
     "OneWayResult", "TwoWayResult", "TukeyResult", "one_way_anova", "two_way_anova", "tukey_hsd",
     "SeriesDiagnostics", "diagnose_series", "acf_pacf_plot", "stl_plot",

@@ -464,3 +464,22 @@ def test_write_json_replaces_nan_and_inf(tmp_path):
     data = json.loads(path.read_text())
     assert data["x"] is None and data["y"] == [None, 1.5] and data["n"] == 3
     assert data["vif"]["vif"]["a"] is None and data["vif"]["perfectly_collinear"] == ["a", "b"]
+
+
+def test_psi_by_hand_and_drift_grows_with_the_shift():
+    import numpy as np
+
+    from stats import drift, psi
+
+    # reference 60% zeros / 40% ones, recent 20% / 80%:
+    # (0.2-0.6)·ln(0.2/0.6) + (0.8-0.4)·ln(0.8/0.4) = 0.7167
+    assert abs(psi([0, 0, 0, 1, 1], [0, 1, 1, 1, 1]) - 0.71670) < 1e-4
+    assert psi([0, 0, 0, 1, 1], [1, 0, 0, 1, 0]) == 0.0
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=4000)
+    results = [drift(ref, rng.normal(shift, 1, size=4000)) for shift in (0.0, 0.25, 1.0)]
+    assert results[0].psi < 0.02 and results[0].ks_pvalue > 0.01
+    assert results[0].psi < results[1].psi < results[2].psi and results[2].psi > 0.5
+    assert results[0].ks_statistic < results[1].ks_statistic < results[2].ks_statistic
+    with pytest.raises(Exception, match="recent sample has no finite values"):
+        drift(ref, [float("nan")])

@@ -65,6 +65,26 @@ STREAM_METRICS = StructType([
     StructField("metrics", MapType(StringType(), DoubleType()), True),
 ])
 
+# One row per model version, monitoring run and check (jobs/monitor.py).
+MODEL_MONITOR = StructType([
+    StructField("run_time", TimestampType(), False),
+    StructField("use_case", StringType(), False),
+    StructField("model_name", StringType(), False),
+    StructField("model_version", StringType(), False),
+    StructField("reference_start", TimestampType(), True),   # the champion's training period
+    StructField("reference_end", TimestampType(), True),
+    StructField("window_start", TimestampType(), True),      # the recent window judged
+    StructField("window_end", TimestampType(), True),
+    StructField("check", StringType(), False),               # feature_psi, feature_ks, prediction_psi, precision, ...
+    StructField("feature", StringType(), True),
+    StructField("value", DoubleType(), True),
+    StructField("threshold", DoubleType(), True),
+    StructField("status", StringType(), False),              # ok | drifting | degraded | skipped
+    StructField("verdict", StringType(), False),             # the model's: ok | drifting | degraded
+    StructField("rows", LongType(), True),
+    StructField("details", MapType(StringType(), StringType()), True),
+])
+
 # Ground truth from the generators: kept apart from every feature table.
 TRUTH_FRAUD = StructType([
     StructField("event_id", StringType(), False),
@@ -115,6 +135,7 @@ SCHEMAS: dict[str, StructType] = {
     "quarantine": QUARANTINE,
     "dq_results": DQ_RESULTS,
     "stream_metrics": STREAM_METRICS,
+    "model_monitor": MODEL_MONITOR,
     "silver_transactions": with_provenance(events.SILVER_TRANSACTIONS),
     "tx_labels": with_provenance(events.TX_LABEL_MESSAGE),
     "market_ticks": with_provenance(events.MARKET_TICK_MESSAGE),
