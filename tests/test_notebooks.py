@@ -18,6 +18,7 @@ SMALL = {
     "04_training.py": {"HISTORY": 20000, "FRAUD_RATE": 0.05, "USE_CASES": "fraud"},
     "05_decisions.py": {"TRANSACTIONS": 200, "RATE": 100, "WAIT_S": 300},
     "06_statistics.py": {"USE_CASES": "fraud"},
+    "07_monitoring.py": {"USE_CASES": "fraud"},
 }
 
 
@@ -70,5 +71,7 @@ def test_notebook_runs_top_to_bottom(notebook_home, name):
         "04_training.py": lambda: set(ns["trained"]) == {"fraud"},
         "05_decisions.py": lambda: ns["landed"] > 0,
         "06_statistics.py": lambda: "fraud" in str(ns["report"]["table4"]),
+        "07_monitoring.py": lambda: ns["result"]["fraud"]["verdict"] in ("ok", "drifting", "degraded")
+        and ns["spark"].table("ops.model_monitor").count() == ns["result"]["fraud"]["checks"],
     }
     assert checks[name]()
