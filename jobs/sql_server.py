@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,20 +21,13 @@ import time
 from pathlib import Path
 
 from jobs import common
+from lakehouse.procs import port_open, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def jdbc_url(cfg) -> str:
     return f"jdbc:hive2://{cfg['sql_server.host']}:{int(cfg['sql_server.port'])}/default"
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _pid_file(cfg) -> Path:
@@ -63,7 +55,7 @@ def serve(spark, cfg, stop: threading.Event | None = None) -> dict:
 
     stop = stop or threading.Event()
     host, port = str(cfg["sql_server.host"]), int(cfg["sql_server.port"])
-    if _port_open(host, port):
+    if port_open(host, port):
         common.fail(f"port {port} on {host} is already in use; stop what holds it or set --conf sql_server.port=<free port>")
     # The server reads its settings from the session's Hadoop configuration.
     spark.conf.set("hive.server2.thrift.bind.host", host)
@@ -90,7 +82,7 @@ def start(cfg, args) -> dict:
     pid = server_pid(cfg)
     if pid is not None:
         return {"jdbc_url": jdbc_url(cfg), "pid": pid, "already_running": True}
-    if _port_open(host, port):
+    if port_open(host, port):
         common.fail(f"port {port} on {host} is already in use; stop what holds it or set --conf sql_server.port=<free port>")
     log = cfg.path("paths.logs") / "sql_server.out"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +99,7 @@ def start(cfg, args) -> dict:
             tail = [l for l in log.read_text(errors="replace").splitlines() if l.strip()][-1:]
             common.fail(f"the SQL server exited with code {proc.returncode} while starting: {' '.join(tail) or 'no output'} "
                         f"(log: {log})", code=1)
-        if _port_open(host, port):
+        if port_open(host, port):
             return {"jdbc_url": jdbc_url(cfg), "pid": proc.pid, "log": str(log)}
         time.sleep(0.5)
     stop(cfg)
@@ -117,19 +109,11 @@ def start(cfg, args) -> dict:
 
 def stop(cfg, timeout: float = 60.0) -> bool:
     """SIGTERM the server (SIGKILL after ``timeout``); False if none ran."""
-    import psutil
-
     pid = server_pid(cfg)
     if pid is None:
         _pid_file(cfg).unlink(missing_ok=True)
         return False
-    os.killpg(pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(timeout)
-    except psutil.TimeoutExpired:
-        os.killpg(pid, signal.SIGKILL)
-    except psutil.NoSuchProcess:
-        pass
+    stop_process(pid, timeout, group=True)
     _pid_file(cfg).unlink(missing_ok=True)
     return True
 
@@ -154,7 +138,7 @@ def run(spark, cfg, args) -> dict:
     if args.action == "stop":
         return {"stopped": stop(cfg)}
     pid = server_pid(cfg)
-    return {"running": pid is not None and _port_open(str(cfg["sql_server.host"]), int(cfg["sql_server.port"])),
+    return {"running": pid is not None and port_open(str(cfg["sql_server.host"]), int(cfg["sql_server.port"])),
             "pid": pid, "jdbc_url": jdbc_url(cfg)}
 
 

@@ -7,9 +7,6 @@ one clear line when Java is missing, the port belongs to another process, or the
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -18,6 +15,7 @@ from pathlib import Path
 from lakehouse.config import Config, ConfigError
 from lakehouse.jars import resolve
 from lakehouse.java import java_executable
+from lakehouse.procs import port_open, stop_process
 
 # Kafka 4.1's log calls go through SLF4J 1.7; this binding routes them to log4j2 and a file.
 LOG_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"
@@ -34,12 +32,6 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        return s.connect_ex((host, port)) == 0
 
 
 def _owner_of_port(port: int) -> str:
@@ -159,14 +151,14 @@ class LocalKafka:
         return pid
 
     def is_running(self) -> bool:
-        return self.pid() is not None and _port_open(self.host, self.port)
+        return self.pid() is not None and port_open(self.host, self.port)
 
     def start(self) -> dict:
         """Start the broker unless it already runs; wait until it serves metadata; create topics."""
         java = java_executable()
         if self.pid() is None:
             for port in (self.port, self.controller_port):
-                if _port_open(self.host, port):
+                if port_open(self.host, port):
                     raise BrokerError(
                         f"port {port} on {self.host} is already in use by {_owner_of_port(port)}; "
                         "stop it or point FINLAKE_KAFKA_BOOTSTRAP / kafka.controller_port elsewhere")
@@ -196,7 +188,7 @@ class LocalKafka:
             if proc.poll() is not None:
                 raise BrokerError(f"the Kafka broker exited with code {proc.returncode} while starting; "
                                   f"last log lines: {self._log_tail()}")
-            if _port_open(self.host, self.port):
+            if port_open(self.host, self.port):
                 # Created only once the port answers, so librdkafka logs no refused connects.
                 admin = admin or AdminClient({"bootstrap.servers": f"{self.host}:{self.port}", "socket.timeout.ms": 2000})
                 try:
@@ -225,22 +217,13 @@ class LocalKafka:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
-        import psutil
-
-        try:
-            psutil.Process(pid).wait(timeout)
-        except psutil.TimeoutExpired:
-            os.kill(pid, signal.SIGKILL)
-            psutil.Process(pid).wait(10)
-        except psutil.NoSuchProcess:
-            pass
+        stop_process(pid, timeout)
         self.pid_file.unlink(missing_ok=True)
         return True
 
     def status(self) -> dict:
         pid = self.pid()
-        info = {"managed": True, "running": pid is not None and _port_open(self.host, self.port), "pid": pid,
+        info = {"managed": True, "running": pid is not None and port_open(self.host, self.port), "pid": pid,
                 "bootstrap": f"{self.host}:{self.port}", "data": str(self.data_dir), "logs": str(self.log_dir)}
         if info["running"]:
             from lakehouse.kafka.clients import admin_client
@@ -260,7 +243,7 @@ def ensure_broker(cfg: Config) -> dict:
 
     bootstrap = str(cfg["kafka.bootstrap_servers"])
     host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if _port_open(host or "127.0.0.1", int(port)):
+    if port_open(host or "127.0.0.1", int(port)):
         try:
             if admin_client(cfg).list_topics(timeout=5).brokers:
                 return {"bootstrap": bootstrap, "reused": True, "topics_created": ensure_topics(cfg)}
