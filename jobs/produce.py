@@ -5,6 +5,7 @@ count, from one or several processes, with noise on demand; prints a JSON summar
     python jobs/produce.py --streams transactions,tx_labels --count 100000 --rate max --processes 2
     python jobs/produce.py --mode files --out /tmp/history --count 1000000 --rate max --start 2026-01-01
     python jobs/produce.py --mode bronze --count 200000 --rate max     # backfill straight into bronze
+    python jobs/produce.py --seed 43 --world-seed 42 --drift amounts,atm_cashout --start 2026-01-03   # a drifted continuation
 """
 from __future__ import annotations
 
@@ -66,7 +67,9 @@ def plans_from(cfg, args, run_id: str):
                               streams=_parse_streams(args.streams), mix=_parse_mix(args.mix),
                               fraud_rate=args.fraud_rate, label_delay_s=args.label_delay,
                               threshold_bps=args.threshold_bps, n_customers=args.customers,
-                              noise=NoiseConfig.parse(args.noise)).validate()
+                              noise=NoiseConfig.parse(args.noise), world_seed=args.world_seed,
+                              drift=tuple(d.strip() for d in (args.drift or "").split(",") if d.strip()),
+                              drift_at=args.drift_at).validate()
     except ValueError as exc:
         common.fail(str(exc))
     if args.count is None and args.duration is None:
@@ -171,6 +174,10 @@ def build_parser():
     p.add_argument("--processes", type=int, default=1, help="producer processes sharing the rate")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--start", default=None, help="event time of the first event (ISO); default now for kafka, 2026-01-01 for files")
+    p.add_argument("--world-seed", type=int, default=None,
+                   help="seed of the customers, cards and merchants (default --seed): continue a world with new event ids")
+    p.add_argument("--drift", default=None, help="drift from --drift-at on: amounts (x2), atm_cashout (a new fraud scenario), or both")
+    p.add_argument("--drift-at", default=None, help="event time the drift starts (ISO or epoch; default the first event)")
     p.add_argument("--noise", default=None, help="e.g. malformed=0.01,duplicate=0.02,late=0.01 (or all=0.01)")
     p.add_argument("--fraud-rate", type=float, default=0.005)
     p.add_argument("--label-delay", type=float, default=300.0, help="median seconds from transaction to label")

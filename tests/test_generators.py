@@ -204,3 +204,37 @@ def test_fraud_is_learnable_from_event_fields():
     auc = roc_auc_score(y[cut:], model.predict_proba(x[cut:])[:, 1])
     ceiling = roc_auc_score(y[cut:], [truth[t["event_id"]]["fraud_probability"] for t in txs[cut:]])
     assert 0.75 < auc < ceiling, (auc, ceiling)
+
+
+def test_drift_doubles_amounts_and_adds_atm_cashouts_only_from_drift_at():
+    """The same seed with and without drift: identical before ``drift_at``; after it every
+    amount is doubled, and (with atm_cashout) a new fraud scenario appears, only at ATMs."""
+    base = dict(seed=12, rate=40.0, streams=("transactions",), fraud_rate=0.05, start=0.0)
+    cut = 60.0
+    plain = take(GeneratorConfig(**base), 12000)
+    amounts = take(GeneratorConfig(**base, drift=("amounts",), drift_at=cut), 12000)
+    before = [(e.event["event_id"], e.event["amount"]) for e in plain if e.topic == "transactions"]
+    moved = {e.event["event_id"]: e.event["amount"] for e in amounts if e.topic == "transactions"}
+    times = {e.event["event_id"]: ts(e.event["event_time"]) for e in plain if e.topic == "transactions"}
+    early = [(i, a) for i, a in before if times[i] < cut]
+    assert len(early) > 1000 and all(moved[i] == a for i, a in early)
+    late = [(i, float(a)) for i, a in before if times[i] >= cut]
+    assert len(late) > 1000
+    assert all(abs(float(moved[i]) - 2 * a) <= 0.011 for i, a in late if a >= 0.01)
+
+    mixed = take(GeneratorConfig(**base, drift=("atm_cashout",), drift_at=cut), 12000)
+    truth = {e.event["event_id"]: e.event for e in mixed if e.topic == "truth.fraud"}
+    txs = {e.event["event_id"]: e.event for e in mixed if e.topic == "transactions"}
+    cashouts = [i for i, t in truth.items() if t["scenario"] == "atm_cashout"]
+    assert len(cashouts) > 20
+    assert all(txs[i]["channel"] == "atm" and ts(txs[i]["event_time"]) >= cut for i in cashouts)
+    assert not [t for t in truth.values() if t["scenario"] == "atm_cashout" and ts(txs[t["event_id"]]["event_time"]) < cut]
+    with pytest.raises(ValueError, match="unknown drift 'prices'"):
+        GeneratorConfig(drift=("prices",)).validate()
+
+
+def test_world_seed_keeps_the_cards_and_changes_the_event_ids():
+    a = events_of(take(GeneratorConfig(seed=30, streams=("transactions",)), 3000), "transactions")
+    b = events_of(take(GeneratorConfig(seed=31, world_seed=30, streams=("transactions",)), 3000), "transactions")
+    assert {e["card_pan"] for e in b} <= {c.pan for cust in build_world(30, 2000, 800).customers for c in cust.cards}
+    assert not {e["event_id"] for e in a} & {e["event_id"] for e in b}

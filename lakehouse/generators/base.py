@@ -38,6 +38,10 @@ def parse_start(start: str | datetime | float | None) -> float:
         return start.timestamp()
     if start == "now":
         return datetime.now(timezone.utc).timestamp()
+    try:
+        return float(start)
+    except ValueError:
+        pass
     return datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
 
 

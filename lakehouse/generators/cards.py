@@ -7,6 +7,12 @@ the best any model could score, so the truth table gives each use case its ceili
 Scenarios: card-testing bursts of small card-not-present amounts; a compromised terminal used
 on several cards; account takeover preceded by user-event anomalies (password reset, new
 device, new payee, foreign login); impossible travel; high-amount outliers.
+
+Drift (``CardStreamConfig.drift`` from ``drift_at`` on), for proving that monitoring and
+retraining notice a changed world: ``amounts`` multiplies every amount by ``DRIFT_AMOUNT_SCALE``
+(prices moved); ``atm_cashout`` adds a fraud scenario the earlier data never had: a skimmed
+card emptied at ATMs in its home city, a few withdrawals minutes apart, at amounts usual for
+the card, so a model trained before it has seen ATM withdrawals only as legitimate.
 """
 from __future__ import annotations
 
@@ -30,6 +36,10 @@ SCENARIOS = {
     "high_amount": (0.20, 0.70),
 }
 BASE_FRAUD_P = 0.0003  # background fraud among normal-looking transactions
+DRIFTS = ("amounts", "atm_cashout")
+DRIFT_AMOUNT_SCALE = 2.0
+# atm_cashout, once drifted in: its share of the scenario starts, and its fraud probability
+DRIFT_SCENARIO = ("atm_cashout", 1.0, 0.9)
 
 
 @dataclass
@@ -39,6 +49,8 @@ class CardStreamConfig:
     fraud_rate: float = 0.005         # target share of fraudulent transactions
     label_delay_s: float = 300.0      # median delay of a label after its transaction
     label_delay_spread: float = 0.5   # lognormal sigma of that delay
+    drift: tuple[str, ...] = ()       # kinds of DRIFTS switched on from drift_at
+    drift_at: float = 0.0             # epoch seconds of event time
 
 
 def _expected_per_scenario() -> tuple[float, float]:
@@ -100,6 +112,8 @@ class CardActivity:
         if channel != "ecommerce" and terminal is None and m.terminals:
             terminal = rng.choice(m.terminals)
         self.n_tx += 1
+        if "amounts" in self.cfg.drift and at >= self.cfg.drift_at:
+            amount *= DRIFT_AMOUNT_SCALE
         event_id = f"tx-{self.prefix}-{self.n_tx:09d}"
         lat, lon = (m.lat, m.lon) if channel != "ecommerce" else (None, None)
         event = {
@@ -154,9 +168,12 @@ class CardActivity:
 
     def _scenario(self, at: float) -> None:
         rng, w = self.rng, self.world
-        names = list(SCENARIOS)
-        name = rng.choices(names, [SCENARIOS[n][0] for n in names])[0]
-        p = SCENARIOS[name][1]
+        scenarios = dict(SCENARIOS)
+        if "atm_cashout" in self.cfg.drift and at >= self.cfg.drift_at:
+            scenarios[DRIFT_SCENARIO[0]] = DRIFT_SCENARIO[1:]
+        names = list(scenarios)
+        name = rng.choices(names, [scenarios[n][0] for n in names])[0]
+        p = scenarios[name][1]
         cust = self._customer()
         card = rng.choice(cust.cards)
         if name == "card_testing":
@@ -199,6 +216,14 @@ class CardActivity:
             midx = rng.choice(w.merchants_by_city[far])
             self._tx(at + rng.uniform(300, 2400), cust, card, merchant_idx=midx, channel="card_present",
                      amount=self._normal_amount(cust, w.merchants[midx].mcc) * rng.uniform(1, 3), p=p, scenario=name)
+        elif name == "atm_cashout":
+            atms = [i for i in w.merchants_by_city[cust.city] if w.merchants[i].mcc == "6011"] or w.merchants_by_city[cust.city]
+            t = at
+            for _ in range(rng.randint(2, 4)):
+                midx = rng.choice(atms)
+                self._tx(t, cust, card, merchant_idx=midx, channel="atm",
+                         amount=self._normal_amount(cust, "6011") * rng.uniform(1.0, 2.0), p=p, scenario=name)
+                t += rng.uniform(120, 1200)
         else:  # high_amount
             midx = rng.choice([i for i in w.merchants_by_city[cust.city] if w.merchants[i].mcc in HIGH_RISK_MCCS]
                               or w.merchants_by_city[cust.city])

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from lakehouse.generators.base import Emitted, merge, parse_start
-from lakehouse.generators.cards import CardActivity, CardStreamConfig
+from lakehouse.generators.cards import DRIFTS, CardActivity, CardStreamConfig
 from lakehouse.generators.credit import CreditActivity, CreditConfig
 from lakehouse.generators.market import MarketConfig, MarketTicks
 from lakehouse.generators.noise import NoiseConfig
@@ -31,6 +31,12 @@ class GeneratorConfig:
     n_customers: int = 2000
     n_merchants: int = 800
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    # The customers, cards and merchants come from world_seed (default: seed), so a later run
+    # with another seed continues the same world with new event ids.
+    world_seed: int | None = None
+    # Drift kinds (cards.DRIFTS) switched on from drift_at (ISO, epoch, "now"; default: start).
+    drift: tuple[str, ...] = ()
+    drift_at: str | float | None = None
 
     def validate(self) -> "GeneratorConfig":
         unknown = [s for s in self.streams if s not in STREAMS]
@@ -39,6 +45,9 @@ class GeneratorConfig:
         bad = [s for s in self.mix if s not in DEFAULT_MIX]
         if bad:
             raise ValueError(f"unknown stream '{bad[0]}' in the mix (known: {', '.join(DEFAULT_MIX)})")
+        bad_drift = [d for d in self.drift if d not in DRIFTS]
+        if bad_drift:
+            raise ValueError(f"unknown drift '{bad_drift[0]}' (known: {', '.join(DRIFTS)})")
         if self.rate <= 0:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if not 0 <= self.fraud_rate < 0.5:
@@ -62,12 +71,13 @@ def generate(cfg: GeneratorConfig, shard: int = 0, shards: int = 1) -> Iterator[
     cfg.validate()
     start = parse_start(cfg.start)
     rates = cfg.source_rates(shards)
-    world = build_world(cfg.seed, cfg.n_customers, cfg.n_merchants)
+    world = build_world(cfg.seed if cfg.world_seed is None else cfg.world_seed, cfg.n_customers, cfg.n_merchants)
+    drift_at = start if cfg.drift_at is None else parse_start(cfg.drift_at)
     parts = []
     if rates["transactions"] > 0 or rates["user_events"] > 0:
         parts.append(iter(CardActivity(world, CardStreamConfig(
             tx_rate=rates["transactions"], user_event_rate=rates["user_events"], fraud_rate=cfg.fraud_rate,
-            label_delay_s=cfg.label_delay_s), cfg.seed, start, shard)))
+            label_delay_s=cfg.label_delay_s, drift=tuple(cfg.drift), drift_at=drift_at), cfg.seed, start, shard)))
     if rates["market_ticks"] > 0:
         parts.append(iter(MarketTicks(MarketConfig(tick_rate=rates["market_ticks"], threshold_bps=cfg.threshold_bps),
                                       cfg.seed, start, shard)))
