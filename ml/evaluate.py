@@ -116,6 +116,36 @@ def fold_metric(kind: str, name: str, y: np.ndarray, scores: np.ndarray) -> floa
     raise ValueError(f"unknown fold metric '{name}' for {kind}")
 
 
+def promotion_metric_fn(kind: str, metric: str):
+    """``metric(y, scores)`` of a promotion metric, for the paired bootstrap."""
+    if metric == "brier":
+        return lambda y, p: float(np.mean((np.clip(p, 0.0, 1.0) - y) ** 2))
+    if metric in ("roc_auc", "auc_macro"):
+        return lambda y, p: fold_metric(kind, metric, y, p)
+    raise ValueError(f"no paired test for promotion metric '{metric}'")
+
+
+def promotion_test(kind: str, metric: str, higher_is_better: bool, y: np.ndarray, challenger: np.ndarray,
+                   champion: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """One-sided paired test that the challenger is better than the champion on the same rows:
+    DeLong's test for ROC-AUC, a paired bootstrap otherwise. Returns the test's name, the
+    p-value and its details."""
+    import stats
+
+    if metric == "roc_auc" and kind == "binary":
+        from scipy.stats import norm
+
+        r = stats.delong_test(y, challenger, champion)
+        if r.z is None:
+            p = 0.0 if r.auc_diff > 0 else 1.0
+        else:
+            p = float(norm.sf(r.z))
+        return {"test": "DeLong", "p_value": p, "details": r.to_dict()}
+    r = stats.paired_bootstrap(y, challenger, champion, promotion_metric_fn(kind, metric), metric, higher_is_better,
+                               n_boot=n_boot, seed=seed)
+    return {"test": "paired bootstrap", "p_value": r.p_not_better, "details": r.to_dict()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures (matplotlib, Agg)
 

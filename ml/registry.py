@@ -1,11 +1,14 @@
 """MLflow tracking and the model registry: experiments per use case, registered models with
 ``champion`` / ``challenger`` aliases, and the promotion rule.
 
-The rule: every new version gets ``challenger``. It takes ``champion`` only when its
-promotion metric on the test period of its own training run beats the current champion's
-metric on the same rows by more than ``ml.promotion.min_delta``; with no champion yet, the
-first version becomes champion. The decision and both metrics are logged to the run and
-tagged on the version.
+The rule: every new version gets ``challenger``. It takes ``champion`` only when, on the test
+period of its own training run (the most recent rows), both hold against the current champion
+scored on the same rows:
+- its promotion metric is better by more than ``ml.promotion.min_delta``;
+- a paired test says so at ``ml.promotion.alpha`` (one-sided p below alpha): DeLong's test for
+  ROC-AUC, a paired bootstrap for the other metrics (``ml.evaluate.promotion_test``).
+With no champion yet, the first version becomes champion. The decision, both metrics and the
+p-value are logged to the run and tagged on the version.
 """
 from __future__ import annotations
 
@@ -95,24 +98,38 @@ class Decision:
     champion_value: float | None
     champion_version: str | None
     min_delta: float
+    p_value: float | None = None
+    alpha: float | None = None
+    test: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def decide(metric: str, higher_is_better: bool, challenger: float, champion: float | None,
-           champion_version: str | None, min_delta: float) -> Decision:
-    """The promotion rule as a pure function of the two metrics on the same test rows."""
+           champion_version: str | None, min_delta: float, p_value: float | None = None, alpha: float | None = None,
+           test: str | None = None) -> Decision:
+    """The promotion rule as a pure function of the two metrics on the same test rows and the
+    paired test's one-sided p-value (``alpha`` None: the metric alone decides)."""
+    extra = dict(p_value=p_value, alpha=alpha, test=test)
     if champion_version is None:
-        return Decision(True, "no champion yet", metric, higher_is_better, challenger, None, None, min_delta)
+        return Decision(True, "no champion yet", metric, higher_is_better, challenger, None, None, min_delta, **extra)
     if champion is None:
         return Decision(False, f"champion v{champion_version} could not be scored on this test period; kept",
-                        metric, higher_is_better, challenger, None, champion_version, min_delta)
+                        metric, higher_is_better, challenger, None, champion_version, min_delta, **extra)
     gain = (challenger - champion) if higher_is_better else (champion - challenger)
     better = gain > min_delta
-    word = "beats" if better else "does not beat"
-    return Decision(better, f"challenger {metric} {challenger:.5f} {word} champion v{champion_version} {champion:.5f} "
-                            f"by more than {min_delta}", metric, higher_is_better, challenger, champion, champion_version, min_delta)
+    significant = alpha is None or (p_value is not None and p_value < alpha)
+    promote = better and significant
+    said = "" if alpha is None else f", {test} one-sided p={'n/a' if p_value is None else f'{p_value:.3g}'}"
+    if promote:
+        why = "promoted"
+    elif not better:
+        why = f"kept: not better by more than {min_delta}"
+    else:
+        why = f"kept: better, but not significantly (p >= alpha {alpha})"
+    return Decision(promote, f"challenger {metric} {challenger:.5f} vs champion v{champion_version} {champion:.5f}{said}; {why}",
+                    metric, higher_is_better, challenger, champion, champion_version, min_delta, **extra)
 
 
 def set_aliases(client, name: str, version: str, decision: Decision) -> None:

@@ -232,17 +232,24 @@ def promotion_value(use_case: UseCase, test: pd.DataFrame, scores: np.ndarray) -
 
 def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str, test: pd.DataFrame,
             challenger_scores: np.ndarray) -> registry.Decision:
-    """Score the current champion on the same test rows and apply the rule (``registry.decide``)."""
+    """Score the current champion on the same test rows, run the paired test and apply the
+    rule (``registry.decide``)."""
     champion = registry.alias_version(client, reg_name, registry.CHAMPION)
-    champ_value = None
+    champ_value, tested = None, {}
     if champion is not None:
         feats = registry.version_features(client, reg_name, champion)
         if set(feats) <= set(test.columns):
             booster = registry.load_booster(reg_name, str(champion.version))
-            champ_value = promotion_value(use_case, test, booster_scores(booster, use_case, test, feats))
+            champ_scores = booster_scores(booster, use_case, test, feats)
+            champ_value = promotion_value(use_case, test, champ_scores)
+            tested = ev.promotion_test(use_case.kind, use_case.promotion_metric, use_case.promotion_higher_is_better,
+                                       test["label"].to_numpy(), challenger_scores, champ_scores,
+                                       n_boot=int(cfg["ml.promotion.bootstrap"]))
+    alpha = cfg.get("ml.promotion.alpha")
     decision = registry.decide(use_case.promotion_metric, use_case.promotion_higher_is_better,
                                promotion_value(use_case, test, challenger_scores), champ_value,
-                               str(champion.version) if champion is not None else None, float(cfg["ml.promotion.min_delta"]))
+                               str(champion.version) if champion is not None else None, float(cfg["ml.promotion.min_delta"]),
+                               tested.get("p_value"), None if alpha is None else float(alpha), tested.get("test"))
     registry.set_aliases(client, reg_name, version, decision)
     return decision
 

@@ -14,7 +14,7 @@ class StatsInputError(ValueError):
 from ._util import drop_constant, json_safe  # noqa: E402
 from .anova import OneWayResult, TukeyResult, TwoWayResult, one_way_anova, tukey_hsd, two_way_anova  # noqa: E402
 from .drift import DriftResult, drift, psi  # noqa: E402
-from .compare import DeLongResult, PairedResult, delong_test, paired_comparison  # noqa: E402
+from .compare import BootstrapResult, DeLongResult, PairedResult, delong_test, paired_bootstrap, paired_comparison  # noqa: E402
 from .pca import PCAResult, pca_summary, scree_plot  # noqa: E402
 from .report import STUDY_TABLE4, figure_to_data_uri, format_p, render_html, table4_markdown, write_json  # noqa: E402
 from .timeseries import SeriesDiagnostics, acf_pacf_plot, diagnose_series, stl_plot  # noqa: E402
@@ -25,7 +25,7 @@ __all__ = [
     "PCAResult", "pca_summary", "scree_plot",
     "VIFResult", "vif_table",
     "DriftResult", "drift", "psi",
-    "PairedResult", "DeLongResult", "paired_comparison", "delong_test",
+    "PairedResult", "DeLongResult", "BootstrapResult", "paired_comparison", "delong_test", "paired_bootstrap",
     "OneWayResult", "TwoWayResult", "TukeyResult", "one_way_anova", "two_way_anova", "tukey_hsd",
     "SeriesDiagnostics", "diagnose_series", "acf_pacf_plot", "stl_plot",
     "STUDY_TABLE4", "figure_to_data_uri", "render_html", "table4_markdown", "format_p", "write_json",

@@ -1,7 +1,7 @@
 """Model-versus-baseline comparisons: paired tests over CV folds and DeLong's test for two AUCs."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +52,57 @@ class DeLongResult:
     def to_dict(self) -> dict:
         """Return the result as JSON-safe values."""
         return json_safe(self.__dict__)
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Paired bootstrap of metric(a) - metric(b) over the same rows: the observed difference, a
+    percentile interval, and the one-sided p that a is not better than b."""
+
+    metric: str
+    value_a: float
+    value_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_not_better: float
+    n_rows: int
+    n_boot: int
+
+    def to_dict(self) -> dict:
+        """Return the result as JSON-safe values."""
+        return json_safe(self.__dict__)
+
+
+def paired_bootstrap(y_true: Sequence, score_a: np.ndarray, score_b: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float],
+                     name: str, higher_is_better: bool = True, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> BootstrapResult:
+    """Resample the rows with replacement ``n_boot`` times and recompute both scorers' metric on
+    each resample (the same rows for both, so their correlation is kept); scores may be one
+    column or one row of class probabilities per row. ``diff`` is signed so
+    that positive means a is better; ``p_not_better`` is the share of resamples where it is not
+    (with the +1 correction, so it is never 0)."""
+    y = np.asarray(y_true)
+    a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
+    if not len(a) == len(b) == len(y) or len(y) < 2:
+        raise StatsInputError(f"paired bootstrap of '{name}': y, a, b have lengths {len(y)}, {len(a)}, {len(b)} (need equal, at least 2)")
+    sign = 1.0 if higher_is_better else -1.0
+    va, vb = float(metric(y, a)), float(metric(y, b))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        try:
+            diffs.append(sign * (metric(y[idx], a[idx]) - metric(y[idx], b[idx])))
+        except ValueError:   # a resample with one class only: skip it
+            continue
+    if not diffs:
+        raise StatsInputError(f"paired bootstrap of '{name}': no resample could be scored")
+    d = np.asarray(diffs, dtype=float)
+    lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
+    p = (1 + int((d <= 0).sum())) / (1 + len(d))
+    return BootstrapResult(metric=name, value_a=va, value_b=vb, diff=sign * (va - vb), ci_low=float(lo), ci_high=float(hi),
+                           p_not_better=float(p), n_rows=int(len(y)), n_boot=int(len(d)))
 
 
 def paired_comparison(model: Sequence[float], baseline: Sequence[float], metric: str) -> PairedResult:

@@ -158,8 +158,35 @@ def test_promotion_rule_moves_champion_only_for_a_better_model(ml_cfg, tmp_path)
     # The same model again is not better: champion stays (strictly better is the rule).
     v3, d3 = register("label")
     assert not d3.promote and d3.challenger_value == pytest.approx(d3.champion_value)
+    assert d2.test == d3.test == "DeLong" and d3.p_value > 0.05 and d2.p_value > 0.5
     decided = registry.decide("brier", False, 0.05, 0.06, "1", 0.0)
     assert decided.promote and not registry.decide("brier", False, 0.07, 0.06, "1", 0.0).promote
+    # With a paired test: better by the metric is not enough without p below alpha.
+    assert registry.decide("roc_auc", True, 0.9, 0.8, "1", 0.0, 0.01, 0.05, "DeLong").promote
+    weak = registry.decide("roc_auc", True, 0.81, 0.8, "1", 0.0, 0.3, 0.05, "DeLong")
+    assert not weak.promote and "not significantly" in weak.reason and "p=0.3" in weak.reason
+
+
+def test_promotion_tests_find_a_real_gain_and_not_a_tie():
+    """DeLong (ROC-AUC), and the paired bootstrap for multi-class AUC and the Brier score (lower
+    is better): a clearly better challenger gets a small p, the same scores a large one."""
+    from ml.evaluate import promotion_test
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(3000) < 0.1).astype(int)
+    good, weak = y + rng.normal(0, 0.5, 3000), y + rng.normal(0, 2.0, 3000)
+    assert promotion_test("binary", "roc_auc", True, y, good, weak)["p_value"] < 1e-6
+    assert promotion_test("binary", "roc_auc", True, y, weak, good)["p_value"] > 0.99
+    assert promotion_test("binary", "roc_auc", True, y, good, good)["p_value"] == 0.5
+    pd_good, pd_weak = np.clip(0.1 + 0.6 * y + rng.normal(0, 0.1, 3000), 0, 1), np.full(3000, 0.1)
+    r = promotion_test("pd", "brier", False, y, pd_good, pd_weak, n_boot=300)
+    assert r["test"] == "paired bootstrap" and r["p_value"] < 0.01 and r["details"]["diff"] > 0
+    assert promotion_test("pd", "brier", False, y, pd_weak, pd_good, n_boot=300)["p_value"] > 0.99
+    k = rng.integers(0, 3, 3000)
+    sharp = np.eye(3)[k] * 0.6 + 0.4 * rng.dirichlet([1, 1, 1], 3000)
+    blur = rng.dirichlet([1, 1, 1], 3000)
+    assert promotion_test("multiclass", "auc_macro", True, k, sharp, blur, n_boot=200)["p_value"] < 0.01
+    assert promotion_test("multiclass", "auc_macro", True, k, blur, blur, n_boot=200)["p_value"] == 1.0
 
 
 def test_train_job_trades_and_prices_loans_and_logs_both(spark, ml_cfg, monkeypatch, capsys):
