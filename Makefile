@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export FINLAKE_HOME ?= $(CURDIR)/.finlake
 PYTEST_ARGS ?=
 
-.PHONY: help install jars up down status demo bench chaos test clean sql-server sql-server-stop
+.PHONY: help install jars up down status demo bench chaos test clean sql-server sql-server-stop schedule unschedule
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
@@ -15,6 +15,7 @@ help:
 	@echo "make chaos   run the chaos and fuzz run (bench/chaos.py): hostile input, SIGKILLs, broker restart"
 	@echo "make up | down | status   manage the local Kafka broker"
 	@echo "make sql-server | sql-server-stop   Spark's Thrift JDBC/ODBC server over every table (127.0.0.1:10000)"
+	@echo "make schedule | unschedule   install (remove) the monitor, retrain, report and maintenance crontab entries"
 	@echo "make clean   stop services and remove FINLAKE_HOME and the venv"
 
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +48,12 @@ sql-server: install
 
 sql-server-stop:
 	@if [ -x $(PY) ]; then $(PY) -m jobs.sql_server stop; fi
+
+schedule: install
+	$(PY) -m jobs.schedule install
+
+unschedule:
+	@if [ -x $(PY) ]; then $(PY) -m jobs.schedule remove; fi
 
 demo: install
 	$(PY) jobs/demo.py

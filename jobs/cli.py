@@ -24,6 +24,8 @@ COMMANDS = {
     "train": "train",
     "score": "score",
     "monitor": "monitor",
+    "retrain": "retrain",
+    "schedule": "schedule",
     "stats": "stats_report",
     "sql": "sql",
     "sql-server": "sql_server",

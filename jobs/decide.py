@@ -64,13 +64,18 @@ def run(spark, cfg, args) -> dict:
     return {"use_cases": use_cases, "seconds": round(time.monotonic() - started, 1), "restarts": restarts}
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--use-cases", default="fraud,trading", help="comma list of decision paths (fraud, trading)")
     p.add_argument("--from", dest="starting_offsets", choices=["latest", "earliest"], default="latest",
                    help="where a new checkpoint starts reading its topics")
     p.add_argument("--no-landing", action="store_true", help="do not run the Kafka -> Delta landing queries")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     result = common.execute(p, argv, run, app_name="finlake-decide")
     common.emit(result)
     return result

@@ -41,10 +41,15 @@ def run(spark, cfg, args) -> list[dict]:
     return out
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--tables", default=None, help="comma list of table names (default: all Delta tables)")
     p.add_argument("--retain-hours", type=int, default=MIN_RETAIN_HOURS)
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     result = common.execute(p, argv, run, app_name="finlake-maintain")
     common.emit({"tables": result})
     return result

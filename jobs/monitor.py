@@ -29,11 +29,16 @@ def run(spark, cfg, args) -> dict:
     return {"use_cases": results}
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--use-case", default="all", help="fraud, trading, loan_pd, a comma list, or all")
     p.add_argument("--fail-on", choices=["never", "drifting", "degraded"], default="never",
                    help="exit 3 when a model's verdict is this bad or worse (schedulers retrain on it)")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     result = common.execute(p, argv, run, app_name="finlake-monitor")
     common.emit(result)
     fail_on = p.parse_args(argv).fail_on

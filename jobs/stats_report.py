@@ -216,10 +216,15 @@ def _log_to_runs(cfg, report: dict, out_dir: Path) -> list[str]:
     return done
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--use-case", default="all", help="fraud, trading, loan_pd, a comma list, or all")
     p.add_argument("--out", default=None, help="output folder (default FINLAKE_HOME/reports/stats)")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     result = common.execute(p, argv, run, app_name="finlake-stats")
     common.emit(result)
     return result

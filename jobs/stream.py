@@ -91,12 +91,17 @@ def run(spark, cfg, args) -> dict:
     return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_rows": written, "metrics_endpoint": metrics_url}
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--streams", default="all", help="comma list of streams, or all")
     p.add_argument("--layers", default="bronze,silver,gold", help="which layers to run")
     p.add_argument("--available-now", action="store_true", help="process what is available, then exit")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     result = common.execute(p, argv, run, app_name="finlake-stream")
     common.emit(result)
     return result

@@ -64,11 +64,16 @@ def run(spark, cfg, args) -> dict:
     return {"use_cases": results, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def main(argv=None):
+def build_parser():
     p = common.parser(__doc__)
     p.add_argument("--use-case", default="all", help="fraud, trading, loan_pd, a comma list, or all")
     p.add_argument("--as-of", type=float, default=None,
                    help="epoch seconds: train only on labels known at this time (default: every label in the tables)")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     args_probe = p.parse_args(argv)
     parse_use_cases(args_probe.use_case)  # fail on a bad name before Spark starts
     result = common.execute(p, argv, run, app_name="finlake-train")

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -84,8 +85,12 @@ def _flat_metrics(prefix: str, metrics: dict) -> dict[str, float]:
 
 
 def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | None = None,
-                   step: Callable[[str], None] = lambda _msg: None) -> dict:
-    """Train, judge, log, register and (by the rule) promote the model of one use case."""
+                   step: Callable[[str], None] = lambda _msg: None, since: float | None = None,
+                   run_tags: dict[str, str] | None = None) -> dict:
+    """Train, judge, log, register and (by the rule) promote the model of one use case.
+
+    ``since`` (epoch seconds) keeps only rows from that event time on: the fresh window a
+    retraining learns from. ``run_tags`` are added to the MLflow run."""
     import mlflow
 
     use_case = USE_CASES[name]
@@ -94,9 +99,12 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
     features = list(use_case.features)
     step("building the training set")
     rows, lineage = build_rows(spark, catalog, use_case, as_of)
+    if since is not None:
+        rows = rows.where(F.col("event_time").cast("double") >= F.lit(float(since)))
     total = rows.count()
     if total == 0:
-        raise TrainingDataError(f"{name}: no labelled rows in {use_case.features_table}; produce events and run the pipeline first")
+        window = "" if since is None else f" since {dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()}"
+        raise TrainingDataError(f"{name}: no labelled rows in {use_case.features_table}{window}; produce events and run the pipeline first")
     cap = int(cfg["ml.max_training_rows"])
     sampled = total > cap
     if sampled:
@@ -174,7 +182,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
             "n_features": len(features), "rows_total": total, "sampled": sampled,
             **{f"rows_{p}": counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
             **{f"best_{k}": v for k, v in search.best.items()}, "scale_pos_weight": weight,
-            **{f"split_{k}": v for k, v in split.to_dict().items()}, "as_of": as_of,
+            **{f"split_{k}": v for k, v in split.to_dict().items()}, "as_of": as_of, "since": since,
             "search_folds": cfg["ml.search.folds"], "search_settings": int(len(search.folds) / max(1, search.folds["fold"].nunique())),
             "fold_metric": search.metric, "promotion_metric": use_case.promotion_metric,
             "promotion_rule": f"champion moves only if test-period {use_case.promotion_metric} "
@@ -187,7 +195,10 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
                             "search_best_mean": float(search.best_folds()["metric"].mean()),
                             "search_baseline_mean": float(search.baseline["metric"].mean())})
         mlflow.log_dict({"features": features}, "features.json")
-        mlflow.log_dict({"tables": lineage, "as_of": as_of, "split": split.to_dict(), "sampled": sampled}, "lineage.json")
+        mlflow.log_dict({"tables": lineage, "as_of": as_of, "since": since, "split": split.to_dict(), "sampled": sampled},
+                        "lineage.json")
+        if run_tags:
+            mlflow.set_tags(run_tags)
         mlflow.log_dict(metrics, "metrics.json")
         mlflow.log_dict({"single_feature_auc": feature_auc}, "leakage_check.json")
         mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")

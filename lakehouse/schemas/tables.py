@@ -75,12 +75,12 @@ MODEL_MONITOR = StructType([
     StructField("reference_end", TimestampType(), True),
     StructField("window_start", TimestampType(), True),      # the recent window judged
     StructField("window_end", TimestampType(), True),
-    StructField("check", StringType(), False),               # feature_psi, feature_ks, prediction_psi, precision, ...
+    StructField("check", StringType(), False),               # feature_psi, feature_ks, prediction_psi, precision, ..., retrain, promotion
     StructField("feature", StringType(), True),
     StructField("value", DoubleType(), True),
     StructField("threshold", DoubleType(), True),
-    StructField("status", StringType(), False),              # ok | drifting | degraded | skipped
-    StructField("verdict", StringType(), False),             # the model's: ok | drifting | degraded
+    StructField("status", StringType(), False),              # ok | drifting | degraded | skipped; retrain: promoted | kept | skipped
+    StructField("verdict", StringType(), False),             # the model's: ok | drifting | degraded (unchecked: retrained unasked)
     StructField("rows", LongType(), True),
     StructField("details", MapType(StringType(), StringType()), True),
 ])
