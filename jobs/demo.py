@@ -6,8 +6,10 @@
 3. Train the three models (fraud, trading signal, loan PD), log them to MLflow, promote.
 4. Go live: the pipeline and the scoring queries run continuously while a paced producer
    sends every stream with a little bad input mixed in; fraud alerts go to Kafka.
-5. Write the statistical report, then FINLAKE_HOME/reports/demo/index.html and summary.json:
-   counts per layer (reconciled), model quality, stream performance, statistics, plots.
+5. Write the statistical report and monitor each champion (drift against its training period,
+   delayed-label precision and recall, the promotion history).
+6. Write FINLAKE_HOME/reports/demo/index.html and summary.json: counts per layer (reconciled),
+   model quality, stream performance, statistics, monitoring, plots.
 """
 from __future__ import annotations
 
@@ -214,7 +216,29 @@ def demo_figures(counts: dict, perf: dict, progress_rows: list[tuple]) -> dict:
     return figs
 
 
-def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Path]], out: Path) -> Path:
+def monitor_champions(spark, cfg, names: list[str]) -> dict:
+    """Run the monitor on each champion and gather the report's monitoring section: the drift
+    table and PSI bars, fraud precision and recall by hour on labels that arrived, and every
+    registered version's promotion decision."""
+    from ml.datasets import USE_CASES
+    from ml.monitor import (champion_context, drift_table, label_figure, label_performance_over_time, latest_checks,
+                            monitor_use_case, promotion_history, psi_figure)
+
+    results = {n: monitor_use_case(spark, cfg, n) for n in names}
+    table = drift_table(latest_checks(spark, cfg))
+    figures = [psi_figure(table, float(cfg["monitor.psi_threshold"]))]
+    perf = None
+    if "fraud" in names:
+        ctx = champion_context(cfg, USE_CASES["fraud"])
+        perf = label_performance_over_time(spark, cfg, "fraud", ctx["reference_end"])
+        if not perf.empty:
+            figures.append(label_figure(perf, f"{ctx['name']} v{ctx['version']}"))
+    summary = {n: {"version": r["version"], "verdict": r["verdict"], "drifting": r["drifting"], "degraded": r["degraded"],
+                   "window": r["window"]} for n, r in results.items()}
+    return {"summary": summary, "drift": table, "label_performance": perf, "promotions": promotion_history(cfg), "figures": figures}
+
+
+def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Path]], out: Path, monitoring: dict | None = None) -> Path:
     import base64
 
     import stats
@@ -261,6 +285,22 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
         {"heading": "Statistics (Table 4 analog)", "text": f"Full report: {summary['stats_report']}",
          "tables": [summary["table4"]], "figures": []},
     ]
+    if monitoring is not None:
+        verdicts = "; ".join(f"{n}: {v['verdict']}" + (f" ({', '.join(v['drifting'] + v['degraded'])})" if v["drifting"] or v["degraded"] else "")
+                             for n, v in monitoring["summary"].items())
+        drift = monitoring["drift"].round({"psi": 4, "ks_pvalue": 6})
+        sections.append({
+            "heading": "Monitoring (jobs/monitor.py, ops.model_monitor)",
+            "text": f"Verdicts: {verdicts}.\n\nEach champion's training period is the reference; the recent window is the last "
+                    "monitor.recent_hours of gold's event time. A feature drifts when PSI > monitor.psi_threshold and the KS test rejects "
+                    "at monitor.ks_alpha. The 24-hour window features fill up over the first day of history, so rows from that "
+                    "first day differ from later ones: a drift flag on them is the data's warm-up, not the world changing.\n\n"
+                    "Precision and recall by hour are the fraud champion's, at its threshold, on transactions from the end of its "
+                    "training period on whose labels have arrived. The promotion history lists every registered version and the "
+                    "rule's decision (metric, paired test, p-value).",
+            "tables": [drift, *([monitoring["label_performance"].round(4)] if monitoring["label_performance"] is not None else []),
+                       monitoring["promotions"]],
+            "figures": [stats.figure_to_data_uri(f) for f in monitoring["figures"]]})
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
     page.write_text(stats.render_html("finlake demo", sections))
@@ -282,7 +322,7 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.kafka.clients import ensure_topics
 
     started = time.perf_counter()
-    steps = Steps(6)
+    steps = Steps(7)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     out = cfg.path("paths.reports") / "demo"
 
@@ -310,6 +350,9 @@ def run(spark, cfg, args) -> dict:
     steps("Statistics report")
     stats_out = stats_job.run(spark, cfg, argparse.Namespace(use_case="all", out=str(out / "stats")))
 
+    steps("Monitoring the champions")
+    monitoring = monitor_champions(spark, cfg, list(trained))
+
     steps("Summary and report")
     counts = layer_counts(spark, cfg)
     produced = {t: hist["per_topic"].get(t, 0) + live["sent"]["per_topic"].get(t, 0) for t in counts}
@@ -329,10 +372,11 @@ def run(spark, cfg, args) -> dict:
         "live": {"rate": args.live_rate, "seconds": args.live_seconds, "trigger": args.trigger,
                  "achieved_rate": live["sent"]["achieved_rate"]},
         "table4": stats.json_safe(stats_out["table4"]), "stats_report": str(out / "stats" / "report.html"),
+        "monitoring": monitoring["summary"],
     }
     figs = demo_figures(counts, perf, live["progress"])
     training_figs = {n: sorted(Path(r["report_dir"]).glob("*.png")) for n, r in trained.items()}
-    page = build_report(summary, figs, training_figs, out)
+    page = build_report(summary, figs, training_figs, out, monitoring)
     stats.write_json(summary, out / "summary.json")
     _print_summary(summary, page, cfg)
     return summary
@@ -365,6 +409,11 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
         keys = TABLE2_KEYS[n]
         rows = [(who, *[None if met.get(k) is None else round(met[k], 4) for k in keys]) for who, met in m["metrics"].items()]
         print(render([f"{n}: model", *keys], rows, "table"))
+    mon = summary.get("monitoring") or {}
+    if mon:
+        print("Monitoring: " + "; ".join(f"{n} v{v['version']} {v['verdict']}" + (f" ({', '.join(v['drifting'] + v['degraded'])})"
+                                                                               if v["drifting"] or v["degraded"] else "")
+                                         for n, v in mon.items()))
     sc = summary["scoring"]
     scored = ", ".join(f"{n} {v['scored']:,}" for n, v in sc.items())
     print(f"Scored live: {scored}; fraud alerts {sc['fraud']['alerts']:,}; "

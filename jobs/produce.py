@@ -89,7 +89,7 @@ def plans_from(cfg, args, run_id: str):
                                duration_s=args.duration, paced=paced, mode=mode,
                                kafka_conf=client_config(cfg) if mode == "kafka" else None,
                                files_dir=out if mode == "files" else None, truth_locations=truth,
-                               topic_prefix=str(cfg["kafka.topic_prefix"] or ""),
+                               topic_prefix=str(cfg["kafka.topic_prefix"] or ""), event_timestamps=args.kafka_time == "event",
                                pan_key=pan_hmac_key(cfg) if mode == "files" else None))
     return plans, out
 
@@ -184,6 +184,9 @@ def build_parser():
     p.add_argument("--threshold-bps", type=float, default=2.0, help="trading label: |next return| above this is up/down")
     p.add_argument("--customers", type=int, default=2000)
     p.add_argument("--mode", choices=["kafka", "files", "bronze"], default="kafka")
+    p.add_argument("--kafka-time", choices=["now", "event"], default="now",
+                   help="kafka mode: record timestamps are the send time (a live stream) or each event's own time (a replay of "
+                        "history: silver's lateness rule compares the two; topics must keep messages that old)")
     p.add_argument("--out", default=None, help="files mode: output folder (default FINLAKE_HOME/landing/<run>)")
     p.add_argument("--no-truth", dest="truth", action="store_false", help="do not write truth tables")
     p.add_argument("--run-id", default=None)

@@ -179,3 +179,114 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
             "degraded": sorted({c["check"] for c in checks if c["status"] == "degraded"}),
             "checks": len(checks), "reference_rows": len(reference), "recent_rows": len(recent),
             "window": [str(window_start), str(window_end)]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Report pieces (the demo's monitoring section, notebook 07)
+
+
+def latest_checks(spark: SparkSession, cfg: Config) -> pd.DataFrame:
+    """The checks of each use case's most recent monitoring run (``ops.model_monitor``)."""
+    from pyspark.sql import Window
+
+    rows = spark.read.format("delta").load(Catalog(cfg).spec("ops.model_monitor").location)
+    drift = rows.where(~F.col("check").isin("retrain", "promotion"))
+    newest = F.max("run_time").over(Window.partitionBy("use_case"))
+    return (drift.withColumn("_newest", newest).where(F.col("run_time") == F.col("_newest")).drop("_newest")
+            .select("use_case", "model_version", "check", "feature", "value", "threshold", "status", "verdict", "rows")
+            .toPandas())
+
+
+def drift_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """One row per use case and feature (and the score): PSI, KS p-value, status; worst first."""
+    psi = checks[checks["check"].isin(["feature_psi", "prediction_psi"])]
+    ks = checks[checks["check"].isin(["feature_ks", "prediction_ks"])]
+    key = lambda f: f.assign(feature=f["feature"].fillna("score"))[["use_case", "feature", "value", "status", "verdict", "model_version"]]
+    out = key(psi).rename(columns={"value": "psi"}).merge(
+        key(ks)[["use_case", "feature", "value"]].rename(columns={"value": "ks_pvalue"}), on=["use_case", "feature"], how="left")
+    return out.sort_values(["use_case", "psi"], ascending=[True, False], na_position="last").reset_index(drop=True)
+
+
+def psi_figure(table: pd.DataFrame, threshold: float):
+    """Per-feature PSI bars of each use case, the drift threshold as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    cases = list(dict.fromkeys(table["use_case"]))
+    fig = Figure(figsize=(9, 2.2 + 0.16 * len(table)))
+    axes = fig.subplots(len(cases), 1, squeeze=False)[:, 0] if cases else []
+    for ax, case in zip(axes, cases):
+        t = table[(table["use_case"] == case) & table["psi"].notna()].sort_values("psi")
+        colours = ["#c0392b" if s == "drifting" else "#7f8c8d" for s in t["status"]]
+        ax.barh(t["feature"], t["psi"], color=colours)
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        ax.set_title(f"{case}: PSI against the champion's training period (red: drifting)", fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def label_performance_over_time(spark: SparkSession, cfg: Config, name: str, since: dt.datetime,
+                                bucket_hours: float = 1.0) -> pd.DataFrame:
+    """Fraud: the champion's precision and recall at its threshold per ``bucket_hours`` of event
+    time, on the transactions from ``since`` on whose labels have arrived."""
+    from ml import evaluate as ev
+
+    use_case = USE_CASES[name]
+    ctx = champion_context(cfg, use_case)
+    catalog = Catalog(cfg)
+    gold = spark.read.format("delta").load(catalog.spec(use_case.features_table).location)
+    labels = spark.read.format("delta").load(catalog.spec("silver.tx_labels").location)
+    frame = (gold.where(F.col("event_time") >= F.lit(since)).join(latest_labels_as_of(labels, None), "event_id", "inner")
+             .select(F.col("event_time").cast("double").alias("t"), F.col("is_fraud").cast("int").alias("label"), *ctx["features"])
+             .toPandas())
+    if frame.empty:
+        return pd.DataFrame(columns=["bucket_start", "rows", "frauds", "precision", "recall"])
+    booster = registry.load_booster(ctx["name"], ctx["version"])
+    frame["score"] = _scores(booster, use_case, frame, ctx["features"])
+    width = bucket_hours * 3600.0
+    frame["bucket"] = (frame["t"] // width) * width
+    out = []
+    for bucket, g in frame.groupby("bucket"):
+        m = ev.binary_metrics(g["label"].to_numpy(), g["score"].to_numpy(), ctx["threshold"] or 0.5)
+        out.append({"bucket_start": pd.Timestamp(bucket, unit="s"), "rows": len(g), "frauds": int(g["label"].sum()),
+                    "precision": m["precision"], "recall": m["recall"]})
+    return pd.DataFrame(out)
+
+
+def label_figure(perf: pd.DataFrame, model: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.2))
+    ax = fig.subplots()
+    for col in ("precision", "recall"):
+        ax.plot(perf["bucket_start"], perf[col], marker=".", label=col)
+    ax.set(ylim=(0, 1.02), title=f"{model}: precision and recall at its threshold, by hour, on labels that arrived")
+    ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def promotion_history(cfg: Config) -> pd.DataFrame:
+    """Every registered version of every use case's model: when, whether it was promoted, the
+    paired test's p-value and the reason (from the version's ``promotion`` tag)."""
+    client = registry.connect(cfg)
+    rows = []
+    for name, use_case in USE_CASES.items():
+        reg = registry.registered_name(cfg, use_case.registered_name)
+        champion = registry.alias_version(client, reg, registry.CHAMPION)
+        for v in client.search_model_versions(f"name='{reg}'"):
+            promo = json.loads(v.tags.get("promotion", "{}"))
+            rows.append({"use_case": name, "version": int(v.version),
+                         "registered": dt.datetime.fromtimestamp(v.creation_timestamp / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+                         "promoted": promo.get("promote"), "serving": champion is not None and str(champion.version) == str(v.version),
+                         "metric": promo.get("metric"), "challenger": promo.get("challenger_value"),
+                         "champion before": promo.get("champion_value"), "test": promo.get("test"), "p_value": promo.get("p_value"),
+                         "reason": promo.get("reason")})
+    return pd.DataFrame(rows).sort_values(["use_case", "version"]).reset_index(drop=True) if rows else pd.DataFrame(rows)

@@ -31,8 +31,13 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
     assert summary["scoring"]["fraud"]["scored"] > 0 and summary["scoring"]["fraud"]["versions"] == ["1"]
     assert {r["use_case"] for r in summary["table4"]} == {"fraud", "trading", "loan_pd"}
     html = (home / "reports" / "demo" / "index.html").read_text()
-    for heading in ("Events per layer", "Model quality", "Stream performance", "Statistics"):
+    for heading in ("Events per layer", "Model quality", "Stream performance", "Statistics", "Monitoring"):
         assert heading in html
+    monitoring = summary["monitoring"]
+    assert set(monitoring) == {"fraud", "trading", "loan_pd"}
+    assert all(m["version"] == "1" and m["verdict"] in ("ok", "drifting", "degraded") for m in monitoring.values())
+    assert "no champion yet" in html and "promotion history" in html
+    assert "Monitoring: fraud v1 " in out.stdout
     assert "mlflow ui --backend-store-uri" in out.stdout and "Report: " in out.stdout
     assert "card_pan" not in out.stdout and "card_pan" not in out.stderr and "card_pan" not in html
     # A quiet console: finlake's steps only; Spark's and Ivy's chatter is in the log files.

@@ -15,6 +15,7 @@ before a change).
 from __future__ import annotations
 
 import argparse
+import time
 
 import pytest
 from pyspark.sql import functions as F
@@ -23,7 +24,10 @@ from tests.conftest import ML_GRID
 
 pytestmark = pytest.mark.kafka
 
-START = 1772323200.0            # 2026-03-01T00:00:00Z
+# Event time ends an hour before now: the Kafka stretches are replayed with each record's
+# timestamp set to its event time (silver's lateness rule compares the two), inside the topics'
+# retention.
+START = (time.time() // 3600 - 47) * 3600
 RATE = 0.25                     # messages per second of event time (transactions, labels, user events)
 HOURS = {"history": 30, "quiet": 6, "drifted": 10}
 AMOUNT_FEATURES = {f"amount_{k}_{w}" for k in ("sum", "mean", "max") for w in ("10m", "1h", "24h")}
@@ -35,7 +39,7 @@ def _produce(spark, cfg, mode: str, seed: int, start: float, hours: float, drift
     argv = ["--mode", mode, "--count", str(int(RATE * hours * 3600)), "--rate", "max", "--sim-rate", str(RATE),
             "--seed", str(seed), "--world-seed", "61", "--customers", "300", "--fraud-rate", "0.05",
             "--streams", "transactions,tx_labels,user_events", "--mix", "transactions=0.8,user_events=0.2",
-            "--start", str(start), "--quiet"]
+            "--start", str(start), "--kafka-time", "event", "--quiet"]
     if drift:
         argv += ["--drift", drift]
     result = produce.run(spark, cfg, produce.build_parser().parse_args(argv))
@@ -47,6 +51,13 @@ def _pipeline(spark, cfg, layers: str) -> None:
 
     stream.run(spark, cfg, argparse.Namespace(streams="transactions,tx_labels,user_events", layers=layers,
                                               available_now=True, timeout=None))
+
+
+def _iso(epoch: float) -> str:
+    """The monitor's window bounds are naive UTC datetimes as text; compare in the same form."""
+    import datetime as dt
+
+    return str(dt.datetime.fromtimestamp(epoch, dt.timezone.utc).replace(tzinfo=None))
 
 
 def _monitor_rows(spark, cfg):
@@ -92,6 +103,8 @@ def test_without_drift_the_monitor_stays_ok_and_nothing_is_promoted(spark, cfg, 
     finally:
         Catalog(cfg).register(spark)
     monitored = scheduled["monitor"]
+    # the monitor judged the quiet stretch itself, against the champion's own training period
+    assert monitored["window"][0] >= _iso(START + HOURS["history"] * 3600 - 300) and monitored["recent_rows"] > 1500
     assert monitored["verdict"] == "ok", monitored
     assert monitored["drifting"] == [] and monitored["version"] == first["challenger"]
     assert not scheduled["retrained"] and "ok" in scheduled["reason"]
@@ -128,6 +141,7 @@ def test_drift_is_flagged_and_the_retrained_challenger_is_promoted_and_served(sp
     finally:
         Catalog(cfg).register(spark)
     monitored = r["monitor"]
+    assert monitored["window"][0] >= _iso(START + (HOURS["history"] + HOURS["quiet"]) * 3600) and monitored["recent_rows"] > 1500
     assert monitored["verdict"] in ("drifting", "degraded") and monitored["version"] == before == first["challenger"]
     assert AMOUNT_FEATURES & set(monitored["drifting"]), monitored["drifting"]
     assert r["retrained"] and r["promoted"], r["reason"]

@@ -30,6 +30,7 @@ class ShardPlan:
     truth_locations: dict | None = None
     pan_key: bytes | None = None     # files mode: PANs are tokenized before they touch disk
     topic_prefix: str = ""           # kafka mode: physical topic = prefix + logical name
+    event_timestamps: bool = False   # kafka mode: record timestamp = the event's own time (a replay), not now
 
 
 def run_shard(plan: ShardPlan, progress=None) -> dict:
@@ -87,7 +88,7 @@ def run_shard(plan: ShardPlan, progress=None) -> dict:
             while True:
                 try:
                     producer.produce(plan.topic_prefix + msg.topic, value=msg.value, key=msg.key.encode() if msg.key else None,
-                                     on_delivery=on_delivery)
+                                     on_delivery=on_delivery, **({"timestamp": int(msg.at * 1000)} if plan.event_timestamps else {}))
                     break
                 except BufferError:
                     producer.poll(0.05)
