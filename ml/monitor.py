@@ -75,6 +75,19 @@ def _scores(booster, use_case: UseCase, frame: pd.DataFrame, features: list[str]
     return pred.max(axis=1) if pred.ndim == 2 else pred
 
 
+def _reference_scores(run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The champion's own test-period labels and scores (``test_scores.csv`` of its run)."""
+    import io
+
+    import mlflow
+
+    try:
+        frame = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/test_scores.csv")))
+    except Exception:  # an older run without the artifact: judge on the point estimate
+        return None
+    return frame["label"].to_numpy(), frame["xgboost"].to_numpy()
+
+
 def judge_drift(reference: pd.DataFrame, recent: pd.DataFrame, columns: list[str], bins: int, psi_threshold: float,
                 ks_alpha: float, min_rows: int) -> list[dict]:
     """One ``feature_psi`` and one ``feature_ks`` check per column (pure: pandas in, dicts out).
@@ -103,9 +116,33 @@ def judge_drift(reference: pd.DataFrame, recent: pd.DataFrame, columns: list[str
     return out
 
 
+def _pr_auc_drop_p(y: np.ndarray, p: np.ndarray, y_ref: np.ndarray, p_ref: np.ndarray, max_drop: float,
+                   n_boot: int, seed: int = 0) -> float:
+    """One-sided bootstrap p that the PR-AUC drop from the reference rows to the recent ones is
+    no more than ``max_drop`` (each sample resampled on its own: they are different rows)."""
+    from sklearn.metrics import average_precision_score as ap
+
+    rng = np.random.default_rng(seed)
+    drops = []
+    for _ in range(n_boot):
+        i, j = rng.integers(0, len(y), len(y)), rng.integers(0, len(y_ref), len(y_ref))
+        if y[i].sum() == 0 or y_ref[j].sum() == 0:
+            continue
+        drops.append(ap(y_ref[j], p_ref[j]) - ap(y[i], p[i]))
+    d = np.asarray(drops)
+    return float((1 + int((d <= max_drop).sum())) / (1 + len(d)))
+
+
 def judge_labels(y: np.ndarray, p: np.ndarray, threshold: float, reference_pr_auc: float | None, max_drop: float,
-                 min_rows: int, min_positives: int) -> list[dict]:
-    """Precision, recall and PR-AUC on the labels that arrived (pure)."""
+                 min_rows: int, min_positives: int, reference: tuple[np.ndarray, np.ndarray] | None = None,
+                 alpha: float | None = None, n_boot: int = 500) -> list[dict]:
+    """Precision, recall and PR-AUC on the labels that arrived (pure).
+
+    PR-AUC is degraded when it is more than ``max_drop`` below ``reference_pr_auc`` (the
+    champion's test-period PR-AUC). Given the ``reference`` rows themselves (labels, scores) and
+    ``alpha``, the drop must also be significant: a bootstrap of both samples gives the one-sided
+    p that the true drop is within ``max_drop``, and only p < alpha degrades (a test period of a
+    few dozen frauds gives a PR-AUC too noisy to judge against on its own)."""
     from ml import evaluate as ev
 
     y = np.asarray(y).astype(int)
@@ -116,6 +153,11 @@ def judge_labels(y: np.ndarray, p: np.ndarray, threshold: float, reference_pr_au
     bound = None if reference_pr_auc is None else reference_pr_auc - max_drop
     degraded = bound is not None and m["pr_auc"] is not None and m["pr_auc"] < bound
     details = {"positives": str(m["positives"]), "reference_pr_auc": str(reference_pr_auc)}
+    if degraded and reference is not None and alpha is not None:
+        y_ref, p_ref = np.asarray(reference[0]).astype(int), np.asarray(reference[1], dtype=float)
+        pval = _pr_auc_drop_p(y, np.asarray(p, dtype=float), y_ref, p_ref, max_drop, n_boot)
+        details.update(drop_pvalue=f"{pval:.3g}", reference_rows=str(len(y_ref)), reference_positives=str(int(y_ref.sum())))
+        degraded = pval < alpha
     return [
         {"check": "pr_auc", "feature": None, "value": m["pr_auc"], "threshold": bound, "status": "degraded" if degraded else "ok",
          "rows": m["rows"], "details": details},
@@ -165,7 +207,8 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
         frame = _sample(labelled.withColumn("label", F.col("is_fraud").cast("int")), ["label", *features], n)
         checks += judge_labels(frame["label"].to_numpy(), _scores(booster, use_case, frame, features), ctx["threshold"] or 0.5,
                                ctx["test_metrics"].get("pr_auc"), float(cfg["monitor.max_pr_auc_drop"]),
-                               int(cfg["monitor.min_labelled"]), int(cfg["monitor.min_frauds"]))
+                               int(cfg["monitor.min_labelled"]), int(cfg["monitor.min_frauds"]),
+                               reference=_reference_scores(ctx["run_id"]), alpha=float(cfg["monitor.degrade_alpha"]))
     model_verdict = verdict(checks)
     now = run_time or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     rows = [(now, name, ctx["name"], ctx["version"], ctx["reference_start"], ctx["reference_end"], window_start, window_end,

@@ -39,6 +39,26 @@ def test_delayed_labels_degrade_only_below_the_reference_pr_auc_minus_the_allowe
     assert verdict([*ok, *bad, {"status": "drifting"}]) == "degraded"
 
 
+def test_a_pr_auc_drop_must_be_significant_against_the_champions_own_test_rows():
+    """A champion judged on a small test period (18 frauds) has a noisy PR-AUC: a recent value a
+    little under its bound is not degradation; a collapse to noise is."""
+    rng = np.random.default_rng(4)
+
+    def sample(n, rate, sep):
+        y = (rng.random(n) < rate).astype(int)
+        return y, 1 / (1 + np.exp(-(sep * y + rng.normal(0, 1, n))))
+
+    y_ref, p_ref = sample(500, 0.05, 3.2)
+    y, p = sample(3000, 0.05, 2.5)
+    ref_pr_auc = float(__import__("sklearn.metrics").metrics.average_precision_score(y_ref, p_ref))
+    point = judge_labels(y, p, 0.5, ref_pr_auc, 0.1, 200, 10)
+    tested = judge_labels(y, p, 0.5, ref_pr_auc, 0.1, 200, 10, reference=(y_ref, p_ref), alpha=0.05, n_boot=300)
+    assert point[0]["value"] < point[0]["threshold"] and verdict(point) == "degraded"
+    assert verdict(tested) == "ok" and float(tested[0]["details"]["drop_pvalue"]) >= 0.05
+    collapsed = judge_labels(y, rng.random(3000), 0.5, ref_pr_auc, 0.1, 200, 10, reference=(y_ref, p_ref), alpha=0.05, n_boot=300)
+    assert verdict(collapsed) == "degraded" and float(collapsed[0]["details"]["drop_pvalue"]) < 0.05
+
+
 def _copy_of_gold(spark, ml_cfg, folder, shift: dict[str, float]):
     """``ml_cfg`` with gold.card_features and ops.model_monitor moved to ``folder``; the copy's
     last hour has each feature in ``shift`` multiplied by its factor; monitoring judges that hour."""

