@@ -1,12 +1,12 @@
 """Monitoring and retraining end to end on data that really drifts, and on data that does not,
 with the real broker, Delta tables and MLflow registry.
 
-One world (300 customers) runs for 40 hours of event time in three stretches:
+One world (300 customers) runs for 50 hours of event time in three stretches:
 - 30 h of history backfilled into bronze (24 h of it warm up the 24-hour features); the first
   champion learns from its last 6 h;
 - 6 h more of the same world through Kafka: the monitor must say ``ok`` and the scheduled
   retraining (``--when drifting``) must skip, so nothing is promoted;
-- 10 h through Kafka with drift switched on (amounts doubled, ATM cash-out fraud): the monitor
+- 14 h through Kafka with drift switched on (amounts doubled, ATM cash-out fraud): the monitor
   must flag the amount features, and the retraining it triggers must promote a challenger that is
   better on the drifted rows, which the decision path's champion loader then serves.
 The stretches run in order in one module (the no-drift stretch first, as a quiet week would come
@@ -27,9 +27,9 @@ pytestmark = pytest.mark.kafka
 # Event time ends an hour before now: the Kafka stretches are replayed with each record's
 # timestamp set to its event time (silver's lateness rule compares the two), inside the topics'
 # retention.
-START = (time.time() // 3600 - 47) * 3600
+START = (time.time() // 3600 - 51) * 3600
 RATE = 0.25                     # messages per second of event time (transactions, labels, user events)
-HOURS = {"history": 30, "quiet": 6, "drifted": 10}
+HOURS = {"history": 30, "quiet": 6, "drifted": 14}
 AMOUNT_FEATURES = {f"amount_{k}_{w}" for k in ("sum", "mean", "max") for w in ("10m", "1h", "24h")}
 
 
@@ -134,7 +134,7 @@ def test_drift_is_flagged_and_the_retrained_challenger_is_promoted_and_served(sp
         _produce(spark, dcfg, "kafka", 63, START + (HOURS["history"] + HOURS["quiet"]) * 3600, HOURS["drifted"],
                  drift="amounts,atm_cashout")
         _pipeline(spark, dcfg, "bronze,silver,gold")
-        r = retrain_use_case(spark, dcfg, "fraud", "drifting", window_hours=8)
+        r = retrain_use_case(spark, dcfg, "fraud", "drifting", window_hours=12)
         rows = _monitor_rows(spark, dcfg).where(F.col("model_version") == r["challenger"]).collect()
         after = serving.current().version
     finally:
