@@ -22,9 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "finlake: error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "finlake: error: Java 17+ is required: no java on PATH and JAVA_HOME unset"; exit 2; }
 	@command -v javac >/dev/null || [ -x "$$JAVA_HOME/bin/javac" ] || { echo "finlake: error: a JDK 17+ is required (javac builds finlake's JVM functions): apt-get install openjdk-17-jdk-headless, or set JAVA_HOME to a JDK"; exit 2; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev]'
+	@mkdir -p "$(FINLAKE_HOME)/logs"
+	@echo "finlake: installing the Python packages into $(VENV) (log: $(FINLAKE_HOME)/logs/install.log)"
+	@{ $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip setuptools wheel \
+	   && $(PY) -m pip install -q -e '.[dev]'; } >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
+	 || { tail -n 20 "$(FINLAKE_HOME)/logs/install.log"; echo "finlake: error: installing the Python packages failed; full log: $(FINLAKE_HOME)/logs/install.log"; exit 1; }
 	@touch $@
 
 install: $(VENV)/.installed

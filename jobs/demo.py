@@ -294,7 +294,10 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
             "text": f"Verdicts: {verdicts}.\n\nEach champion's training period is the reference; the recent window is the last "
                     "monitor.recent_hours of gold's event time. A feature drifts when PSI > monitor.psi_threshold and the KS test rejects "
                     "at monitor.ks_alpha. The 24-hour window features fill up over the first day of history, so rows from that "
-                    "first day differ from later ones: a drift flag on them is the data's warm-up, not the world changing.\n\n"
+                    "first day differ from later ones: a drift flag on them is the data's warm-up, not the world changing. The "
+                    "live phase sends hundreds of transactions per second of event time against the history's one or so, so the "
+                    "per-card 10-minute and 1-hour counts and sums of the live rows leave the training range: a flag on those, "
+                    "and a lower PR-AUC on the live labels, is the monitor seeing the demo's load generator, correctly.\n\n"
                     "Precision and recall by hour are the fraud champion's, at its threshold, on transactions from the end of its "
                     "training period on whose labels have arrived. The promotion history lists every registered version and the "
                     "rule's decision (metric, paired test, p-value).",

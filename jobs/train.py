@@ -35,6 +35,8 @@ def summary_line(result: dict) -> str:
         key = ("rmse_vs_true_pd", "roc_auc", "brier")
     parts = [f"{who} " + " ".join(f"{k}={m[who][k]:.4f}" for k in key if m[who].get(k) is not None)
              for who in m]
+    if not result.get("ceiling_available", True):
+        parts.append("ceiling not available (no generator truth for these rows)")
     promo = result["promotion"]
     return (f"{result['use_case']}: {result['model']['name']} v{result['model']['version']} "
             f"({'champion' if promo['promote'] else 'challenger'}: {promo['reason']})\n    " + "\n    ".join(parts))

@@ -59,7 +59,10 @@ def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import may reset it
+    # Its import sets some of its own loggers to INFO explicitly (a parent's level does not reach
+    # them): quiet each one, or a console with a root handler shows "Created temporary directory".
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "great_expectations"] + ["great_expectations"]:
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     spark_batches = ctx.data_sources.add_spark("finlake").add_dataframe_asset("micro_batch").add_batch_definition_whole_dataframe("whole")

@@ -67,8 +67,15 @@ def read_table(spark: SparkSession, catalog: Catalog, name: str) -> tuple[DataFr
     """A table pinned to its current version, and its lineage (Delta version or Parquet files)."""
     spec = catalog.spec(name)
     if spec.format == "parquet":
+        from pyspark.errors import AnalysisException
+
         files = sorted(Path(spec.location).glob("*.parquet")) if "://" not in spec.location else []
-        df = spark.read.schema(spec.schema).parquet(spec.location)
+        try:
+            df = spark.read.schema(spec.schema).parquet(spec.location)
+        except AnalysisException as exc:
+            if "PATH_NOT_FOUND" not in str(exc):
+                raise
+            raise TrainingDataError(f"table {name} does not exist at {spec.location}") from None
         return df, {"table": name, "format": "parquet", "location": spec.location, "files": len(files)}
     from delta.tables import DeltaTable
 
@@ -91,14 +98,17 @@ def latest_labels_as_of(labels: DataFrame, as_of: float | None) -> DataFrame:
             .where("_n = 1").drop("_n"))
 
 
-def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame, as_of: float | None) -> DataFrame:
-    """Transactions whose label was known at ``as_of``, with label 0/1 and the true probability.
+def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame | None, as_of: float | None) -> DataFrame:
+    """Transactions whose label was known at ``as_of``, with label 0/1 and the true probability
+    (null without a generator truth table: a user's own data has none).
 
     A transaction without a known label is left out, never counted as legitimate."""
     lab = latest_labels_as_of(labels, as_of)
     base = features if as_of is None else features.where(F.col("event_time").cast("double") <= as_of)
-    return (base.join(lab, "event_id", "inner")
-            .join(truth.select("event_id", F.col("fraud_probability").alias("truth_p")), "event_id", "left")
+    labelled = base.join(lab, "event_id", "inner")
+    with_truth = (labelled.withColumn("truth_p", F.lit(None).cast("double")) if truth is None else
+                  labelled.join(truth.select("event_id", F.col("fraud_probability").alias("truth_p")), "event_id", "left"))
+    return (with_truth
             .select("event_id", "event_time", *USE_CASES["fraud"].features,
                     F.col("is_fraud").cast("int").alias("label"), "truth_p"))
 
@@ -133,7 +143,10 @@ def build_rows(spark: SparkSession, catalog: Catalog, use_case: UseCase,
     feats, l1 = read_table(spark, catalog, use_case.features_table)
     if use_case.name == "fraud":
         labels, l2 = read_table(spark, catalog, "silver.tx_labels")
-        truth, l3 = read_table(spark, catalog, "truth.fraud")
+        try:
+            truth, l3 = read_table(spark, catalog, "truth.fraud")
+        except TrainingDataError:   # optional: only the ceiling reads it
+            return fraud_rows(feats, labels, None, as_of), [l1, l2]
         return fraud_rows(feats, labels, one_per_event(truth), as_of), [l1, l2, l3]
     if use_case.name == "trading":
         truth, l2 = read_table(spark, catalog, "truth.trading")

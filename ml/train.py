@@ -77,7 +77,8 @@ def judge(use_case: UseCase, val: pd.DataFrame, test: pd.DataFrame, val_scores: 
         return ev.binary_metrics(y, test_scores, threshold)
     if use_case.kind == "multiclass":
         return ev.multiclass_metrics(y, test_scores, use_case.classes)
-    return ev.pd_metrics(y, test_scores, test["truth_p"].to_numpy())
+    truth = test["truth_p"].to_numpy(dtype=float)
+    return ev.pd_metrics(y, test_scores, truth if np.isfinite(truth).all() else None)
 
 
 def _flat_metrics(prefix: str, metrics: dict) -> dict[str, float]:
@@ -157,8 +158,14 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         t = test_pd[["event_id"]].merge(spark_scores(model, use_case, test_df, kind), on="event_id", how="left")
         scores[label] = (_scores_of(v, use_case), _scores_of(t, use_case))
         metrics[label] = judge(use_case, val_pd, test_pd, scores[label][0], scores[label][1])
-    scores["ceiling"] = (_truth_of(val_pd, use_case), _truth_of(test_pd, use_case))
-    metrics["ceiling"] = judge(use_case, val_pd, test_pd, *scores["ceiling"])
+    # The ceiling needs the generator's true probability of every validation and test row; on a
+    # user's own data there is none, and everything else runs without it.
+    ceiling = all(np.isfinite(_truth_of(f, use_case).astype(float)).all() for f in (val_pd, test_pd))
+    if ceiling:
+        scores["ceiling"] = (_truth_of(val_pd, use_case), _truth_of(test_pd, use_case))
+        metrics["ceiling"] = judge(use_case, val_pd, test_pd, *scores["ceiling"])
+    else:
+        step("no generator truth for these rows: the ceiling is not available")
 
     booster = xgb_model.get_booster()
     direct = booster_scores(booster, use_case, test_pd, features)
@@ -178,6 +185,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}") as run:
         mlflow.log_params({
             "use_case": name, "model": "SparkXGBRegressor" if use_case.kind == "pd" else "SparkXGBClassifier",
+            "ceiling": "available" if ceiling else "not available (no generator truth)",
             "baseline": "LogisticRegression", "device": cfg["ml.xgboost.device"], "num_workers": cfg["ml.xgboost.num_workers"],
             "n_features": len(features), "rows_total": total, "sampled": sampled,
             **{f"rows_{p}": counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
@@ -223,7 +231,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         fig.clear()
     result = {
         "use_case": name, "rows": {p: counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
-        "rows_total": total, "sampled": sampled, "split": split.to_dict(), "best": search.best,
+        "rows_total": total, "sampled": sampled, "split": split.to_dict(), "best": search.best, "ceiling_available": ceiling,
         "search": {"metric": search.metric, "best_mean": float(search.best_folds()["metric"].mean()),
                    "baseline_mean": float(search.baseline["metric"].mean()), "folds": int(search.folds["fold"].nunique())},
         "metrics": metrics, "seconds": {"search": round(search_s, 1), "fit_xgboost": round(fit_s, 1),
@@ -280,11 +288,13 @@ def _test_scores(use_case: UseCase, test: pd.DataFrame, scores: dict) -> pd.Data
 def _figures(use_case: UseCase, test: pd.DataFrame, scores: dict, metrics: dict) -> dict:
     y = test["label"].to_numpy()
     if use_case.kind == "binary":
-        return {"roc.png": ev.roc_figure({"XGBoost": (y, scores["xgboost"][1]), "logistic baseline": (y, scores["baseline"][1]),
-                                          "ceiling (true p)": (y, scores["ceiling"][1])}, "Fraud: ROC on the test period")}
+        curves = {"XGBoost": (y, scores["xgboost"][1]), "logistic baseline": (y, scores["baseline"][1])}
+        if "ceiling" in scores:
+            curves["ceiling (true p)"] = (y, scores["ceiling"][1])
+        return {"roc.png": ev.roc_figure(curves, "Fraud: ROC on the test period")}
     if use_case.kind == "multiclass":
         return {f"confusion_{k}.png": ev.confusion_figure(metrics[k]["confusion"], use_case.classes, f"Trading signal: {k}")
-                for k in ("xgboost", "baseline", "ceiling")}
+                for k in ("xgboost", "baseline", "ceiling") if k in metrics}
     truth = test["truth_p"].to_numpy()
     tables = {k: ev.calibration_table(scores[k][1], y, truth) for k in ("xgboost", "gbt", "baseline")}
     return {"calibration.png": ev.calibration_figure(tables, "Loan PD: calibration on the test period"),

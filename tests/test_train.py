@@ -271,3 +271,35 @@ def test_connecting_to_mlflow_leaves_the_environment_alone(tmp_path, monkeypatch
     registry.connect(cfg)
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert load_config("local", home=tmp_path / "other")["ml.mlflow.tracking_uri"] == f"sqlite:///{tmp_path / 'other'}/mlflow/mlflow.db"
+
+
+def test_fraud_trains_without_generator_truth_and_reports_no_ceiling(spark, ml_cfg, fraud_result, tmp_path):
+    """A user's own data has no truth table: the same gold and labels with ``truth.fraud``
+    pointing at nothing train, judge against the baseline and register; the ceiling is reported
+    as not available instead of failing on NaN."""
+    import copy
+    import dataclasses
+
+    import mlflow
+
+    from ml import registry
+    from ml.train import train_use_case
+
+    data = copy.deepcopy(dict(ml_cfg.data))
+    data["tables"]["truth.fraud"] = {**(data["tables"]["truth.fraud"] or {}), "location": str(tmp_path / "no_truth")}
+    data["ml"]["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path}/mlflow.db"
+    data["paths"]["mlflow_db"] = str(tmp_path / "mlflow.db")
+    cfg = dataclasses.replace(ml_cfg, data=data)
+    steps = []
+    result = train_use_case(spark, cfg, "fraud", step=steps.append)
+    assert "ceiling" not in result["metrics"] and result["ceiling_available"] is False
+    assert "no generator truth for these rows: the ceiling is not available" in steps
+    assert result["rows"] == fraud_result["rows"]                     # the same labelled rows, truth or not
+    assert result["metrics"]["xgboost"]["roc_auc"] > result["metrics"]["baseline"]["roc_auc"]
+    assert result["promotion"]["promote"] and result["promotion"]["reason"] == "no champion yet"
+    assert {e["table"] for e in result["lineage"]} == {"gold.card_features", "silver.tx_labels"}
+    run = registry.connect(cfg).get_run(result["model"]["run_id"])
+    assert run.data.params["ceiling"] == "not available (no generator truth)"
+    assert "test_ceiling_roc_auc" not in run.data.metrics and "test_xgboost_roc_auc" in run.data.metrics
+    registry.connect(ml_cfg)   # the suite's MLflow store again
+    assert mlflow.get_tracking_uri() == str(ml_cfg["ml.mlflow.tracking_uri"])
