@@ -103,6 +103,8 @@ def run(spark, cfg, args) -> dict:
         from lakehouse.kafka.broker import ensure_broker
 
         ensure_broker(cfg)
+        if args.kafka_time == "event":
+            _keep_the_replay(cfg, plans[0].gen)
     ctx = mp.get_context("fork")
     progress = ctx.Array("q", len(plans))
     results = ctx.Queue()
@@ -139,6 +141,24 @@ def run(spark, cfg, args) -> dict:
 
         summary["bronze_rows"] = files_to_bronze(spark, cfg, Path(out))
     return summary
+
+
+def _keep_the_replay(cfg, gen) -> None:
+    """Event-time timestamps older than a topic's retention are deleted by the broker within
+    minutes: raise the retention of the replayed topics first, and say so."""
+    import datetime as dt
+
+    from lakehouse.generators.base import parse_start
+    from lakehouse.kafka.clients import replay_retention
+
+    oldest = parse_start(gen.start)
+    changed = replay_retention(cfg, [s for s in gen.streams], oldest)
+    if changed:
+        hours = max(changed.values()) / 3_600_000
+        since = dt.datetime.fromtimestamp(oldest, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        print(f"produce: replaying from {since} UTC: retention of {', '.join(sorted(changed))} raised to {hours:,.0f} h so the "
+              f"broker keeps it (set it back once bronze has caught up: these topics carry clear card numbers)",
+              file=sys.stderr, flush=True)
 
 
 def summarize(results: list[dict], args, run_id: str) -> dict:

@@ -39,6 +39,7 @@ def overrides() -> list[str]:
         f"kafka.controller_port={CONTROLLER_PORT}",
         "spark.shuffle_partitions=2",
         "spark.driver_memory=1g",
+        "kafka.retention_check_ms=3000",   # the broker's cleaner runs often enough for a test to see it
         # jobs run in the test process open no metrics endpoint (tests/test_observe.py opens its own)
         "metrics.ports.stream=0", "metrics.ports.decide=0", "metrics.ports.score=0",
     ]

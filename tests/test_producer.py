@@ -145,3 +145,59 @@ def test_python_and_spark_tokens_agree(spark, cfg):
     pan = "5500000000000004"
     spark_token = spark.range(1).select(F.call_function("finlake_pan_token", F.lit(pan)).alias("t")).first()["t"]
     assert tokenize_pan_value(key, pan) == (spark_token, "0004")
+
+
+def _watermarks(cfg, topic):
+    consumer = Consumer(client_config(cfg, **{"group.id": "finlake-test-watermarks", "enable.auto.commit": False}))
+    md = consumer.list_topics(timeout=10)
+    out = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in md.topics[topic].partitions}
+    consumer.close()
+    return out
+
+
+def test_a_60_day_replay_with_event_timestamps_loses_nothing(kafka, cfg, capsys):
+    """History replayed with its own timestamps into topics that keep 24 hours: the broker deletes
+    a closed segment whose newest message is older than that. The producer raises the replayed
+    topics' retention first. The proof: the same 600 messages spread over 60 days, one batch
+    each (so the broker rolls a segment every 7 days of timestamps), written into a replayed
+    topic and into a topic left at 24 hours: the broker's cleaner (every 3 s here) empties the
+    second of its old weeks and leaves the first, and the producer's own replay, whole."""
+    import dataclasses
+
+    from confluent_kafka import Producer
+
+    from jobs import produce
+    from lakehouse.kafka.clients import ensure_topics
+
+    def prefixed(prefix):
+        data = dict(cfg.data)
+        data["kafka"] = {**data["kafka"], "topic_prefix": prefix}
+        return dataclasses.replace(cfg, data=data)
+
+    now = time.time()
+    start = now - 60 * 86400
+    replay, control = prefixed("replay60d_"), prefixed("kept24h_")
+    args = produce.build_parser().parse_args([
+        "--streams", "transactions,tx_labels", "--count", "600", "--rate", "max", "--sim-rate", f"{1200 / (60 * 86400):.8f}",
+        "--start", str(start), "--kafka-time", "event", "--seed", "4", "--quiet"])
+    result = produce.run(None, replay, args)
+    assert result["delivered"] == 600 and result["per_topic"]["transactions"] > 250
+    assert "retention of replay60d_transactions, replay60d_tx_labels raised to" in capsys.readouterr().err
+
+    ensure_topics(control)
+    p = Producer(client_config(cfg))
+    for i in range(600):
+        for topic in ("kept24h_tx_labels", "replay60d_tx_labels"):
+            p.produce(topic, value=b"{}", timestamp=int((start + i * 8640) * 1000))
+        assert p.flush(10) == 0
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and _watermarks(control, "kept24h_tx_labels")[0][0] == 0:
+        time.sleep(2)
+    low, high = _watermarks(control, "kept24h_tx_labels")[0]
+    assert high == 600 and low > 300, "the broker's cleaner never deleted the unprotected replay: the test proves nothing"
+    time.sleep(6)   # another pass of the cleaner over the replayed topics
+    extra = {"transactions": 0, "tx_labels": 600}
+    for topic, sent in result["per_topic"].items():
+        marks = _watermarks(replay, f"replay60d_{topic}")
+        assert all(lo == 0 for lo, _ in marks.values()) and sum(hi for _, hi in marks.values()) == sent + extra[topic], (topic, marks)

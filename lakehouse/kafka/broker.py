@@ -96,6 +96,7 @@ class LocalKafka:
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.hours=168",
+            f"log.retention.check.interval.ms={int(self.cfg['kafka.retention_check_ms'])}",
             "num.network.threads=2",
             "num.io.threads=4",
             "",

@@ -75,6 +75,40 @@ def topic_config(cfg: Config, name: str) -> dict[str, str]:
     return {"retention.ms": "-1" if hours < 0 else str(int(hours * 3_600_000))}
 
 
+def replay_retention(cfg: Config, names: list[str], oldest_epoch: float, now: float | None = None,
+                     timeout: float = 30.0) -> dict[str, int]:
+    """Raise the retention of the (logical) topics ``names`` so that messages timestamped from
+    ``oldest_epoch`` on survive a replay of history with event-time timestamps.
+
+    The broker deletes a closed segment once its newest timestamp is older than the topic's
+    retention, so a replay of 60 days into a 24-hour topic loses most of it within minutes. The
+    new retention is the replay's span plus the topic's configured retention: the oldest message
+    is then kept as long after the replay as a live one would be. A topic that keeps forever, or
+    long enough, is left alone. Returns ``{physical topic: new retention.ms}``."""
+    import time
+
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    admin = admin_client(cfg)
+    now = time.time() if now is None else now
+    physical = {topic_name(cfg, n): n for n in names}
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in physical])
+    changed = {}
+    for resource, future in described.items():
+        current = int(future.result(timeout=timeout)["retention.ms"].value)
+        configured = int(topic_config(cfg, physical[resource.name])["retention.ms"])
+        if current < 0 or configured < 0:
+            continue
+        needed = int(max(0.0, now - oldest_epoch) * 1000) + configured
+        if current >= needed:
+            continue
+        change = ConfigResource(ResourceType.TOPIC, resource.name, incremental_configs=[
+            ConfigEntry("retention.ms", str(needed), incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([change])[change].result(timeout=timeout)
+        changed[resource.name] = needed
+    return changed
+
+
 def ensure_topics(cfg: Config, timeout: float = 30.0) -> list[str]:
     """Create the configured topics that do not exist yet; return the names created."""
     from confluent_kafka.admin import NewTopic
