@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import multiprocessing as mp
 import sys
 import time
@@ -132,6 +133,7 @@ def scoring_performance(spark, cfg, fns: dict) -> dict:
 
 def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     """Continuous pipeline and scoring while a paced producer sends every stream; drain; stop."""
+    from lakehouse.kafka.clients import end_offsets, topic_name
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
     from lakehouse.streaming import start_pipeline, wait_until_idle
@@ -140,7 +142,14 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     collector = ProgressCollector()
     spark.streams.addListener(collector)
     trig = args.trigger
-    queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig)
+    # A reused broker may hold another run's messages: a new bronze checkpoint starts at the
+    # topics' current ends, so this run reads (and reconciles) exactly what it sends.
+    from lakehouse.catalog import Catalog
+
+    topics = {s: Catalog(cfg).spec(f"bronze.{s}").source.split(":", 1)[1] for s in STREAMS}
+    ends = end_offsets(cfg, list(topics.values()))
+    queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig,
+                             bronze_from={s: json.dumps({topic_name(cfg, t): ends[topic_name(cfg, t)]}) for s, t in topics.items()})
     scorers = {}
     for name in ("fraud", "trading", "loan_pd"):
         q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)

@@ -25,8 +25,11 @@ def read_kafka(spark: SparkSession, cfg: Config, topic: str, starting_offsets: s
 
 
 def start_bronze(spark: SparkSession, cfg: Config, table: str, available_now: bool = False,
-                 processing_time: str | None = None):
-    """Start the Kafka -> ``table`` bronze query (Delta sink: exactly once via its checkpoint)."""
+                 processing_time: str | None = None, starting_offsets: str = "earliest"):
+    """Start the Kafka -> ``table`` bronze query (Delta sink: exactly once via its checkpoint).
+
+    ``starting_offsets`` (Spark's option: earliest, latest or per-partition JSON) applies only to
+    a new checkpoint; an existing one resumes where it stopped."""
     catalog = Catalog(cfg)
     spec = catalog.spec(table)
     if not (spec.source or "").startswith("kafka:"):
@@ -34,7 +37,7 @@ def start_bronze(spark: SparkSession, cfg: Config, table: str, available_now: bo
     topic = topic_name(cfg, spec.source.split(":", 1)[1])
     # The per-trigger limit paces continuous runs; an availableNow run takes what is there.
     limit = None if available_now else int(cfg["pipeline.max_offsets_per_trigger"]) or None
-    df = (read_kafka(spark, cfg, topic, max_offsets_per_trigger=limit)
+    df = (read_kafka(spark, cfg, topic, starting_offsets, max_offsets_per_trigger=limit)
           .transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg))))
     def make_writer():
         writer = (df.writeStream.format("delta").queryName(table.replace(".", "_"))
@@ -110,9 +113,12 @@ def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool
     return _start(make_writer, cfg, target.checkpoint, available_now, processing_time)
 
 
-def start_pipeline(spark: SparkSession, cfg: Config, streams, gold_tables, processing_time: str) -> list:
-    """Start bronze and silver for ``streams`` and the ``gold_tables`` queries, continuous."""
-    queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=processing_time) for s in streams]
+def start_pipeline(spark: SparkSession, cfg: Config, streams, gold_tables, processing_time: str,
+                   bronze_from: dict[str, str] | None = None) -> list:
+    """Start bronze and silver for ``streams`` and the ``gold_tables`` queries, continuous
+    (``bronze_from``: a new bronze checkpoint's starting offsets per stream, default earliest)."""
+    queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=processing_time,
+                            starting_offsets=(bronze_from or {}).get(s, "earliest")) for s in streams]
     queries += [start_silver(spark, cfg, s, processing_time=processing_time) for s in streams]
     queries += [start_gold(spark, cfg, t, processing_time=processing_time) for t in gold_tables]
     return queries

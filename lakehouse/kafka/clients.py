@@ -75,6 +75,24 @@ def topic_config(cfg: Config, name: str) -> dict[str, str]:
     return {"retention.ms": "-1" if hours < 0 else str(int(hours * 3_600_000))}
 
 
+def end_offsets(cfg: Config, names: list[str], timeout: float = 10.0) -> dict[str, dict[str, int]]:
+    """The current end offset of every partition of the (logical) topics, as Spark's
+    ``startingOffsets`` JSON wants them: ``{physical topic: {"partition": offset}}``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(client_config(cfg, **{"group.id": "finlake-end-offsets", "enable.auto.commit": False}))
+    try:
+        md = consumer.list_topics(timeout=timeout).topics
+        out = {}
+        for n in names:
+            t = topic_name(cfg, n)
+            out[t] = {str(p): int(consumer.get_watermark_offsets(TopicPartition(t, p), timeout=timeout)[1])
+                      for p in sorted(md[t].partitions)}
+        return out
+    finally:
+        consumer.close()
+
+
 def replay_retention(cfg: Config, names: list[str], oldest_epoch: float, now: float | None = None,
                      timeout: float = 30.0) -> dict[str, int]:
     """Raise the retention of the (logical) topics ``names`` so that messages timestamped from
