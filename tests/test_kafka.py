@@ -87,3 +87,27 @@ def test_produce_n_events_and_a_streaming_query_lands_exactly_n_rows(spark, cfg,
               for r in spark.table("bronze.transactions").select("key", "payload").collect()]
     assert len(stored) >= 300
     assert [s for s in stored if "card_pan" in s or any(p in s for p in pans)] == []
+
+
+def test_a_new_bronze_checkpoint_started_at_the_topic_ends_reads_only_what_comes_after(spark, cfg, kafka, tmp_path):
+    """What the demo does on a reused broker: take the topic's end offsets, send, and start a new
+    bronze checkpoint from those offsets; it lands this run's messages and none of the older ones."""
+    import json
+
+    from lakehouse.kafka.clients import end_offsets, topic_name
+    from tests.test_scoring import moved
+
+    mcfg = moved(cfg, tmp_path, ["bronze.user_events"])
+    stream = generate(GeneratorConfig(seed=17, streams=("user_events",)))
+    events = list(itertools.islice((e.event for e in stream if e.topic == "user_events"), 65))
+    older, newer = events[:40], events[40:]
+    assert send_json(mcfg, "user_events", older, key=lambda e: e["customer_id"])["delivered"] == 40
+    ends = end_offsets(mcfg, ["user_events"])
+    assert sum(ends[topic_name(mcfg, "user_events")].values()) >= 40
+    assert send_json(mcfg, "user_events", newer, key=lambda e: e["customer_id"])["delivered"] == 25
+    query = start_bronze(spark, mcfg, "bronze.user_events", available_now=True, starting_offsets=json.dumps(ends))
+    query.awaitTermination(300)
+    assert query.exception() is None
+    landed = spark.read.format("delta").load(str(tmp_path / "tables" / "bronze.user_events"))
+    got = landed.select(F.get_json_object(F.col("payload").cast("string"), "$.event_id").alias("event_id"))
+    assertDataFrameEqual(got, spark.createDataFrame([(e["event_id"],) for e in newer], "event_id string"))
