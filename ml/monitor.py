@@ -173,10 +173,15 @@ def verdict(checks: list[dict]) -> str:
     return "degraded" if "degraded" in statuses else "drifting" if "drifting" in statuses else "ok"
 
 
-def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.datetime | None = None) -> dict:
-    """Run every check of one use case's champion; append them to ``ops.model_monitor``."""
+def append_rows(spark: SparkSession, cfg: Config, rows: list[tuple]) -> None:
+    """Append ``ops.model_monitor`` rows (tuples in the schema's column order)."""
     from lakehouse.schemas.tables import MODEL_MONITOR
 
+    spark.createDataFrame(rows, MODEL_MONITOR).write.format("delta").mode("append").save(Catalog(cfg).spec("ops.model_monitor").location)
+
+
+def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.datetime | None = None) -> dict:
+    """Run every check of one use case's champion; append them to ``ops.model_monitor``."""
     use_case = USE_CASES[name]
     catalog = Catalog(cfg)
     ctx = champion_context(cfg, use_case)
@@ -216,7 +221,7 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
              None if c["threshold"] is None else float(c["threshold"]), c["status"], model_verdict,
              None if c["rows"] is None else int(c["rows"]), {k: str(v) for k, v in (c["details"] or {}).items()})
             for c in checks]
-    spark.createDataFrame(rows, MODEL_MONITOR).write.format("delta").mode("append").save(catalog.spec("ops.model_monitor").location)
+    append_rows(spark, cfg, rows)
     return {"use_case": name, "model": ctx["name"], "version": ctx["version"], "verdict": model_verdict,
             "drifting": sorted({c["feature"] or "score" for c in checks if c["status"] == "drifting"}),
             "degraded": sorted({c["check"] for c in checks if c["status"] == "degraded"}),

@@ -34,16 +34,10 @@ def _naive(t: dt.datetime | str) -> dt.datetime:
     return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
 
-def _record(spark: SparkSession, cfg: Config, rows: list[tuple]) -> None:
-    from lakehouse.schemas.tables import MODEL_MONITOR
-
-    spark.createDataFrame(rows, MODEL_MONITOR).write.format("delta").mode("append").save(Catalog(cfg).spec("ops.model_monitor").location)
-
-
 def retrain_use_case(spark: SparkSession, cfg: Config, name: str, when: str = "always", window_hours: float | None = None,
                      step: Callable[[str], None] = lambda _msg: None) -> dict:
     """Monitor (unless ``when`` is always), retrain on the fresh window, apply the rule, record it."""
-    from ml.monitor import monitor_use_case
+    from ml.monitor import append_rows, monitor_use_case
     from ml.train import train_use_case
 
     if when not in WHEN:
@@ -56,7 +50,7 @@ def retrain_use_case(spark: SparkSession, cfg: Config, name: str, when: str = "a
         monitored = monitor_use_case(spark, cfg, name, run_time=now)
         if SEVERITY[monitored["verdict"]] < SEVERITY[when]:
             reason = f"champion v{monitored['version']} is {monitored['verdict']}; retraining runs when it is {when} or worse"
-            _record(spark, cfg, [(now, name, monitored["model"], monitored["version"], None, None,
+            append_rows(spark, cfg, [(now, name, monitored["model"], monitored["version"], None, None,
                                   _naive(monitored["window"][0]), _naive(monitored["window"][1]), "retrain", None, None, None,
                                   "skipped", monitored["verdict"], None, {"reason": reason, "when": when})])
             return {"use_case": name, "retrained": False, "promoted": False, "reason": reason, "monitor": monitored}
@@ -73,7 +67,7 @@ def retrain_use_case(spark: SparkSession, cfg: Config, name: str, when: str = "a
     details = {k: "" if d.get(k) is None else str(d[k]) for k in
                ("reason", "metric", "challenger_value", "champion_value", "champion_version", "test", "alpha", "min_delta")}
     details.update(run_id=model["run_id"], trigger=trigger, window_hours=f"{hours:g}")
-    _record(spark, cfg, [(now, name, model["name"], str(model["version"]), _naive(split["start"]), _naive(split["train_end"]),
+    append_rows(spark, cfg, [(now, name, model["name"], str(model["version"]), _naive(split["start"]), _naive(split["train_end"]),
                           _naive(split["validation_end"]), _naive(split["end"]), "promotion", None, d.get("p_value"), d.get("alpha"),
                           "promoted" if d["promote"] else "kept", monitored["verdict"] if monitored else "unchecked",
                           int(result["rows"]["test"]), details)])
