@@ -19,6 +19,7 @@ from pathlib import Path
 COMMANDS = {
     "demo": "demo",
     "produce": "produce",
+    "load": "load",
     "stream": "stream",
     "decide": "decide",
     "train": "train",

@@ -261,7 +261,7 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
     reasons = [{"stream": s, "reason": r, "rows": n} for s, v in c.items() for r, n in list(v["quarantine_reasons"].items())[:6]]
     t2 = []
     for name, m in summary["models"].items():
-        for who in ("xgboost", "gbt", "baseline", "ceiling"):
+        for who in ("xgboost", "xgboost_uncalibrated", "gbt", "baseline", "ceiling"):
             if who in m["metrics"]:
                 row = {"use case": name, "model": who}
                 row.update({k: m["metrics"][who].get(k) for k in m["table2_keys"]})
@@ -286,7 +286,12 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
          "dropped duplicates account for every bronze row (reconciled = yes).", "tables": [layers, reasons],
          "figures": [stats.figure_to_data_uri(figures["layers"])]},
         {"heading": "Model quality (Table 2 analog: test period, beside the baseline, the ceiling and the study)",
-         "text": "The ceiling is the same metric computed from the generator's true probabilities.", "tables": [t2],
+         "text": "The ceiling is the same metric computed from the generator's true probabilities. "
+                 "xgboost_uncalibrated is the booster before its isotonic calibration (same ranking, raw probabilities). "
+                 + " ".join(f"{n}: xgboost vs baseline p = {m['vs_baseline']['p_value']:.3g} ({m['vs_baseline']['test']}), "
+                            + ("significantly better." if m["vs_baseline"]["significant"] else "NOT significantly better.")
+                            for n, m in summary["models"].items() if m.get("vs_baseline")),
+         "tables": [t2],
          "figures": [img(p) for name in training_figs for p in training_figs[name]]},
         {"heading": "Stream performance (Table 3 analog, live run)", "text": f"Offered {summary['live']['rate']:,} msgs/s for "
          f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']}.", "tables": [t3, scoring],
@@ -319,7 +324,7 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
     return page
 
 
-TABLE2_KEYS = {"fraud": ["precision", "recall", "f1", "roc_auc", "pr_auc", "recall_at_1pct_fpr"],
+TABLE2_KEYS = {"fraud": ["precision", "recall", "f1", "roc_auc", "pr_auc", "recall_at_1pct_fpr", "log_loss", "ece"],
                "trading": ["macro_precision", "macro_recall", "macro_f1", "auc_macro"],
                "loan_pd": ["rmse_vs_true_pd", "roc_auc", "brier"]}
 
@@ -374,7 +379,8 @@ def run(spark, cfg, args) -> dict:
     perf = stream_performance(spark, cfg, live["progress"], live["sent"]["per_topic"], counts)
     scoring = scoring_performance(spark, cfg, live["scorers"])
     models = {n: {"model": r["model"], "rows": r["rows"], "seconds": r["seconds"], "best": r["best"], "metrics": r["metrics"],
-                  "table2_keys": TABLE2_KEYS[n], "promotion": r["promotion"]["reason"]} for n, r in trained.items()}
+                  "table2_keys": TABLE2_KEYS[n], "promotion": r["promotion"]["reason"], "vs_baseline": r.get("vs_baseline")}
+              for n, r in trained.items()}
     steps.done()
     summary = {
         "seed": seed, "machine": machine(), "seconds": round(time.perf_counter() - started, 1), "steps": steps.seconds,
@@ -421,6 +427,10 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
         keys = TABLE2_KEYS[n]
         rows = [(who, *[None if met.get(k) is None else round(met[k], 4) for k in keys]) for who, met in m["metrics"].items()]
         print(render([f"{n}: model", *keys], rows, "table"))
+        vs = m.get("vs_baseline")
+        if vs:
+            print(f"  xgboost vs baseline ({vs['metric']}, {vs['test']}): p = {vs['p_value']:.3g}, "
+                  + ("significantly better" if vs["significant"] else f"NOT significantly better at alpha {vs['alpha']}"))
     mon = summary.get("monitoring") or {}
     if mon:
         print("Monitoring: " + "; ".join(f"{n} v{v['version']} {v['verdict']}" + (f" ({', '.join(v['drifting'] + v['degraded'])})"

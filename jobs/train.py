@@ -37,6 +37,10 @@ def summary_line(result: dict) -> str:
              for who in m]
     if not result.get("ceiling_available", True):
         parts.append("ceiling not available (no generator truth for these rows)")
+    vs = result.get("vs_baseline")
+    if vs:
+        parts.append(f"xgboost vs baseline: {vs['test']} p = {vs['p_value']:.3g}: "
+                     + ("significantly better" if vs["significant"] else f"NOT significantly better at alpha {vs['alpha']}"))
     promo = result["promotion"]
     return (f"{result['use_case']}: {result['model']['name']} v{result['model']['version']} "
             f"({'champion' if promo['promote'] else 'challenger'}: {promo['reason']})\n    " + "\n    ".join(parts))

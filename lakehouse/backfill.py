@@ -32,19 +32,29 @@ def landing_to_kafka_rows(df, topic: str):
     )
 
 
-def files_to_bronze(spark: SparkSession, cfg: Config, folder: Path) -> dict[str, int]:
-    """Append every topic folder under ``folder`` to its bronze table; returns rows per table."""
-    catalog = Catalog(cfg)
-    key = pan_hmac_key(cfg)
-    landed = {}
-    for topic_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
-        table = f"bronze.{topic_dir.name}"
-        spec = catalog.spec(table)
-        df = spark.read.schema(LANDING_SCHEMA).json(str(topic_dir))
-        bronze = landing_to_kafka_rows(df, topic_dir.name).transform(kafka_to_bronze).transform(tokenize_pan(key))
+def append_landing(spark: SparkSession, cfg: Config, topic: str, landing) -> int:
+    """Append landing rows (``key``, ``value``, ``timestamp`` in epoch seconds) of one topic to
+    its bronze table through the stream's transforms; returns the rows appended."""
+    spec = Catalog(cfg).spec(f"bronze.{topic}")
+    landing = landing.persist()
+    try:
+        n = landing.count()
+        bronze = landing_to_kafka_rows(landing, topic).transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg)))
         writer = bronze.write.format("delta").mode("append")
         if spec.partition_by:
             writer = writer.partitionBy(*spec.partition_by)
         writer.save(spec.location)
-        landed[table] = spark.read.format("delta").load(spec.location).where(F.col("partition") == -1).count()
+    finally:
+        landing.unpersist()
+    return n
+
+
+def files_to_bronze(spark: SparkSession, cfg: Config, folder: Path) -> dict[str, int]:
+    """Append every topic folder under ``folder`` to its bronze table; returns rows per table."""
+    catalog = Catalog(cfg)
+    landed = {}
+    for topic_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        table = f"bronze.{topic_dir.name}"
+        append_landing(spark, cfg, topic_dir.name, spark.read.schema(LANDING_SCHEMA).json(str(topic_dir)))
+        landed[table] = spark.read.format("delta").load(catalog.spec(table).location).where(F.col("partition") == -1).count()
     return landed

@@ -14,18 +14,32 @@ MS = {"10m": 600_000, "1h": 3_600_000, "24h": 86_400_000}
 HOME_LOOKBACK_MS = 30 * 86_400_000
 RISKY_USER_EVENTS = ("password_reset", "device_change", "payee_add")
 
-CARD_FEATURES = [
-    *[f"tx_count_{w}" for w in MS], *[f"amount_sum_{w}" for w in MS], *[f"amount_mean_{w}" for w in MS],
-    *[f"amount_max_{w}" for w in MS], "distinct_merchants_24h", "distinct_countries_24h",
-    "seconds_since_prev_tx", "km_from_prev_tx", "km_from_home", "amount_vs_card_mean", "amount_zscore",
-    "risky_user_events_1h", "risky_user_events_24h", "device_changes_24h", "distinct_ip_countries_24h",
-    "is_ecommerce", "is_atm",
-]
-MARKET_FEATURES = ["mid", "ret_1", "ret_5", "ret_20", "realised_vol_20", "realised_vol_100", "spread_bps",
-                   "imbalance", "imbalance_mean_5", "imbalance_mean_20"]
-BORROWER_FEATURES = ["credit_score", "utilisation", "delinquencies", "inquiries_6m", "annual_income",
-                     "debt_to_income", "snapshot_age_s", "loan_to_income", "loan_amount", "term_months"]
-
+# Feature groups: what a use case may switch off in config (ml.features.<use case>.drop_groups),
+# for data that cannot fill a group (no user events, one country, no ATM channel).
+CARD_FEATURE_GROUPS = {
+    "velocity": [*[f"tx_count_{w}" for w in MS], *[f"amount_sum_{w}" for w in MS], *[f"amount_mean_{w}" for w in MS],
+                 *[f"amount_max_{w}" for w in MS]],
+    "diversity": ["distinct_merchants_24h", "distinct_countries_24h"],
+    "timing": ["seconds_since_prev_tx"],
+    "geo": ["km_from_prev_tx", "km_from_home"],
+    "amount_history": ["amount_vs_card_mean", "amount_zscore"],
+    "user_events": ["risky_user_events_1h", "risky_user_events_24h", "device_changes_24h", "distinct_ip_countries_24h"],
+    "channel": ["is_ecommerce", "is_atm"],
+}
+MARKET_FEATURE_GROUPS = {
+    "price": ["mid"],
+    "returns": ["ret_1", "ret_5", "ret_20"],
+    "volatility": ["realised_vol_20", "realised_vol_100"],
+    "microstructure": ["spread_bps", "imbalance", "imbalance_mean_5", "imbalance_mean_20"],
+}
+BORROWER_FEATURE_GROUPS = {
+    "bureau": ["credit_score", "utilisation", "delinquencies", "inquiries_6m", "annual_income", "debt_to_income"],
+    "snapshot_age": ["snapshot_age_s"],
+    "loan": ["loan_to_income", "loan_amount", "term_months"],
+}
+CARD_FEATURES = [f for g in CARD_FEATURE_GROUPS.values() for f in g]
+MARKET_FEATURES = [f for g in MARKET_FEATURE_GROUPS.values() for f in g]
+BORROWER_FEATURES = [f for g in BORROWER_FEATURE_GROUPS.values() for f in g]
 
 def _ts_ms(col: str = "event_time"):
     return (F.col(col).cast("double") * 1000).cast("long")

@@ -8,7 +8,8 @@ producer sends can fail the batch.
 Structural reasons:
 - ``invalid_utf8`` (the bytes are kept in bronze), ``payload_too_large`` (over the configured
   size), ``malformed_json`` (not one JSON object; duplicate member names count as malformed);
-- ``missing_field:<f>``; ``mistyped_field:<f>`` when the JSON type is not the declared one: an
+- ``missing_field:<f>`` (a field with a default in ``FIELD_DEFAULTS`` takes it instead);
+  ``mistyped_field:<f>`` when the JSON type is not the declared one: an
   id or any string field must be a JSON string (``12345`` or ``{"a":1}`` is not coerced), an
   amount must be written in ASCII decimal digits (``"1e3"``, ``" 5.00 "``, full-width or Arabic
   digits are refused), numbers must be finite; ``oversized_field:<f>`` over the field limit;
@@ -22,11 +23,11 @@ import datetime as dt
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import (BooleanType, DecimalType, DoubleType, IntegerType, LongType, StringType,
+from pyspark.sql.types import (BooleanType, DecimalType, DoubleType, IntegerType, LongType, MapType, StringType,
                                TimestampType)
 
 from lakehouse.quality import rule_failures
-from lakehouse.schemas.events import EVENT_TIME_FIELD, SILVER_FIELDS
+from lakehouse.schemas.events import EVENT_TIME_FIELD, FIELD_DEFAULTS, SILVER_FIELDS
 from lakehouse.schemas.tables import QUARANTINE, SCHEMAS
 
 # The instants pandas (datetime64[ns]) can hold; Arrow and Python's datetime hold more.
@@ -47,8 +48,11 @@ def silver_schema(stream: str):
     return SCHEMAS["silver_transactions" if stream == "transactions" else stream]
 
 
-def _typed(kind: Column, text: Column, data_type) -> tuple[Column, Column]:
-    """(typed value, JSON-type-is-acceptable) of one member from its JSON type and its text."""
+def _typed(kind: Column, text: Column, data_type, member: Column | None = None) -> tuple[Column, Column]:
+    """(typed value, JSON-type-is-acceptable) of one member from its JSON type and its text (a
+    map from the member's variant itself: a JSON object whose values are read as text)."""
+    if isinstance(data_type, MapType):
+        return F.try_variant_get(member, "$", "map<string,string>"), kind.startswith("OBJECT")
     if isinstance(data_type, StringType):
         return text, kind == "STRING"
     if isinstance(data_type, TimestampType):
@@ -78,6 +82,7 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
     lateness check: their event time is history by design."""
     fields = SILVER_FIELDS[stream].fields
     time_field = EVENT_TIME_FIELD[stream]
+    defaults = FIELD_DEFAULTS.get(stream, {})
 
     def transform(df: DataFrame) -> DataFrame:
         text = F.col("payload").cast("string")
@@ -97,10 +102,10 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
         for f in fields:
             kind, text_value = F.col(f"_k_{f.name}"), F.col(f"_s_{f.name}")
             present = kind.isNotNull() & (kind != "VOID")
-            cast, ok = _typed(kind, text_value, f.dataType)
+            cast, ok = _typed(kind, text_value, f.dataType, F.col("_m").getItem(f.name))
             bad_type = present & ~F.coalesce(ok & cast.isNotNull(), F.lit(False))
             problems.append(F.when(bad_type, F.lit(f"mistyped_field:{f.name}")))
-            if not f.nullable:
+            if not f.nullable and f.name not in defaults:
                 problems.append(F.when(F.col("_m").isNotNull() & ~present, F.lit(f"missing_field:{f.name}")))
             keep = present & ~bad_type
             if isinstance(f.dataType, StringType):
@@ -112,7 +117,10 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
                 reason = "event_time_out_of_range" if f.name == time_field else f"timestamp_out_of_range:{f.name}"
                 problems.append(F.when(outside, F.lit(reason)))
                 keep = keep & ~outside
-            typed.append(F.when(keep, cast).cast(f.dataType).alias(f.name))
+            value = F.when(keep, cast).cast(f.dataType)
+            if f.name in defaults:   # left out or null: the documented default (a mistyped value stays null)
+                value = F.when(F.col("_m").isNotNull() & ~present, F.lit(defaults[f.name])).otherwise(value)
+            typed.append(value.alias(f.name))
         known = F.array(*[F.lit(f.name) for f in fields])
         out = parsed.select(
             *typed,
@@ -142,7 +150,8 @@ def add_rule_failures(stream: str):
 
 def content_hash(stream: str) -> Column:
     """A hash of everything the event says (its typed fields): equal events, equal hash."""
-    return F.xxhash64(*[F.col(f.name) for f in SILVER_FIELDS[stream].fields])
+    return F.xxhash64(*[F.array_sort(F.map_entries(f.name)) if isinstance(f.dataType, MapType) else F.col(f.name)
+                        for f in SILVER_FIELDS[stream].fields])
 
 
 def classify_copies(stream: str, existing: DataFrame | None = None):

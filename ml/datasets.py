@@ -7,7 +7,7 @@ generator's true probabilities (``truth_*`` columns) used only to compute the ce
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog
-from lakehouse.gold import BORROWER_FEATURES, CARD_FEATURES, MARKET_FEATURES
+from lakehouse.gold import BORROWER_FEATURE_GROUPS, CARD_FEATURE_GROUPS, MARKET_FEATURE_GROUPS
 
 TRADING_CLASSES = ("down", "flat", "up")
 
@@ -28,7 +28,7 @@ class UseCase:
     name: str
     kind: str                      # binary | multiclass | pd
     features_table: str
-    features: tuple[str, ...]
+    groups: dict[str, tuple[str, ...]]
     registered_name: str
     # The metric the search, the folds and the statistical tests compare (higher is better).
     fold_metric: str
@@ -37,16 +37,42 @@ class UseCase:
     promotion_higher_is_better: bool
     classes: tuple[str, ...] = field(default=())
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Every feature of every group, in gold's order."""
+        return tuple(f for g in self.groups.values() for f in g)
+
+    def configured(self, cfg) -> "UseCase":
+        """This use case without the groups config's ``ml.features.<use case>.drop_groups`` names."""
+        drop = list((cfg.get(f"ml.features.{self.name}.drop_groups") if cfg is not None else None) or [])
+        unknown = [g for g in drop if g not in self.groups]
+        if unknown:
+            raise ValueError(f"ml.features.{self.name}.drop_groups: unknown group '{unknown[0]}' "
+                             f"(known: {', '.join(self.groups)})")
+        if len(drop) >= len(self.groups):
+            raise ValueError(f"ml.features.{self.name}.drop_groups leaves no features")
+        return replace(self, groups={g: fs for g, fs in self.groups.items() if g not in drop})
+
+    def without(self, features) -> "UseCase":
+        """This use case without the named features (a group left empty goes)."""
+        gone = set(features)
+        groups = {g: tuple(f for f in fs if f not in gone) for g, fs in self.groups.items()}
+        return replace(self, groups={g: fs for g, fs in groups.items() if fs})
+
+
+def _groups(groups: dict[str, list[str]], leave_out: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    return {g: tuple(fs) for g, fs in groups.items() if g not in leave_out}
+
 
 USE_CASES = {
-    "fraud": UseCase("fraud", "binary", "gold.card_features", tuple(CARD_FEATURES), "fraud",
+    "fraud": UseCase("fraud", "binary", "gold.card_features", _groups(CARD_FEATURE_GROUPS), "fraud",
                      fold_metric="roc_auc", promotion_metric="roc_auc", promotion_higher_is_better=True),
     # The price level (mid) is left out: it identifies the symbol and drifts, it forecasts nothing.
-    "trading": UseCase("trading", "multiclass", "gold.market_features", tuple(f for f in MARKET_FEATURES if f != "mid"),
+    "trading": UseCase("trading", "multiclass", "gold.market_features", _groups(MARKET_FEATURE_GROUPS, ("price",)),
                        "trading", fold_metric="auc_macro", promotion_metric="auc_macro", promotion_higher_is_better=True,
                        classes=TRADING_CLASSES),
     # PD is judged on what a lender observes: realised defaults (Brier score, lower is better).
-    "loan_pd": UseCase("loan_pd", "pd", "gold.borrower_features", tuple(BORROWER_FEATURES), "loan-pd",
+    "loan_pd": UseCase("loan_pd", "pd", "gold.borrower_features", _groups(BORROWER_FEATURE_GROUPS), "loan-pd",
                        fold_metric="roc_auc", promotion_metric="brier", promotion_higher_is_better=False),
 }
 
@@ -109,7 +135,8 @@ def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame | None, 
     with_truth = (labelled.withColumn("truth_p", F.lit(None).cast("double")) if truth is None else
                   labelled.join(truth.select("event_id", F.col("fraud_probability").alias("truth_p")), "event_id", "left"))
     return (with_truth
-            .select("event_id", "event_time", *USE_CASES["fraud"].features,
+            .select("event_id", "event_time", *[F.col("amount").cast("double").alias("amount")] * ("amount" in features.columns),
+                    *USE_CASES["fraud"].features,
                     F.col("is_fraud").cast("int").alias("label"), "truth_p"))
 
 

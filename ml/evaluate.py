@@ -5,6 +5,8 @@ probabilities), so every report compares like with like.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -13,13 +15,71 @@ def _auc(y, p) -> float | None:
     return float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
 
 
-def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The score threshold with the best F1 on (validation) data."""
-    precision, recall, thresholds = skm.precision_recall_curve(y, p)
-    if len(thresholds) == 0:
+OBJECTIVES = ("cost", "precision_at_recall", "f1")
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """How the fraud threshold is chosen on validation.
+
+    - ``cost``: the least expected cost, ``review_cost`` per alert plus the amount of every
+      fraud let through;
+    - ``precision_at_recall``: the highest threshold that still catches ``target_recall`` of
+      the frauds (so the best precision at that recall);
+    - ``f1``: the best F1."""
+
+    objective: str = "f1"
+    review_cost: float = 5.0
+    target_recall: float = 0.8
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown threshold objective '{self.objective}' (known: {', '.join(OBJECTIVES)})")
+        if self.review_cost < 0 or not 0 < self.target_recall <= 1:
+            raise ValueError("threshold review_cost must be >= 0 and target_recall in (0, 1]")
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "ThresholdPolicy":
+        return cls(str(cfg["ml.threshold.objective"]), float(cfg["ml.threshold.review_cost"]),
+                   float(cfg["ml.threshold.target_recall"]))
+
+    def to_dict(self) -> dict:
+        return {"objective": self.objective, "review_cost": self.review_cost, "target_recall": self.target_recall}
+
+
+def _alert_curve(y: np.ndarray, p: np.ndarray, amount: np.ndarray | None):
+    """Per distinct score, highest first: the threshold, alerts, frauds caught and fraud amount
+    caught when every row scoring at or above it is alerted."""
+    order = np.argsort(-p, kind="stable")
+    ps, ys = p[order], y[order]
+    amt = (amount[order] if amount is not None else np.ones(len(p))) * ys
+    last = np.r_[ps[1:] != ps[:-1], True]          # the last row of each group of equal scores
+    return ps[last], np.cumsum(np.ones(len(p)))[last], np.cumsum(ys)[last], np.cumsum(amt)[last]
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy | None = None,
+                     amount: np.ndarray | None = None) -> float:
+    """The score threshold (alert when score >= it) that ``policy`` prefers on (validation) data."""
+    policy = policy or ThresholdPolicy()
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    if len(p) == 0 or y.sum() == 0:
         return 0.5
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    return float(thresholds[int(np.argmax(f1))])
+    if policy.objective == "f1":
+        precision, recall, thresholds = skm.precision_recall_curve(y, p)
+        if len(thresholds) == 0:
+            return 0.5
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        return float(thresholds[int(np.argmax(f1))])
+    thresholds, alerts, caught, caught_amount = _alert_curve(y, p, None if amount is None else np.asarray(amount, dtype=float))
+    if policy.objective == "precision_at_recall":
+        enough = np.flatnonzero(caught / y.sum() >= policy.target_recall - 1e-12)
+        return float(thresholds[enough[0]])
+    total = caught_amount[-1]
+    cost = policy.review_cost * alerts + (total - caught_amount)
+    best = int(np.argmin(cost))
+    if total <= cost[best]:             # alerting nothing is cheapest
+        return float(np.nextafter(thresholds[0], np.inf))
+    return float(thresholds[best])
 
 
 def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float = 0.01) -> float | None:
@@ -30,24 +90,48 @@ def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float = 0.01) -> float | No
     return float(tprs[fprs <= fpr].max())
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """ROC-AUC, PR-AUC, precision/recall/F1 at ``threshold``, recall at 1% FPR, log loss."""
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, amount: np.ndarray | None = None,
+                   review_cost: float | None = None) -> dict:
+    """ROC-AUC, PR-AUC, the confusion matrix and precision/recall/F1 at ``threshold``, recall at
+    0.5/1/2% FPR, log loss, Brier score, expected calibration error; with ``amount`` the fraud
+    amount caught and, with ``review_cost``, the net amount saved after reviewing the alerts."""
+    from ml.calibration import expected_calibration_error
+
     y = np.asarray(y).astype(int)
-    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
-    hit = p >= threshold
+    raw = np.asarray(p, dtype=float)
+    p = np.clip(raw, 1e-7, 1 - 1e-7)
+    hit = raw >= threshold
     two = len(np.unique(y)) == 2
-    return {
-        "roc_auc": _auc(y, p),
-        "pr_auc": float(skm.average_precision_score(y, p)) if two else None,
+    tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
+    fn, tn = int((~hit & (y == 1)).sum()), int((~hit & (y == 0)).sum())
+    # Ranking metrics on the scores as given: clipping would tie calibrated probabilities near 0.
+    out = {
+        "roc_auc": _auc(y, raw),
+        "pr_auc": float(skm.average_precision_score(y, raw)) if two else None,
         "precision": float(skm.precision_score(y, hit, zero_division=0)),
         "recall": float(skm.recall_score(y, hit, zero_division=0)),
         "f1": float(skm.f1_score(y, hit, zero_division=0)),
-        "recall_at_1pct_fpr": recall_at_fpr(y, p, 0.01),
+        "recall_at_0_5pct_fpr": recall_at_fpr(y, raw, 0.005),
+        "recall_at_1pct_fpr": recall_at_fpr(y, raw, 0.01),
+        "recall_at_2pct_fpr": recall_at_fpr(y, raw, 0.02),
         "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "brier": float(np.mean((np.clip(raw, 0, 1) - y) ** 2)),
+        "ece": expected_calibration_error(y, raw),
         "threshold": float(threshold),
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
         "rows": int(len(y)),
         "positives": int(y.sum()),
     }
+    if amount is not None:
+        amount = np.asarray(amount, dtype=float)
+        fraud_amount = float(amount[y == 1].sum())
+        caught = float(amount[hit & (y == 1)].sum())
+        out.update({"fraud_amount": fraud_amount, "fraud_amount_caught": caught,
+                    "fraud_amount_caught_share": caught / fraud_amount if fraud_amount > 0 else None})
+        if review_cost is not None:
+            out.update({"review_cost": float(review_cost) * int(hit.sum()),
+                        "net_saved": caught - float(review_cost) * int(hit.sum())})
+    return out
 
 
 def multiclass_metrics(y: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> dict:
@@ -187,8 +271,10 @@ def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...], title
     return fig
 
 
-def calibration_figure(tables: dict[str, list[dict]], title: str):
-    """Mean predicted PD against the observed default rate and the true PD, per decile."""
+def calibration_figure(tables: dict[str, list[dict]], title: str, xlabel: str = "mean predicted PD (decile)",
+                       ylabel: str = "default rate"):
+    """Mean prediction against the observed rate (and the true probability where known), per
+    decile of the prediction: a reliability diagram."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     top = 0.0
@@ -199,7 +285,7 @@ def calibration_figure(tables: dict[str, list[dict]], title: str):
             ax.plot(x, [r["mean_true_pd"] for r in rows], marker="x", ls="--", label=f"{name}: true PD")
         top = max([top, *x, *[r["observed_rate"] for r in rows]])
     ax.plot([0, top], [0, top], ls=":", color="grey")
-    ax.set(xlabel="mean predicted PD (decile)", ylabel="default rate", title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
 from ml import registry
+from ml.calibration import NONE
 from ml.datasets import USE_CASES, UseCase, latest_labels_as_of
 
 
@@ -57,6 +58,7 @@ def champion_context(cfg: Config, use_case: UseCase) -> dict:
     split = lineage["split"]
     return {"name": name, "version": str(version.version), "run_id": run_id, "features": json.loads(tags["features"]),
             "threshold": float(tags["threshold"]) if "threshold" in tags else None,
+            "calibration": registry.load_calibration(client, name, version),
             "reference_start": _ts(split["start"]), "reference_end": _ts(split["train_end"]),
             "trained_until": _ts(split["end"]), "test_metrics": metrics.get("xgboost", {})}
 
@@ -68,10 +70,12 @@ def _sample(df: DataFrame, columns: list[str], n: int, seed: int = 7) -> pd.Data
     return df.select(*columns).toPandas()
 
 
-def _scores(booster, use_case: UseCase, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+def _scores(booster, use_case: UseCase, frame: pd.DataFrame, features: list[str], calibration=NONE) -> np.ndarray:
+    """The version's scores as it serves them (through its calibration map); a multi-class
+    model's most probable class's probability."""
     if len(frame) == 0:
         return np.zeros(0)
-    pred = np.asarray(booster.inplace_predict(frame[features].astype("float64")))
+    pred = calibration.apply(booster.inplace_predict(frame[features].astype("float64")))
     return pred.max(axis=1) if pred.ndim == 2 else pred
 
 
@@ -199,7 +203,7 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
     bins, psi_t, alpha, min_rows = int(cfg["monitor.bins"]), float(cfg["monitor.psi_threshold"]), float(cfg["monitor.ks_alpha"]), int(cfg["monitor.min_rows"])
     checks = judge_drift(reference, recent, features, bins, psi_t, alpha, min_rows)
     booster = registry.load_booster(ctx["name"], ctx["version"])
-    scored = pd.DataFrame({"score": _scores(booster, use_case, reference, features)}), pd.DataFrame({"score": _scores(booster, use_case, recent, features)})
+    scored = pd.DataFrame({"score": _scores(booster, use_case, reference, features, ctx["calibration"])}), pd.DataFrame({"score": _scores(booster, use_case, recent, features, ctx["calibration"])})
     prediction = judge_drift(scored[0], scored[1], ["score"], bins, psi_t, alpha, min_rows)
     for c in prediction:
         c["check"] = c["check"].replace("feature_", "prediction_")
@@ -210,7 +214,7 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
         after = gold.where(F.col("event_time") > F.lit(ctx["trained_until"]))
         labelled = after.join(latest_labels_as_of(labels, None), "event_id", "inner")
         frame = _sample(labelled.withColumn("label", F.col("is_fraud").cast("int")), ["label", *features], n)
-        checks += judge_labels(frame["label"].to_numpy(), _scores(booster, use_case, frame, features), ctx["threshold"] or 0.5,
+        checks += judge_labels(frame["label"].to_numpy(), _scores(booster, use_case, frame, features, ctx["calibration"]), ctx["threshold"] or 0.5,
                                ctx["test_metrics"].get("pr_auc"), float(cfg["monitor.max_pr_auc_drop"]),
                                int(cfg["monitor.min_labelled"]), int(cfg["monitor.min_frauds"]),
                                reference=_reference_scores(ctx["run_id"]), alpha=float(cfg["monitor.degrade_alpha"]))
@@ -293,7 +297,7 @@ def label_performance_over_time(spark: SparkSession, cfg: Config, name: str, sin
     if frame.empty:
         return pd.DataFrame(columns=["bucket_start", "rows", "frauds", "precision", "recall"])
     booster = registry.load_booster(ctx["name"], ctx["version"])
-    frame["score"] = _scores(booster, use_case, frame, ctx["features"])
+    frame["score"] = _scores(booster, use_case, frame, ctx["features"], ctx["calibration"])
     width = bucket_hours * 3600.0
     frame["bucket"] = (frame["t"] // width) * width
     out = []

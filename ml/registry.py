@@ -166,3 +166,15 @@ def load_booster(name: str, version_or_alias: str):
     ref = f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
     model = mlflow.xgboost.load_model(ref)
     return model.get_booster() if hasattr(model, "get_booster") else model
+
+
+def load_calibration(client, name: str, version) -> "Calibration":
+    """The calibration map of a registered version (identity for a version without one)."""
+    import mlflow
+
+    from ml.calibration import ARTIFACT, NONE, Calibration
+
+    tags = client.get_model_version(name, str(version.version if hasattr(version, "version") else version)).tags
+    if tags.get("calibration", "none") == "none" or "run_id" not in tags:
+        return NONE
+    return Calibration.from_dict(mlflow.artifacts.load_dict(f"runs:/{tags['run_id']}/{ARTIFACT}"))

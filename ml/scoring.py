@@ -32,6 +32,7 @@ from lakehouse.quality import rule_failures, validate
 from lakehouse.schemas.expectations import suite_name
 from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
 from ml import registry
+from ml.calibration import NONE, Calibration
 from ml.datasets import USE_CASES, UseCase
 
 # use case -> (feature table, score table, gate suite, the identifying columns a score row keeps)
@@ -51,6 +52,7 @@ class LoadedModel:
     threshold: float | None
     classes: tuple[str, ...]
     raw: bytes
+    calibration: Calibration = NONE
 
 
 class Champion:
@@ -71,7 +73,8 @@ class Champion:
             booster = registry.load_booster(self.name, v)
             self.loaded = LoadedModel(self.name, v, tuple(json.loads(tags["features"])),
                                       float(tags["threshold"]) if "threshold" in tags else None,
-                                      tuple(json.loads(tags.get("classes", "[]"))), bytes(booster.save_raw("ubj")))
+                                      tuple(json.loads(tags.get("classes", "[]"))), bytes(booster.save_raw("ubj")),
+                                      registry.load_calibration(self.client, self.name, v))
         return self.loaded
 
 
@@ -112,8 +115,9 @@ def score_schema(use_case: UseCase, keep: tuple[str, ...], input_schema: StructT
 
 def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.ndarray]:
     """The champion's output columns for feature rows ``x`` (pandas, the model's features in
-    order): class probabilities and signal, score/decision/threshold/top features, or pd. The one
-    scoring definition of the lakehouse scorer and the decision path."""
+    order): class probabilities and signal, score/decision/threshold/top features, or pd, through
+    the version's calibration map. The one scoring definition of the lakehouse scorer and the
+    decision path."""
     import xgboost as xgb
 
     features = list(model.features)
@@ -122,7 +126,7 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
     if len(x) == 0:
         pred = np.zeros((0, len(model.classes))) if use_case.kind == "multiclass" else np.zeros(0)
     else:
-        pred = np.asarray(booster.inplace_predict(x))
+        pred = model.calibration.apply(booster.inplace_predict(x))
     if use_case.kind == "multiclass":
         for i, c in enumerate(model.classes):
             out[f"p_{c}"] = pred[:, i]

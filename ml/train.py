@@ -67,13 +67,23 @@ def _truth_of(frame: pd.DataFrame, use_case: UseCase) -> np.ndarray:
     return frame["truth_p"].to_numpy()
 
 
+def _amount(frame: pd.DataFrame) -> np.ndarray | None:
+    return frame["amount"].to_numpy(dtype=float) if "amount" in frame.columns else None
+
+
 def judge(use_case: UseCase, val: pd.DataFrame, test: pd.DataFrame, val_scores: np.ndarray | None,
-          test_scores: np.ndarray) -> dict:
-    """Test-period metrics of one scorer (the threshold, for fraud, chosen on validation)."""
+          test_scores: np.ndarray, policy: ev.ThresholdPolicy | None = None) -> dict:
+    """Test-period metrics of one scorer. For fraud the threshold is chosen on validation by
+    ``policy``; F1 at the validation's best-F1 threshold is reported beside it."""
     y = test["label"].to_numpy()
     if use_case.kind == "binary":
-        threshold = ev.choose_threshold(val["label"].to_numpy(), val_scores)
-        return ev.binary_metrics(y, test_scores, threshold)
+        policy = policy or ev.ThresholdPolicy()
+        threshold = ev.choose_threshold(val["label"].to_numpy(), val_scores, policy, _amount(val))
+        out = ev.binary_metrics(y, test_scores, threshold, _amount(test), policy.review_cost)
+        f1_threshold = ev.choose_threshold(val["label"].to_numpy(), val_scores)
+        out["f1_at_f1_threshold"] = ev.binary_metrics(y, test_scores, f1_threshold)["f1"]
+        out["objective"] = policy.objective
+        return out
     if use_case.kind == "multiclass":
         return ev.multiclass_metrics(y, test_scores, use_case.classes)
     truth = test["truth_p"].to_numpy(dtype=float)
@@ -93,7 +103,17 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
     retraining learns from. ``run_tags`` are added to the MLflow run."""
     import mlflow
 
-    use_case = USE_CASES[name]
+    from lakehouse.config import ConfigError
+    from ml import calibration
+
+    try:
+        use_case = USE_CASES[name].configured(cfg)
+        policy = ev.ThresholdPolicy.from_cfg(cfg)
+        cal_method = str(cfg.get(f"ml.calibration.{name}") or "none")
+        if cal_method not in calibration.METHODS:
+            raise ValueError(f"ml.calibration.{name}: unknown method '{cal_method}' (known: {', '.join(calibration.METHODS)})")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     started = time.perf_counter()
     catalog = Catalog(cfg)
     features = list(use_case.features)
@@ -118,13 +138,24 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
             raise TrainingDataError(f"{name}: the {period} period has {counts.get(period, 0)} rows, fewer than {need}; "
                                     f"produce more history (jobs/produce.py) and run the pipeline")
     train_df, val_df, test_df = (rows.where(F.col("period") == p) for p in ("train", "validation", "test"))
-    keep = ["event_id", "event_time", *features, "label", *[c for c in rows.columns if c.startswith("truth_")]]
+    keep = ["event_id", "event_time", *[c for c in ("amount",) if c in rows.columns], *features, "label",
+            *[c for c in rows.columns if c.startswith("truth_")]]
     # Row order feeds xgboost's subsampling in the search: fix it so a rerun finds the same setting.
     train_pd = train_df.select(*keep).toPandas().sort_values(["event_time", "event_id"]).reset_index(drop=True)
     val_pd = val_df.select(*keep).toPandas().sort_values("event_id").reset_index(drop=True)
     test_pd = test_df.select(*keep).toPandas().sort_values("event_id").reset_index(drop=True)
     # The test period lies strictly after every row any training or tuning step sees.
     assert train_pd["event_time"].max() < val_pd["event_time"].min() <= val_pd["event_time"].max() < test_pd["event_time"].min()
+
+    # A feature the data never fills (no coordinates, say) carries nothing and would stop the
+    # baseline's imputer: leave it out, and say so.
+    empty = [f for f in features if train_pd[f].isna().all()]
+    if empty:
+        step(f"leaving out features with no values in the training period: {', '.join(empty)}")
+        use_case = use_case.without(empty)
+        features = list(use_case.features)
+        if not features:
+            raise TrainingDataError(f"{name}: no feature has a value in the training period")
 
     step("checking for leakage")
     feature_auc = check_leakage(train_pd, features, "label", float(cfg["ml.leakage_max_auc"]))
@@ -156,19 +187,38 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         v = val_pd[["event_id"]].merge(spark_scores(model, use_case, val_df, kind), on="event_id", how="left")
         t = test_pd[["event_id"]].merge(spark_scores(model, use_case, test_df, kind), on="event_id", how="left")
         scores[label] = (_scores_of(v, use_case), _scores_of(t, use_case))
-        metrics[label] = judge(use_case, val_pd, test_pd, scores[label][0], scores[label][1])
+    # Calibrate the booster's scores on validation (the threshold is then chosen on calibrated
+    # validation scores); the raw scores are judged too, to show what calibration changed.
+    raw_xgb = scores["xgboost"]
+    cal = calibration.fit(cal_method, val_pd["label"].to_numpy(), raw_xgb[0])
+    if cal.method != "none":
+        scores["xgboost"] = (cal.apply(raw_xgb[0]), cal.apply(raw_xgb[1]))
+        scores["xgboost_uncalibrated"] = raw_xgb
+    for label in scores:
+        metrics[label] = judge(use_case, val_pd, test_pd, scores[label][0], scores[label][1], policy)
     # The ceiling needs the generator's true probability of every validation and test row; on a
     # user's own data there is none, and everything else runs without it.
     ceiling = all(np.isfinite(_truth_of(f, use_case).astype(float)).all() for f in (val_pd, test_pd))
     if ceiling:
         scores["ceiling"] = (_truth_of(val_pd, use_case), _truth_of(test_pd, use_case))
-        metrics["ceiling"] = judge(use_case, val_pd, test_pd, *scores["ceiling"])
+        metrics["ceiling"] = judge(use_case, val_pd, test_pd, *scores["ceiling"], policy)
     else:
         step("no generator truth for these rows: the ceiling is not available")
 
+    # Is the model better than its baseline at all? The same one-sided paired test as promotion.
+    y_test = test_pd["label"].to_numpy()
+    alpha = float(cfg.get("ml.promotion.alpha") or 0.05)
+    tested = ev.promotion_test(use_case.kind, use_case.promotion_metric, use_case.promotion_higher_is_better, y_test,
+                               scores["xgboost"][1], scores["baseline"][1], n_boot=int(cfg["ml.promotion.bootstrap"]))
+    vs_baseline = {"metric": use_case.promotion_metric, "test": tested["test"], "p_value": float(tested["p_value"]),
+                   "alpha": alpha, "significant": bool(tested["p_value"] < alpha)}
+    if not vs_baseline["significant"]:
+        step(f"xgboost is not significantly better than the baseline ({tested['test']} p = {tested['p_value']:.3g})")
+
     booster = xgb_model.get_booster()
     direct = booster_scores(booster, use_case, test_pd, features)
-    agreement = float(np.max(np.abs(direct - scores["xgboost"][1]))) if len(direct) else 0.0
+    agreement = float(np.max(np.abs(direct - raw_xgb[1]))) if len(direct) else 0.0
+    direct = cal.apply(direct)
 
     figures = _figures(use_case, test_pd, scores, metrics)
     report_dir = cfg.path("paths.reports") / "training" / name
@@ -187,6 +237,9 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
             "ceiling": "available" if ceiling else "not available (no generator truth)",
             "baseline": "LogisticRegression", "device": cfg["ml.xgboost.device"], "num_workers": cfg["ml.xgboost.num_workers"],
             "n_features": len(features), "rows_total": total, "sampled": sampled,
+            "feature_groups": ",".join(use_case.groups), "features_left_out_empty": ",".join(empty) or "none",
+            "calibration": cal.method, "calibration_knots": len(cal.x),
+            **({f"threshold_{k}": v for k, v in policy.to_dict().items()} if use_case.kind == "binary" else {}),
             **{f"rows_{p}": counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
             **{f"best_{k}": v for k, v in search.best.items()}, "scale_pos_weight": weight,
             **{f"split_{k}": v for k, v in split.to_dict().items()}, "as_of": as_of, "since": since,
@@ -198,15 +251,18 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         for label, m in metrics.items():
             mlflow.log_metrics(_flat_metrics(f"test_{label}", m))
         mlflow.log_metrics({"train_seconds_xgboost": fit_s, "train_seconds_baseline": base_fit_s, "search_seconds": search_s,
-                            "spark_vs_booster_max_abs_diff": agreement,
+                            "spark_vs_booster_max_abs_diff": agreement, "vs_baseline_p_value": vs_baseline["p_value"],
                             "search_best_mean": float(search.best_folds()["metric"].mean()),
                             "search_baseline_mean": float(search.baseline["metric"].mean())})
         mlflow.log_dict({"features": features}, "features.json")
+        mlflow.log_dict(cal.to_dict(), calibration.ARTIFACT)
         mlflow.log_dict({"tables": lineage, "as_of": as_of, "since": since, "split": split.to_dict(), "sampled": sampled},
                         "lineage.json")
         if run_tags:
             mlflow.set_tags(run_tags)
         mlflow.log_dict(metrics, "metrics.json")
+        mlflow.log_dict(vs_baseline, "vs_baseline.json")
+        mlflow.set_tag("beats_baseline", "significantly" if vs_baseline["significant"] else "not significantly")
         mlflow.log_dict({"single_feature_auc": feature_auc}, "leakage_check.json")
         mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")
         mlflow.log_text(search.baseline.to_csv(index=False), "search/baseline_folds.csv")
@@ -215,10 +271,15 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
             mlflow.log_figure(fig, f"figures/{fname}")
         example = test_pd[features].head(5).astype("float64")
         tags = {"features": json.dumps(features), "use_case": name, "run_id": run.info.run_id,
-                "classes": json.dumps(list(use_case.classes)), "kind": use_case.kind}
+                "classes": json.dumps(list(use_case.classes)), "kind": use_case.kind, "calibration": cal.method}
         if threshold is not None:
             tags["threshold"] = repr(float(threshold))
-        version = registry.log_booster(client, booster, reg_name, example, booster_scores(booster, use_case, example, features), tags)
+        version = registry.log_booster(client, booster, reg_name, example,
+                                       cal.apply(booster_scores(booster, use_case, example, features)), tags)
+        if use_case.kind == "binary":
+            tags_threshold = {"threshold_objective": policy.objective}
+            for k, v in tags_threshold.items():
+                client.set_model_version_tag(reg_name, version, k, v)
 
         step("applying the promotion rule")
         decision = promote(client, cfg, use_case, reg_name, version, test_pd, direct)
@@ -235,8 +296,10 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
                    "baseline_mean": float(search.baseline["metric"].mean()), "folds": int(search.folds["fold"].nunique())},
         "metrics": metrics, "seconds": {"search": round(search_s, 1), "fit_xgboost": round(fit_s, 1),
                                         "fit_baseline": round(base_fit_s, 1), "total": round(time.perf_counter() - started, 1)},
-        "model": {"name": reg_name, "version": version, "run_id": run_id, "threshold": threshold},
-        "promotion": decision.to_dict(), "lineage": lineage, "spark_vs_booster_max_abs_diff": agreement,
+        "model": {"name": reg_name, "version": version, "run_id": run_id, "threshold": threshold,
+                  "calibration": cal.method, "threshold_objective": policy.objective if use_case.kind == "binary" else None},
+        "features": features,
+        "promotion": decision.to_dict(), "vs_baseline": vs_baseline, "lineage": lineage, "spark_vs_booster_max_abs_diff": agreement,
         "report_dir": str(report_dir),
     }
     (report_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
@@ -258,7 +321,8 @@ def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str,
         feats = registry.version_features(client, reg_name, champion)
         if set(feats) <= set(test.columns):
             booster = registry.load_booster(reg_name, str(champion.version))
-            champ_scores = booster_scores(booster, use_case, test, feats)
+            champ_cal = registry.load_calibration(client, reg_name, champion)
+            champ_scores = champ_cal.apply(booster_scores(booster, use_case, test, feats))
             champ_value = promotion_value(use_case, test, champ_scores)
             tested = ev.promotion_test(use_case.kind, use_case.promotion_metric, use_case.promotion_higher_is_better,
                                        test["label"].to_numpy(), challenger_scores, champ_scores,
@@ -290,7 +354,10 @@ def _figures(use_case: UseCase, test: pd.DataFrame, scores: dict, metrics: dict)
         curves = {"XGBoost": (y, scores["xgboost"][1]), "logistic baseline": (y, scores["baseline"][1])}
         if "ceiling" in scores:
             curves["ceiling (true p)"] = (y, scores["ceiling"][1])
-        return {"roc.png": ev.roc_figure(curves, "Fraud: ROC on the test period")}
+        tables = {k: ev.calibration_table(scores[k][1], y, None) for k in ("xgboost", "xgboost_uncalibrated", "baseline") if k in scores}
+        return {"roc.png": ev.roc_figure(curves, "Fraud: ROC on the test period"),
+                "reliability.png": ev.calibration_figure(tables, "Fraud: reliability on the test period",
+                                                         "mean predicted probability (decile)", "observed fraud rate")}
     if use_case.kind == "multiclass":
         return {f"confusion_{k}.png": ev.confusion_figure(metrics[k]["confusion"], use_case.classes, f"Trading signal: {k}")
                 for k in ("xgboost", "baseline", "ceiling") if k in metrics}

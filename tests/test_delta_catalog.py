@@ -86,7 +86,7 @@ def test_a_stored_table_that_drifted_from_its_schema_is_one_clear_error(spark, c
     location = Catalog(drift).spec("silver.tx_labels").location
     spark.createDataFrame([("x", True)], "event_id string, is_fraud boolean").write.format("delta").save(location)
     with pytest.raises(ConfigError, match=r"table silver.tx_labels at .* does not match its declared schema 'tx_labels' "
-                                          r"\(missing: kafka_offset, kafka_partition, kafka_timestamp, labelled_at, silver_time; "
+                                          r"\(missing: extras, kafka_offset, kafka_partition, kafka_timestamp, labelled_at, silver_time; "
                                           r"unexpected: -; retyped: -\); migrate it, or remove it \(make clean\) to start over"):
         Catalog(drift).register(spark, ["silver.tx_labels"])
 

@@ -71,14 +71,16 @@ def test_streaming_scores_equal_the_booster_and_alerts_match(kafka, spark, ml_cf
     features = json.loads(registry.connect(cfg).get_model_version("finlake-fraud", "1").tags["features"])
     gold = read(spark, cfg, "gold.card_features").toPandas()
     booster = registry.load_booster("finlake-fraud", "1")
-    gold["score"] = booster.inplace_predict(gold[features].astype("float64"))
+    calibration = registry.load_calibration(registry.connect(cfg), "finlake-fraud", "1")
+    assert calibration.method == "isotonic"   # the version serves calibrated probabilities
+    gold["score"] = calibration.apply(booster.inplace_predict(gold[features].astype("float64")))
     scores = read(spark, cfg, "gold.fraud_scores")
     quarantined = read(spark, cfg, "quarantine.scoring")
     # Every gold row is scored or refused by the gate, once.
     assert scores.count() + quarantined.count() == len(gold) and scores.select("event_id").distinct().count() == scores.count()
     refused = {json.loads(p)["event_id"] for p in quarantined.select("payload").toPandas()["payload"]}
     expected = spark.createDataFrame(gold.loc[~gold["event_id"].isin(refused), ["event_id", "score"]])
-    assertDataFrameEqual(scores.select("event_id", "score"), expected)  # exactly: same booster, same float64 rows
+    assertDataFrameEqual(scores.select("event_id", "score"), expected)  # exactly: same booster and map, same float64 rows
     assert {r[0] for r in scores.select("model_version").distinct().collect()} == {"1"}
     threshold = float(fraud_result["model"]["threshold"])
     alerted = scores.where("decision = 'alert'").toPandas()

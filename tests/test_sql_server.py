@@ -27,7 +27,7 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 def silver_rows(ids_amounts):
     base = {"event_time": T0, "card_token": "a" * 64, "card_last4": "1111", "customer_id": "c1", "merchant_id": "m1",
             "merchant_country": "FR", "mcc": "5411", "currency": "EUR", "channel": "ecommerce", "terminal_id": None,
-            "lat": None, "lon": None, "device_id": None, "kafka_partition": 0, "kafka_timestamp": T0, "silver_time": T0}
+            "lat": None, "lon": None, "device_id": None, "extras": None, "kafka_partition": 0, "kafka_timestamp": T0, "silver_time": T0}
     return [tuple({**base, "event_id": i, "amount": Decimal(a), "kafka_offset": n}[f.name] for f in silver_schema("transactions").fields)
             for n, (i, a) in enumerate(ids_amounts)]
 

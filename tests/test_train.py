@@ -51,6 +51,19 @@ def test_model_beats_the_baseline_and_stays_below_the_ceiling(fraud_result):
     assert fraud_result["search"]["best_mean"] > fraud_result["search"]["baseline_mean"]
 
 
+def test_fraud_probabilities_are_calibrated_and_the_threshold_is_chosen_by_cost(fraud_result):
+    m = fraud_result["metrics"]
+    cal, raw = m["xgboost"], m["xgboost_uncalibrated"]
+    # Calibration on validation fixes the probabilities without touching the order.
+    assert cal["roc_auc"] == pytest.approx(raw["roc_auc"], abs=1e-6)
+    assert cal["log_loss"] < raw["log_loss"] and cal["ece"] < raw["ece"], (cal, raw)
+    assert fraud_result["model"]["calibration"] == "isotonic" and fraud_result["model"]["threshold_objective"] == "cost"
+    assert cal["objective"] == "cost" and cal["tp"] + cal["fn"] == cal["positives"] and cal["tp"] + cal["fp"] + cal["fn"] + cal["tn"] == cal["rows"]
+    assert 0 < cal["fraud_amount_caught"] <= cal["fraud_amount"] and cal["net_saved"] == pytest.approx(
+        cal["fraud_amount_caught"] - 5.0 * (cal["tp"] + cal["fp"]))
+    assert cal["recall_at_0_5pct_fpr"] <= cal["recall_at_1pct_fpr"] <= cal["recall_at_2pct_fpr"]
+
+
 def test_test_period_lies_strictly_after_training(spark, ml_cfg, fraud_result):
     from lakehouse.catalog import Catalog
     from ml.datasets import USE_CASES, build_rows
@@ -199,7 +212,8 @@ def test_train_job_trades_and_prices_loans_and_logs_both(spark, ml_cfg, monkeypa
     assert "finlake-trading v1" in out and "finlake-loan-pd v1" in out
     assert set(trading["metrics"]) == {"xgboost", "baseline", "ceiling"}
     assert len(trading["metrics"]["xgboost"]["confusion"]) == 3
-    assert set(loan["metrics"]) == {"xgboost", "gbt", "baseline", "ceiling"}
+    assert set(loan["metrics"]) == {"xgboost", "xgboost_uncalibrated", "gbt", "baseline", "ceiling"}
+    assert loan["model"]["calibration"] == "isotonic" and trading["model"]["calibration"] == "none"
     assert loan["metrics"]["ceiling"]["rmse_vs_true_pd"] == 0.0
     assert 0 < loan["metrics"]["xgboost"]["rmse_vs_true_pd"] < 0.5
     assert (ml_cfg.path("paths.reports") / "training" / "loan_pd" / "calibration.png").stat().st_size > 1000

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Iterator
 
 from lakehouse.generators.base import Emitted, iso_ms
-from lakehouse.schemas.events import MESSAGE_SCHEMAS
+from lakehouse.schemas.events import FIELD_DEFAULTS, MESSAGE_SCHEMAS
 
 KINDS = ("malformed", "missing_field", "mistyped", "duplicate", "late", "out_of_order", "unknown_field")
 _NUMERIC = ("amount", "price", "size", "bid", "ask", "bid_size", "ask_size", "credit_score", "utilisation",
@@ -108,7 +108,10 @@ class NoiseInjector:
                 raw = self._encode(event)
                 value = raw[: self.rng.randint(1, max(1, len(raw) - 2))]
             elif kind == "missing_field":
-                required = [f.name for f in MESSAGE_SCHEMAS[e.topic].fields if not f.nullable and f.name in event]
+                # A field with a documented default is not missing when left out: silver fills it.
+                defaults = FIELD_DEFAULTS.get(e.topic, {})
+                required = [f.name for f in MESSAGE_SCHEMAS[e.topic].fields
+                            if not f.nullable and f.name in event and f.name not in defaults]
                 event = dict(event)
                 event.pop(self.rng.choice(required))
                 value = self._encode(event)

@@ -10,6 +10,7 @@ from pyspark.sql.types import (
     DoubleType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -18,27 +19,33 @@ from pyspark.sql.types import (
 
 AMOUNT = DecimalType(18, 2)
 
+# Fields a source maps that finlake has no column for: kept, as text, in every silver table's
+# ``extras`` map (a JSON object of strings in the message), never silently dropped.
+EXTRAS = StructField("extras", MapType(StringType(), StringType()), True)
+
 TRANSACTION_MESSAGE = StructType([
     StructField("event_id", StringType(), False),
     StructField("event_time", TimestampType(), False),
     StructField("card_pan", StringType(), False),
     StructField("customer_id", StringType(), False),
     StructField("merchant_id", StringType(), False),
-    StructField("merchant_country", StringType(), False),
-    StructField("mcc", StringType(), False),
+    StructField("merchant_country", StringType(), False),   # default ZZ (FIELD_DEFAULTS)
+    StructField("mcc", StringType(), False),                # default 0000
     StructField("amount", AMOUNT, False),
-    StructField("currency", StringType(), False),
+    StructField("currency", StringType(), False),           # default XXX
     StructField("channel", StringType(), False),
     StructField("terminal_id", StringType(), True),
     StructField("lat", DoubleType(), True),
     StructField("lon", DoubleType(), True),
     StructField("device_id", StringType(), True),
+    EXTRAS,
 ])
 
 TX_LABEL_MESSAGE = StructType([
     StructField("event_id", StringType(), False),
     StructField("is_fraud", BooleanType(), False),
     StructField("labelled_at", TimestampType(), False),
+    EXTRAS,
 ])
 
 MARKET_TICK_MESSAGE = StructType([
@@ -52,6 +59,7 @@ MARKET_TICK_MESSAGE = StructType([
     StructField("bid_size", LongType(), False),
     StructField("ask_size", LongType(), False),
     StructField("venue", StringType(), False),
+    EXTRAS,
 ])
 
 USER_EVENT_MESSAGE = StructType([
@@ -62,6 +70,7 @@ USER_EVENT_MESSAGE = StructType([
     StructField("device_id", StringType(), True),
     StructField("ip_country", StringType(), True),
     StructField("session_id", StringType(), True),
+    EXTRAS,
 ])
 
 BUREAU_UPDATE_MESSAGE = StructType([
@@ -74,6 +83,7 @@ BUREAU_UPDATE_MESSAGE = StructType([
     StructField("inquiries_6m", IntegerType(), False),
     StructField("annual_income", AMOUNT, False),
     StructField("debt_to_income", DoubleType(), False),
+    EXTRAS,
 ])
 
 LOAN_APPLICATION_MESSAGE = StructType([
@@ -83,6 +93,7 @@ LOAN_APPLICATION_MESSAGE = StructType([
     StructField("loan_amount", AMOUNT, False),
     StructField("term_months", IntegerType(), False),
     StructField("purpose", StringType(), False),
+    EXTRAS,
 ])
 
 # Silver transactions: the message with the PAN replaced by its keyed token and last four.
@@ -103,6 +114,24 @@ SILVER_FIELDS = {
 }
 # The event-time field of each stream (labels are timed by when they were given).
 EVENT_TIME_FIELD = {s: ("labelled_at" if s == "tx_labels" else "event_time") for s in SILVER_FIELDS}
+
+# What silver writes for a required field a message leaves out or sends as null, instead of
+# quarantining the row: fields that outside data rarely has. ZZ (an unassigned ISO 3166 code),
+# 0000 (no merchant category) and XXX (ISO 4217's "no currency") say "not given" in the
+# field's own format, so the rules and the features still read them.
+FIELD_DEFAULTS = {
+    "transactions": {"merchant_country": "ZZ", "mcc": "0000", "currency": "XXX"},
+}
+
+# The Kafka key of each topic's messages: what orders a key's events within one partition.
+MESSAGE_KEY = {
+    "transactions": "customer_id",
+    "tx_labels": "event_id",
+    "market_ticks": "symbol",
+    "user_events": "customer_id",
+    "bureau_updates": "customer_id",
+    "loan_applications": "customer_id",
+}
 
 MESSAGE_SCHEMAS = {
     "transactions": TRANSACTION_MESSAGE,
