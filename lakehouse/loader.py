@@ -129,7 +129,7 @@ class SourceMapping:
 
 def read_source(spark: SparkSession, mapping: SourceMapping, paths: list[str]) -> DataFrame:
     """The source files as one DataFrame (CSV read as text; the mapping casts)."""
-    reader = spark.read.options(**({"header": "true"} if mapping.format == "csv" else {}), **mapping.options)
+    reader = spark.read.options(**{**({"header": "true"} if mapping.format == "csv" else {}), **mapping.options})
     return getattr(reader, mapping.format)(*paths)
 
 

@@ -130,6 +130,8 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     assert not any(f.startswith(("risky_user", "device_changes", "distinct_ip")) for f in result["features"])
     assert run.data.params["features_left_out_empty"] == "km_from_prev_tx,km_from_home"
     m = result["metrics"]
+    print({who: {k: round(v[k], 4) for k in ("roc_auc", "pr_auc", "f1", "log_loss", "ece") if v.get(k) is not None}
+           for who, v in m.items()}, result["vs_baseline"], result["rows"])
     assert m["xgboost"]["positives"] >= 30, m["xgboost"]
     assert m["xgboost"]["roc_auc"] > m["baseline"]["roc_auc"], m
     assert m["xgboost"]["roc_auc"] > 0.85, m
