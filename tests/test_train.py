@@ -212,8 +212,8 @@ def test_train_job_trades_and_prices_loans_and_logs_both(spark, ml_cfg, monkeypa
     assert "finlake-trading v1" in out and "finlake-loan-pd v1" in out
     assert set(trading["metrics"]) == {"xgboost", "baseline", "ceiling"}
     assert len(trading["metrics"]["xgboost"]["confusion"]) == 3
-    assert set(loan["metrics"]) == {"xgboost", "xgboost_uncalibrated", "gbt", "baseline", "ceiling"}
-    assert loan["model"]["calibration"] == "isotonic" and trading["model"]["calibration"] == "none"
+    assert set(loan["metrics"]) == {"xgboost", "gbt", "baseline", "ceiling"}
+    assert loan["model"]["calibration"] == "none" and trading["model"]["calibration"] == "none"
     assert loan["metrics"]["ceiling"]["rmse_vs_true_pd"] == 0.0
     assert 0 < loan["metrics"]["xgboost"]["rmse_vs_true_pd"] < 0.5
     assert (ml_cfg.path("paths.reports") / "training" / "loan_pd" / "calibration.png").stat().st_size > 1000
