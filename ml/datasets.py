@@ -140,14 +140,37 @@ def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame | None, 
                     F.col("is_fraud").cast("int").alias("label"), "truth_p"))
 
 
-def trading_rows(features: DataFrame, truth: DataFrame) -> DataFrame:
-    """Ticks with the class of the next return (0 down, 1 flat, 2 up) and its true probabilities."""
-    idx = F.when(F.col("label") == "down", 0).when(F.col("label") == "flat", 1).when(F.col("label") == "up", 2)
-    return (features.join(truth.select("event_id", idx.alias("label"), F.col("p_down").alias("truth_p_down"),
-                                       F.col("p_flat").alias("truth_p_flat"), F.col("p_up").alias("truth_p_up")),
-                          "event_id", "inner")
-            .select("event_id", "event_time", *USE_CASES["trading"].features, "label",
-                    "truth_p_down", "truth_p_flat", "truth_p_up"))
+def labels_from_ticks(flat_bps: float):
+    """Each tick's label from the ticks themselves (a user's own market data has no truth
+    table): the class of the log return of the mid to the symbol's next tick, 0 down below
+    ``-flat_bps``, 2 up above ``flat_bps``, else 1 flat. The last tick of a symbol has no next
+    tick yet, so no label. The label looks one tick ahead; the split's embargo keeps it from
+    reaching across a cut."""
+    threshold = flat_bps / 1e4
+
+    def transform(features: DataFrame) -> DataFrame:
+        w = Window.partitionBy("symbol").orderBy("event_time", "event_id")
+        ret = F.log(F.lead("mid").over(w) / F.col("mid"))
+        label = F.when(ret < -threshold, 0).when(ret > threshold, 2).when(ret.isNotNull(), 1)
+        return features.withColumn("label", label).where(F.col("label").isNotNull())
+
+    return transform
+
+
+def trading_rows(features: DataFrame, truth: DataFrame | None, flat_bps: float = 2.0) -> DataFrame:
+    """Ticks with the class of the next return (0 down, 1 flat, 2 up) and its true probabilities:
+    from the generator's truth table when there is one, else from the ticks (``labels_from_ticks``)
+    with null true probabilities."""
+    if truth is None:
+        labelled = features.transform(labels_from_ticks(flat_bps)).select(
+            "*", *[F.lit(None).cast("double").alias(f"truth_p_{c}") for c in TRADING_CLASSES])
+    else:
+        idx = F.when(F.col("label") == "down", 0).when(F.col("label") == "flat", 1).when(F.col("label") == "up", 2)
+        labelled = features.join(truth.select("event_id", idx.alias("label"), F.col("p_down").alias("truth_p_down"),
+                                              F.col("p_flat").alias("truth_p_flat"), F.col("p_up").alias("truth_p_up")),
+                                 "event_id", "inner")
+    return labelled.select("event_id", "event_time", *USE_CASES["trading"].features, "label",
+                           "truth_p_down", "truth_p_flat", "truth_p_up")
 
 
 def loan_rows(features: DataFrame, outcomes: DataFrame) -> DataFrame:
@@ -165,8 +188,9 @@ def one_per_event(truth: DataFrame) -> DataFrame:
 
 
 def build_rows(spark: SparkSession, catalog: Catalog, use_case: UseCase,
-               as_of: float | None = None) -> tuple[DataFrame, list[dict]]:
-    """The labelled rows of a use case and the lineage of every table they came from."""
+               as_of: float | None = None, flat_bps: float = 2.0) -> tuple[DataFrame, list[dict]]:
+    """The labelled rows of a use case and the lineage of every table they came from. Fraud
+    and trading need no generator truth (trading then labels ticks by ``flat_bps``)."""
     feats, l1 = read_table(spark, catalog, use_case.features_table)
     if use_case.name == "fraud":
         labels, l2 = read_table(spark, catalog, "silver.tx_labels")
@@ -176,7 +200,10 @@ def build_rows(spark: SparkSession, catalog: Catalog, use_case: UseCase,
             return fraud_rows(feats, labels, None, as_of), [l1, l2]
         return fraud_rows(feats, labels, one_per_event(truth), as_of), [l1, l2, l3]
     if use_case.name == "trading":
-        truth, l2 = read_table(spark, catalog, "truth.trading")
+        try:
+            truth, l2 = read_table(spark, catalog, "truth.trading")
+        except TrainingDataError:   # a user's own ticks: labels from the next tick
+            return trading_rows(feats, None, flat_bps), [l1]
         return trading_rows(feats, one_per_event(truth)), [l1, l2]
     outcomes, l2 = read_table(spark, catalog, "truth.loan_pd")
     return loan_rows(feats, one_per_event(outcomes)), [l1, l2]

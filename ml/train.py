@@ -118,7 +118,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
     catalog = Catalog(cfg)
     features = list(use_case.features)
     step("building the training set")
-    rows, lineage = build_rows(spark, catalog, use_case, as_of)
+    rows, lineage = build_rows(spark, catalog, use_case, as_of, float(cfg["ml.trading.flat_bps"]))
     if since is not None:
         rows = rows.where(F.col("event_time").cast("double") >= F.lit(float(since)))
     total = rows.count()

@@ -317,3 +317,48 @@ def test_fraud_trains_without_generator_truth_and_reports_no_ceiling(spark, ml_c
     assert "test_ceiling_roc_auc" not in run.data.metrics and "test_xgboost_roc_auc" in run.data.metrics
     registry.connect(ml_cfg)   # the suite's MLflow store again
     assert mlflow.get_tracking_uri() == str(ml_cfg["ml.mlflow.tracking_uri"])
+
+
+def test_trading_labels_come_from_the_next_tick_without_truth(spark):
+    """A user's own ticks: each tick's label is the class of the mid's return to the symbol's next
+    tick (flat within 2 bps); the last tick of a symbol has none yet."""
+    from pyspark.testing import assertDataFrameEqual
+
+    from ml.datasets import labels_from_ticks
+
+    t = lambda s: dt.datetime(2026, 3, 1, 12, 0, s)  # noqa: E731
+    ticks = spark.createDataFrame([
+        ("a1", t(0), "AAA", 100.00), ("a2", t(1), "AAA", 100.05), ("a3", t(2), "AAA", 100.06),
+        ("a4", t(3), "AAA", 99.90), ("b1", t(0), "BBB", 10.0), ("b2", t(5), "BBB", 9.99)],
+        "event_id string, event_time timestamp, symbol string, mid double")
+    expected = spark.createDataFrame([
+        ("a1", 2),   # +5.0 bps
+        ("a2", 1),   # +1.0 bp: flat
+        ("a3", 0),   # -16 bps
+        ("b1", 0),   # -10 bps
+    ], "event_id string, label int")
+    assertDataFrameEqual(ticks.transform(labels_from_ticks(2.0)).select("event_id", "label"), expected)
+
+
+def test_trading_trains_without_generator_truth_on_labels_from_the_ticks(spark, ml_cfg, tmp_path):
+    import copy
+    import dataclasses
+
+    from ml import registry
+    from ml.train import train_use_case
+
+    data = copy.deepcopy(dict(ml_cfg.data))
+    data["tables"]["truth.trading"] = {**(data["tables"]["truth.trading"] or {}), "location": str(tmp_path / "no_truth")}
+    data["ml"]["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path}/mlflow.db"
+    data["paths"]["mlflow_db"] = str(tmp_path / "mlflow.db")
+    cfg = dataclasses.replace(ml_cfg, data=data)
+    try:
+        result = train_use_case(spark, cfg, "trading")
+    finally:
+        registry.connect(ml_cfg)   # the suite's MLflow store again
+    assert result["ceiling_available"] is False and set(result["metrics"]) == {"xgboost", "baseline"}
+    assert {e["table"] for e in result["lineage"]} == {"gold.market_features"}
+    m = result["metrics"]["xgboost"]
+    # Labels from the ticks' own mids: all three classes occur, and the model is judged on them.
+    assert all(c["support"] > 0 for c in m["per_class"].values()) and m["auc_macro"] > 0.5
+    assert result["promotion"]["promote"] and result["vs_baseline"]["test"] == "paired bootstrap"
