@@ -148,15 +148,13 @@ def make_decider(use_case, model, raw_broadcast, keep: tuple[str, ...], out_sche
     same ``ml.scoring.predict`` the lakehouse scorer uses), the others refused."""
     from ml.scoring import _booster, predict
 
-    features = list(model.features)
-
     def decide(batches):
         booster = _booster(model.name, model.version, raw_broadcast)
         names = [f.name for f in out_schema.fields]
         for pdf in batches:
             ok = pdf["reasons"].map(len).to_numpy() == 0
             out = pdf[["event_id", "event_time", *keep, "kafka_timestamp", "reasons"]].copy()
-            scored = predict(booster, pdf.loc[ok, features], use_case, model)
+            scored = predict(booster, pdf.loc[ok], use_case, model)
             for col, values in scored.items():
                 full = np.full(len(pdf), None, dtype=object)
                 full[ok] = values

@@ -15,15 +15,19 @@ def _auc(y, p) -> float | None:
     return float(skm.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
 
 
-OBJECTIVES = ("cost", "precision_at_recall", "f1")
+OBJECTIVES = ("cost", "expected_loss", "precision_at_recall", "f1")
 
 
 @dataclass(frozen=True)
 class ThresholdPolicy:
     """How the fraud threshold is chosen on validation.
 
-    - ``cost``: the least expected cost, ``review_cost`` per alert plus the amount of every
-      fraud let through;
+    - ``cost``: the score threshold of least cost, ``review_cost`` per alert plus the amount of
+      every fraud let through;
+    - ``expected_loss``: the same cost, but alerts are ranked by the expected loss
+      ``probability x amount`` instead of the score, so a large payment is alerted at a lower
+      probability than a small one (with calibrated probabilities the chosen threshold is close
+      to ``review_cost``: alert when the expected loss exceeds what a review costs);
     - ``precision_at_recall``: the highest threshold that still catches ``target_recall`` of
       the frauds (so the best precision at that recall);
     - ``f1``: the best F1."""
@@ -37,6 +41,11 @@ class ThresholdPolicy:
             raise ValueError(f"unknown threshold objective '{self.objective}' (known: {', '.join(OBJECTIVES)})")
         if self.review_cost < 0 or not 0 < self.target_recall <= 1:
             raise ValueError("threshold review_cost must be >= 0 and target_recall in (0, 1]")
+
+    @property
+    def on(self) -> str:
+        """What the threshold is compared with: ``score`` or ``expected_loss`` (score x amount)."""
+        return "expected_loss" if self.objective == "expected_loss" else "score"
 
     @classmethod
     def from_cfg(cls, cfg) -> "ThresholdPolicy":
@@ -59,9 +68,14 @@ def _alert_curve(y: np.ndarray, p: np.ndarray, amount: np.ndarray | None):
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, policy: ThresholdPolicy | None = None,
                      amount: np.ndarray | None = None) -> float:
-    """The score threshold (alert when score >= it) that ``policy`` prefers on (validation) data."""
+    """The threshold that ``policy`` prefers on (validation) data: alert when the score (or, for
+    ``expected_loss``, score x amount) is at or above it."""
     policy = policy or ThresholdPolicy()
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    if policy.on == "expected_loss":
+        if amount is None:
+            raise ValueError("the expected_loss objective needs the amounts")
+        p = p * np.asarray(amount, dtype=float)
     if len(p) == 0 or y.sum() == 0:
         return 0.5
     if policy.objective == "f1":
@@ -90,8 +104,18 @@ def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float = 0.01) -> float | No
     return float(tprs[fprs <= fpr].max())
 
 
+def alerts(p: np.ndarray, threshold: float, on: str = "score", amount: np.ndarray | None = None) -> np.ndarray:
+    """Which rows are alerted: score >= threshold, or score x amount >= threshold."""
+    p = np.asarray(p, dtype=float)
+    if on == "expected_loss":
+        if amount is None:
+            raise ValueError("an expected_loss threshold needs the amounts")
+        return p * np.asarray(amount, dtype=float) >= threshold
+    return p >= threshold
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, amount: np.ndarray | None = None,
-                   review_cost: float | None = None) -> dict:
+                   review_cost: float | None = None, on: str = "score") -> dict:
     """ROC-AUC, PR-AUC, the confusion matrix and precision/recall/F1 at ``threshold``, recall at
     0.5/1/2% FPR, log loss, Brier score, expected calibration error; with ``amount`` the fraud
     amount caught and, with ``review_cost``, the net amount saved after reviewing the alerts."""
@@ -100,7 +124,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, amount: np.nd
     y = np.asarray(y).astype(int)
     raw = np.asarray(p, dtype=float)
     p = np.clip(raw, 1e-7, 1 - 1e-7)
-    hit = raw >= threshold
+    hit = alerts(raw, threshold, on, amount)
     two = len(np.unique(y)) == 2
     tp, fp = int((hit & (y == 1)).sum()), int((hit & (y == 0)).sum())
     fn, tn = int((~hit & (y == 1)).sum()), int((~hit & (y == 0)).sum())

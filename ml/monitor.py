@@ -59,6 +59,7 @@ def champion_context(cfg: Config, use_case: UseCase) -> dict:
     return {"name": name, "version": str(version.version), "run_id": run_id, "features": json.loads(tags["features"]),
             "threshold": float(tags["threshold"]) if "threshold" in tags else None,
             "calibration": registry.load_calibration(client, name, version),
+            "threshold_on": tags.get("threshold_on", "score"),
             "reference_start": _ts(split["start"]), "reference_end": _ts(split["train_end"]),
             "trained_until": _ts(split["end"]), "test_metrics": metrics.get("xgboost", {})}
 
@@ -139,7 +140,8 @@ def _pr_auc_drop_p(y: np.ndarray, p: np.ndarray, y_ref: np.ndarray, p_ref: np.nd
 
 def judge_labels(y: np.ndarray, p: np.ndarray, threshold: float, reference_pr_auc: float | None, max_drop: float,
                  min_rows: int, min_positives: int, reference: tuple[np.ndarray, np.ndarray] | None = None,
-                 alpha: float | None = None, n_boot: int = 500) -> list[dict]:
+                 alpha: float | None = None, n_boot: int = 500, amount: np.ndarray | None = None,
+                 on: str = "score") -> list[dict]:
     """Precision, recall and PR-AUC on the labels that arrived (pure).
 
     PR-AUC is degraded when it is more than ``max_drop`` below ``reference_pr_auc`` (the
@@ -153,7 +155,7 @@ def judge_labels(y: np.ndarray, p: np.ndarray, threshold: float, reference_pr_au
     if len(y) < min_rows or y.sum() < min_positives:
         return [{"check": "pr_auc", "feature": None, "value": None, "threshold": None, "status": "skipped", "rows": int(len(y)),
                  "details": {"reason": f"{len(y)} labelled rows with {int(y.sum())} frauds; needs {min_rows} and {min_positives}"}}]
-    m = ev.binary_metrics(y, p, threshold)
+    m = ev.binary_metrics(y, p, threshold, amount, on=on)
     bound = None if reference_pr_auc is None else reference_pr_auc - max_drop
     degraded = bound is not None and m["pr_auc"] is not None and m["pr_auc"] < bound
     details = {"positives": str(m["positives"]), "reference_pr_auc": str(reference_pr_auc)}
@@ -213,11 +215,14 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
         labels = spark.read.format("delta").load(catalog.spec("silver.tx_labels").location)
         after = gold.where(F.col("event_time") > F.lit(ctx["trained_until"]))
         labelled = after.join(latest_labels_as_of(labels, None), "event_id", "inner")
-        frame = _sample(labelled.withColumn("label", F.col("is_fraud").cast("int")), ["label", *features], n)
+        extra = ["amount"] if ctx["threshold_on"] == "expected_loss" else []
+        frame = _sample(labelled.withColumn("label", F.col("is_fraud").cast("int")).withColumn("amount", F.col("amount").cast("double")),
+                        ["label", *extra, *features], n)
         checks += judge_labels(frame["label"].to_numpy(), _scores(booster, use_case, frame, features, ctx["calibration"]), ctx["threshold"] or 0.5,
                                ctx["test_metrics"].get("pr_auc"), float(cfg["monitor.max_pr_auc_drop"]),
                                int(cfg["monitor.min_labelled"]), int(cfg["monitor.min_frauds"]),
-                               reference=_reference_scores(ctx["run_id"]), alpha=float(cfg["monitor.degrade_alpha"]))
+                               reference=_reference_scores(ctx["run_id"]), alpha=float(cfg["monitor.degrade_alpha"]),
+                               amount=frame["amount"].to_numpy() if extra else None, on=ctx["threshold_on"])
     model_verdict = verdict(checks)
     now = run_time or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     rows = [(now, name, ctx["name"], ctx["version"], ctx["reference_start"], ctx["reference_end"], window_start, window_end,
@@ -292,7 +297,8 @@ def label_performance_over_time(spark: SparkSession, cfg: Config, name: str, sin
     gold = spark.read.format("delta").load(catalog.spec(use_case.features_table).location)
     labels = spark.read.format("delta").load(catalog.spec("silver.tx_labels").location)
     frame = (gold.where(F.col("event_time") >= F.lit(since)).join(latest_labels_as_of(labels, None), "event_id", "inner")
-             .select(F.col("event_time").cast("double").alias("t"), F.col("is_fraud").cast("int").alias("label"), *ctx["features"])
+             .select(F.col("event_time").cast("double").alias("t"), F.col("is_fraud").cast("int").alias("label"),
+                     F.col("amount").cast("double").alias("amount"), *ctx["features"])
              .toPandas())
     if frame.empty:
         return pd.DataFrame(columns=["bucket_start", "rows", "frauds", "precision", "recall"])
@@ -302,7 +308,8 @@ def label_performance_over_time(spark: SparkSession, cfg: Config, name: str, sin
     frame["bucket"] = (frame["t"] // width) * width
     out = []
     for bucket, g in frame.groupby("bucket"):
-        m = ev.binary_metrics(g["label"].to_numpy(), g["score"].to_numpy(), ctx["threshold"] or 0.5)
+        m = ev.binary_metrics(g["label"].to_numpy(), g["score"].to_numpy(), ctx["threshold"] or 0.5, g["amount"].to_numpy(),
+                              on=ctx["threshold_on"])
         out.append({"bucket_start": pd.Timestamp(bucket, unit="s"), "rows": len(g), "frauds": int(g["label"].sum()),
                     "precision": m["precision"], "recall": m["recall"]})
     return pd.DataFrame(out)

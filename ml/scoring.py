@@ -53,6 +53,8 @@ class LoadedModel:
     classes: tuple[str, ...]
     raw: bytes
     calibration: Calibration = NONE
+    # What the threshold is compared with: the score, or the expected loss (score x amount).
+    threshold_on: str = "score"
 
 
 class Champion:
@@ -74,7 +76,7 @@ class Champion:
             self.loaded = LoadedModel(self.name, v, tuple(json.loads(tags["features"])),
                                       float(tags["threshold"]) if "threshold" in tags else None,
                                       tuple(json.loads(tags.get("classes", "[]"))), bytes(booster.save_raw("ubj")),
-                                      registry.load_calibration(self.client, self.name, v))
+                                      registry.load_calibration(self.client, self.name, v), tags.get("threshold_on", "score"))
         return self.loaded
 
 
@@ -121,6 +123,11 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
     import xgboost as xgb
 
     features = list(model.features)
+    amount = None
+    if model.threshold_on == "expected_loss":
+        if "amount" not in x.columns:
+            raise ValueError(f"{model.name} v{model.version} alerts on the expected loss and needs each row's amount")
+        amount = x["amount"].to_numpy(dtype=float)
     x = x[features].astype("float64")
     out: dict[str, np.ndarray] = {}
     if len(x) == 0:
@@ -133,9 +140,13 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
         out["signal"] = np.asarray(model.classes, dtype=object)[pred.argmax(axis=1)] if len(x) else np.zeros(0, dtype=object)
     elif use_case.kind == "binary":
         out["score"] = pred
-        hit = pred >= model.threshold
+        from ml.evaluate import alerts
+
+        hit = alerts(pred, model.threshold, model.threshold_on, amount)
         out["decision"] = np.where(hit, "alert", "pass").astype(object)
-        out["threshold"] = np.full(len(x), model.threshold)
+        # The score this row had to reach: the threshold, or expected-loss threshold / amount.
+        out["threshold"] = (np.full(len(x), model.threshold) if amount is None
+                            else model.threshold / np.maximum(amount, 1e-9))
         tops = np.full(len(x), None, dtype=object)
         if hit.any():
             # Per-row SHAP contributions (the last column is the bias) of the alerted rows.

@@ -79,10 +79,11 @@ def judge(use_case: UseCase, val: pd.DataFrame, test: pd.DataFrame, val_scores: 
     if use_case.kind == "binary":
         policy = policy or ev.ThresholdPolicy()
         threshold = ev.choose_threshold(val["label"].to_numpy(), val_scores, policy, _amount(val))
-        out = ev.binary_metrics(y, test_scores, threshold, _amount(test), policy.review_cost)
+        out = ev.binary_metrics(y, test_scores, threshold, _amount(test), policy.review_cost, policy.on)
         f1_threshold = ev.choose_threshold(val["label"].to_numpy(), val_scores)
         out["f1_at_f1_threshold"] = ev.binary_metrics(y, test_scores, f1_threshold)["f1"]
         out["objective"] = policy.objective
+        out["threshold_on"] = policy.on
         return out
     if use_case.kind == "multiclass":
         return ev.multiclass_metrics(y, test_scores, use_case.classes)
@@ -277,7 +278,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         version = registry.log_booster(client, booster, reg_name, example,
                                        cal.apply(booster_scores(booster, use_case, example, features)), tags)
         if use_case.kind == "binary":
-            tags_threshold = {"threshold_objective": policy.objective}
+            tags_threshold = {"threshold_objective": policy.objective, "threshold_on": policy.on}
             for k, v in tags_threshold.items():
                 client.set_model_version_tag(reg_name, version, k, v)
 

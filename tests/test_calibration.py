@@ -109,3 +109,34 @@ def test_served_scores_go_through_the_versions_calibration():
     out = predict(booster, x, USE_CASES["fraud"], model)
     assert np.array_equal(out["score"], cal.apply(raw)) and not np.array_equal(out["score"], raw)
     assert list(out["decision"]) == ["alert" if s >= 0.5 else "pass" for s in cal.apply(raw)]
+
+
+def test_expected_loss_alerts_large_payments_at_lower_probabilities():
+    # Expected losses 90, 8, 700, 2, 1: two alerts catch both frauds (cost 10 against 15 by score).
+    policy = ev.ThresholdPolicy("expected_loss", 5.0)
+    assert policy.on == "expected_loss"
+    assert ev.choose_threshold(Y, P, policy, AMOUNT) == pytest.approx(90.0)
+    m = ev.binary_metrics(Y, P, 90.0, AMOUNT, 5.0, on="expected_loss")
+    assert (m["tp"], m["fp"], m["fn"], m["net_saved"]) == (2, 0, 0, 1090.0)
+    assert list(ev.alerts(P, 90.0, "expected_loss", AMOUNT)) == [True, False, True, False, False]
+    with pytest.raises(ValueError, match="needs the amounts"):
+        ev.choose_threshold(Y, P, policy)
+
+
+def test_served_expected_loss_decisions_use_each_rows_amount():
+    import pandas as pd
+    import xgboost as xgb
+
+    from ml.datasets import USE_CASES
+    from ml.scoring import LoadedModel, predict
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"a": rng.normal(size=300), "amount": rng.uniform(1, 500, 300)})
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(x[["a"]], label=(x["a"] > 0.5).astype(int)), 10)
+    model = LoadedModel("m", "1", ("a",), 25.0, (), b"", calibration.NONE, "expected_loss")
+    out = predict(booster, x, USE_CASES["fraud"], model)
+    p = booster.inplace_predict(x[["a"]])
+    assert list(out["decision"]) == ["alert" if s * a >= 25.0 else "pass" for s, a in zip(p, x["amount"])]
+    assert np.allclose(out["threshold"], 25.0 / x["amount"].to_numpy())
+    with pytest.raises(ValueError, match="needs each row's amount"):
+        predict(booster, x[["a"]], USE_CASES["fraud"], model)

@@ -82,9 +82,12 @@ def test_streaming_scores_equal_the_booster_and_alerts_match(kafka, spark, ml_cf
     expected = spark.createDataFrame(gold.loc[~gold["event_id"].isin(refused), ["event_id", "score"]])
     assertDataFrameEqual(scores.select("event_id", "score"), expected)  # exactly: same booster and map, same float64 rows
     assert {r[0] for r in scores.select("model_version").distinct().collect()} == {"1"}
+    # Alerts by expected loss: calibrated probability x amount at or above the version's threshold.
     threshold = float(fraud_result["model"]["threshold"])
+    assert fraud_result["model"]["threshold_objective"] == "expected_loss"
+    kept = gold.loc[~gold["event_id"].isin(refused)]
     alerted = scores.where("decision = 'alert'").toPandas()
-    assert len(alerted) == int((expected.toPandas()["score"] >= threshold).sum()) > 0
+    assert len(alerted) == int((kept["score"] * kept["amount"].astype(float) >= threshold).sum()) > 0
     alerts = consume(cfg, "fraud_alerts")
     assert {a["key"] for a in alerts} == set(alerted["event_id"])
     one = alerts[0]

@@ -51,14 +51,14 @@ def test_model_beats_the_baseline_and_stays_below_the_ceiling(fraud_result):
     assert fraud_result["search"]["best_mean"] > fraud_result["search"]["baseline_mean"]
 
 
-def test_fraud_probabilities_are_calibrated_and_the_threshold_is_chosen_by_cost(fraud_result):
+def test_fraud_probabilities_are_calibrated_and_alerts_are_chosen_by_expected_loss(fraud_result):
     m = fraud_result["metrics"]
     cal, raw = m["xgboost"], m["xgboost_uncalibrated"]
     # Calibration on validation fixes the probabilities without touching the order.
     assert cal["roc_auc"] == pytest.approx(raw["roc_auc"], abs=1e-6)
     assert cal["log_loss"] < raw["log_loss"] and cal["ece"] < raw["ece"], (cal, raw)
-    assert fraud_result["model"]["calibration"] == "isotonic" and fraud_result["model"]["threshold_objective"] == "cost"
-    assert cal["objective"] == "cost" and cal["tp"] + cal["fn"] == cal["positives"] and cal["tp"] + cal["fp"] + cal["fn"] + cal["tn"] == cal["rows"]
+    assert fraud_result["model"]["calibration"] == "isotonic" and fraud_result["model"]["threshold_objective"] == "expected_loss"
+    assert cal["objective"] == "expected_loss" and cal["threshold_on"] == "expected_loss" and cal["tp"] + cal["fn"] == cal["positives"] and cal["tp"] + cal["fp"] + cal["fn"] + cal["tn"] == cal["rows"]
     assert 0 < cal["fraud_amount_caught"] <= cal["fraud_amount"] and cal["net_saved"] == pytest.approx(
         cal["fraud_amount_caught"] - 5.0 * (cal["tp"] + cal["fp"]))
     assert cal["recall_at_0_5pct_fpr"] <= cal["recall_at_1pct_fpr"] <= cal["recall_at_2pct_fpr"]
