@@ -25,7 +25,8 @@ def test_training_registers_the_model_with_metrics_and_lineage(spark, ml_cfg, fr
     version = client.get_model_version_by_alias("finlake-fraud", "champion")
     assert str(version.version) == fraud_result["model"]["version"] == "1"
     assert json.loads(version.tags["features"])[:3] == ["tx_count_10m", "tx_count_1h", "tx_count_24h"]
-    assert 0 < float(version.tags["threshold"]) < 1
+    # An expected-loss threshold: probability x amount, in the amount's units.
+    assert version.tags["threshold_on"] == "expected_loss" and float(version.tags["threshold"]) > 0
     run = client.get_run(version.run_id)
     assert run.data.metrics["test_xgboost_roc_auc"] == pytest.approx(fraud_result["metrics"]["xgboost"]["roc_auc"])
     for who in ("baseline", "ceiling"):
