@@ -427,6 +427,12 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
         keys = TABLE2_KEYS[n]
         rows = [(who, *[None if met.get(k) is None else round(met[k], 4) for k in keys]) for who, met in m["metrics"].items()]
         print(render([f"{n}: model", *keys], rows, "table"))
+        fm = m["metrics"].get("xgboost", {})
+        if fm.get("net_saved") is not None:
+            ceiling = m["metrics"].get("ceiling", {}).get("net_saved")
+            print(f"  alerts by {fm.get('objective')}: {fm['tp'] + fm['fp']:,} on the test period, "
+                  f"{100 * (fm.get('fraud_amount_caught_share') or 0):.1f}% of the fraud amount caught, "
+                  f"net {fm['net_saved']:,.0f} saved after reviews" + (f" (ceiling {ceiling:,.0f})" if ceiling is not None else ""))
         vs = m.get("vs_baseline")
         if vs:
             print(f"  xgboost vs baseline ({vs['metric']}, {vs['test']}): p = {vs['p_value']:.3g}, "
