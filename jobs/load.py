@@ -20,16 +20,27 @@ from jobs import common
 
 def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
-    from lakehouse.loader import MappingError, SourceMapping, load_to_bronze, load_to_kafka, messages
+    from lakehouse.loader import MappingError, SourceMapping, messages
 
     started = time.perf_counter()
     try:
         mapping = SourceMapping.from_yaml(args.mapping)
         Catalog(cfg).register(spark)
-        topics = messages(spark, mapping, args.source)
+        # Read and map the source once: the counts, the retention check and the send reuse it.
+        topics = {t: df.persist() for t, df in messages(spark, mapping, args.source).items()}
         counts = {t: df.count() for t, df in topics.items()}
     except MappingError as exc:
         common.fail(str(exc))
+    try:
+        return _load(spark, cfg, args, mapping, topics, counts, started)
+    finally:
+        for df in topics.values():
+            df.unpersist()
+
+
+def _load(spark, cfg, args, mapping, topics, counts, started) -> dict:
+    from lakehouse.loader import load_to_bronze, load_to_kafka
+
     if counts.get(mapping.stream, 0) == 0:
         common.fail(f"no rows in {', '.join(args.source)}: nothing loaded")
     if args.to == "kafka":

@@ -275,12 +275,10 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
                 "classes": json.dumps(list(use_case.classes)), "kind": use_case.kind, "calibration": cal.method}
         if threshold is not None:
             tags["threshold"] = repr(float(threshold))
+        if use_case.kind == "binary":
+            tags.update(threshold_objective=policy.objective, threshold_on=policy.on)
         version = registry.log_booster(client, booster, reg_name, example,
                                        cal.apply(booster_scores(booster, use_case, example, features)), tags)
-        if use_case.kind == "binary":
-            tags_threshold = {"threshold_objective": policy.objective, "threshold_on": policy.on}
-            for k, v in tags_threshold.items():
-                client.set_model_version_tag(reg_name, version, k, v)
 
         step("applying the promotion rule")
         decision = promote(client, cfg, use_case, reg_name, version, test_pd, direct)
