@@ -11,7 +11,14 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 MS = {"10m": 600_000, "1h": 3_600_000, "24h": 86_400_000}
+DAYS_MS = {"1d": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}   # customer spending and risk windows
 HOME_LOOKBACK_MS = 30 * 86_400_000
+# Merchant and terminal risk are features *as of the start of the row's hour*: the fraud share
+# among the entity's transactions of the last 1/7/30 days, counting only frauds whose label was
+# given before that hour began. Serving reads one snapshot per (entity, hour) computed by the same
+# transform (lakehouse.decision.RiskSnapshots).
+RISK_SNAPSHOT_MS = 3_600_000
+RISK_ENTITIES = {"merchant": "merchant_id", "terminal": "terminal_id"}
 RISKY_USER_EVENTS = ("password_reset", "device_change", "payee_add")
 
 # Feature groups: what a use case may switch off in config (ml.features.<use case>.drop_groups),
@@ -25,7 +32,17 @@ CARD_FEATURE_GROUPS = {
     "amount_history": ["amount_vs_card_mean", "amount_zscore"],
     "user_events": ["risky_user_events_1h", "risky_user_events_24h", "device_changes_24h", "distinct_ip_countries_24h"],
     "channel": ["is_ecommerce", "is_atm"],
+    "customer_days": [*[f"customer_tx_count_{w}" for w in DAYS_MS], *[f"customer_amount_mean_{w}" for w in DAYS_MS],
+                      "amount_vs_customer_mean_30d"],
+    "time_of_day": ["hour_of_day", "is_night", "is_weekend"],
 }
+# Label-derived groups: not per-card state but per-entity snapshots (see RISK_SNAPSHOT_MS).
+RISK_FEATURE_GROUPS = {
+    f"{prefix}_risk": [*[f"{prefix}_tx_count_{w}" for w in DAYS_MS], *[f"{prefix}_fraud_share_{w}" for w in DAYS_MS]]
+    for prefix in RISK_ENTITIES
+}
+CARD_STATE_FEATURES = [f for g in CARD_FEATURE_GROUPS.values() for f in g]   # what the decision path's state computes
+CARD_FEATURE_GROUPS = {**CARD_FEATURE_GROUPS, **RISK_FEATURE_GROUPS}
 MARKET_FEATURE_GROUPS = {
     "price": ["mid"],
     "returns": ["ret_1", "ret_5", "ret_20"],
@@ -91,6 +108,94 @@ def add_velocity_features(tx: DataFrame) -> DataFrame:
             .drop("_prev_lat", "_prev_lon", "_home_lat", "_home_lon", "_hist_mean", "_hist_sd", "_amt"))
 
 
+def add_customer_features(tx: DataFrame) -> DataFrame:
+    """Per customer (every card of theirs): transaction count and mean amount over 1, 7 and 30
+    days, the amount against the customer's mean over the previous 30 days; and the time of day
+    (UTC hour, night 00-06, weekend)."""
+    df = tx.withColumn("_ts", _ts_ms()).withColumn("_amt", F.col("amount").cast("double"))
+    by_customer = Window.partitionBy("customer_id").orderBy("_ts")
+    cols = []
+    for name, span in DAYS_MS.items():
+        w = by_customer.rangeBetween(-span, 0)
+        cols += [F.count("*").over(w).alias(f"customer_tx_count_{name}"), F.avg("_amt").over(w).alias(f"customer_amount_mean_{name}")]
+    hour = F.pmod(F.floor(F.col("_ts") / MS["1h"]), 24)
+    weekday = F.pmod(F.floor(F.col("_ts") / MS["24h"]) + 3, 7)   # 1970-01-01 was a Thursday; Monday is 0
+    return (df.select("*", *cols, F.avg("_amt").over(by_customer.rangeBetween(-DAYS_MS["30d"], -1)).alias("_cust_mean"))
+            .withColumn("amount_vs_customer_mean_30d", F.col("_amt") / F.col("_cust_mean"))
+            .withColumn("hour_of_day", hour)
+            .withColumn("is_night", (hour < 6).cast("int"))
+            .withColumn("is_weekend", (weekday >= 5).cast("int"))
+            .drop("_cust_mean", "_amt", "_ts"))
+
+
+def first_fraud_labels(labels: DataFrame) -> DataFrame:
+    """(event_id, _fraud_ms): when each transaction was first labelled fraud. A later label
+    that reverses it is not subtracted from the risk features (they count frauds reported)."""
+    return labels.where(F.col("is_fraud")).groupBy("event_id").agg(F.min(_ts_ms("labelled_at")).alias("_fraud_ms"))
+
+
+def entity_risk(transactions: DataFrame, labels: DataFrame, column: str, prefix: str):
+    """A transform of anchors (``_key``, ``_asof`` in epoch ms) adding, per anchor, the entity's
+    transaction count over ``[asof - w, asof)`` for each window w of DAYS_MS, and the share of
+    them whose fraud label was given before ``asof`` (null with no transactions).
+
+    One running sum per entity over +1/-1 steps: a transaction enters its windows at its event
+    time and leaves each w later; its fraud enters at its label time (if that is inside the
+    window) and leaves with it. An anchor sorts before the steps at its own instant, so a step
+    counts only strictly before it."""
+    fraud = first_fraud_labels(labels)
+    tx = (transactions.where(F.col(column).isNotNull())
+          .select(F.col(column).cast("string").alias("_key"), "event_id", _ts_ms().alias("_e"))
+          .join(fraud, "event_id", "left")
+          .withColumn("_f", F.when(F.col("_fraud_ms").isNotNull(), F.greatest("_fraud_ms", "_e"))))
+    names = list(DAYS_MS)
+
+    def step(t, n: dict, k: dict):
+        return F.struct(t.alias("_t"), *[F.lit(n.get(w, 0)).alias(f"_n{w}") for w in names],
+                        *[k.get(w, F.lit(0)).alias(f"_k{w}") for w in names])
+
+    inside = {w: F.when(F.col("_f") < F.col("_e") + span, 1).otherwise(0) for w, span in DAYS_MS.items()}
+    steps = [step(F.col("_e"), {w: 1 for w in names}, {})]
+    steps += [step(F.col("_e") + span, {w: -1}, {w: -inside[w]}) for w, span in DAYS_MS.items()]
+    steps.append(step(F.col("_f"), {}, inside))
+    deltas = (tx.select("_key", F.explode(F.array(*steps)).alias("s")).select("_key", "s.*")
+              .where(F.col("_t").isNotNull()).withColumn("_anchor", F.lit(0)))
+
+    def transform(anchors: DataFrame) -> DataFrame:
+        a = anchors.select("_key", F.col("_asof").alias("_t"), *[F.lit(0).alias(f"_n{w}") for w in names],
+                           *[F.lit(0).alias(f"_k{w}") for w in names], F.lit(1).alias("_anchor"))
+        order = Window.partitionBy("_key").orderBy("_t", F.desc("_anchor")).rowsBetween(Window.unboundedPreceding, 0)
+        summed = deltas.unionByName(a).select(
+            "_key", "_t", "_anchor", *[F.sum(f"_n{w}").over(order).alias(f"_n{w}") for w in names],
+            *[F.sum(f"_k{w}").over(order).alias(f"_k{w}") for w in names]).where(F.col("_anchor") == 1)
+        out = [F.col(f"_n{w}").alias(f"{prefix}_tx_count_{w}") for w in names]
+        out += [F.when(F.col(f"_n{w}") > 0, F.col(f"_k{w}") / F.col(f"_n{w}")).alias(f"{prefix}_fraud_share_{w}") for w in names]
+        return summed.select("_key", F.col("_t").alias("_asof"), *out).dropDuplicates(["_key", "_asof"])
+
+    return transform
+
+
+def risk_asof(col: str = "event_time"):
+    """The snapshot time of a row's risk features: the start of its hour, in epoch ms."""
+    return F.floor(_ts_ms(col) / RISK_SNAPSHOT_MS) * RISK_SNAPSHOT_MS
+
+
+def add_risk_features(labels: DataFrame, history: DataFrame | None = None):
+    """Merchant and terminal risk of each transaction as of the start of its hour (see
+    ``entity_risk``), from ``history`` (default: the transactions themselves) and the labels."""
+
+    def transform(tx: DataFrame) -> DataFrame:
+        hist = tx if history is None else history
+        out = tx.withColumn("_asof", risk_asof())
+        for prefix, column in RISK_ENTITIES.items():
+            anchors = out.where(F.col(column).isNotNull()).select(F.col(column).cast("string").alias("_key"), "_asof").distinct()
+            risk = anchors.transform(entity_risk(hist, labels, column, prefix)).withColumnRenamed("_key", column)
+            out = out.join(risk, [column, "_asof"], "left")
+        return out.drop("_asof")
+
+    return transform
+
+
 def add_user_event_features(user_events: DataFrame):
     """Per customer, recent user-event anomalies at or before each transaction: risky events
     (password reset, device change, new payee) in 1 h and 24 h, device changes and distinct
@@ -118,10 +223,17 @@ def add_user_event_features(user_events: DataFrame):
     return transform
 
 
-def card_features(transactions: DataFrame, user_events: DataFrame) -> DataFrame:
-    """gold.card_features: one row per transaction with its identifiers, amount and features."""
-    feats = add_velocity_features(transactions).transform(add_user_event_features(user_events))
-    keep = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "mcc", "amount", "channel",
+def card_features(transactions: DataFrame, user_events: DataFrame, labels: DataFrame,
+                  risk_history: DataFrame | None = None) -> DataFrame:
+    """gold.card_features: one row per transaction with its identifiers, amount and features.
+    ``labels`` (silver.tx_labels) feed the merchant and terminal risk, counted over
+    ``risk_history`` (default: the given transactions)."""
+    if "terminal_id" not in transactions.columns:
+        transactions = transactions.withColumn("terminal_id", F.lit(None).cast("string"))
+    feats = (add_velocity_features(transactions).transform(add_customer_features)
+             .transform(add_user_event_features(user_events))
+             .transform(add_risk_features(labels, transactions if risk_history is None else risk_history)))
+    keep = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "terminal_id", "mcc", "amount", "channel",
             "kafka_timestamp", "silver_time"]
     return feats.select(*keep, *[F.col(c).cast("double") for c in CARD_FEATURES])
 

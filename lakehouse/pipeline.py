@@ -29,7 +29,7 @@ from lakehouse.silver import add_rule_failures, classify_copies, content_hash, p
 
 STREAMS = tuple(SILVER_FIELDS)
 GOLD = {  # gold table -> (driving silver stream, the other silver tables its windows read)
-    "gold.card_features": ("transactions", ("user_events",)),
+    "gold.card_features": ("transactions", ("user_events", "tx_labels")),
     "gold.market_features": ("market_ticks", ()),
     "gold.borrower_features": ("loan_applications", ("bureau_updates",)),
 }
@@ -239,8 +239,9 @@ class GoldBatch:
 
             lo = bounds["lo"] - dt.timedelta(seconds=self.lookback_s)
             hi = bounds["hi"]
-            # Windows partition by card / symbol / customer: only those of this batch need history.
-            key, other_key = {"gold.card_features": ("card_token", "customer_id"), "gold.market_features": ("symbol", None),
+            # Windows partition by customer (cards are a customer's) / symbol: only those of this
+            # batch need history.
+            key, other_key = {"gold.card_features": ("customer_id", "customer_id"), "gold.market_features": ("symbol", None),
                               "gold.borrower_features": ("customer_id", "customer_id")}[self.table]
             keys = batch.select(key).distinct()
             own = (self._history(spark, self.driver, lo, hi).join(F.broadcast(keys), key, "left_semi")
@@ -252,7 +253,20 @@ class GoldBatch:
                 other = self._history(spark, self.others[name], lo, hi).join(
                     F.broadcast(batch.select(other_key).distinct()), other_key, "left_semi")
             if self.table == "gold.card_features":
-                out = card_features(rows, other)
+                # Merchant and terminal risk count every transaction of the batch's merchants and
+                # terminals over 30 days before the row's hour, and the labels given since.
+                from lakehouse.gold import DAYS_MS, RISK_SNAPSHOT_MS
+
+                risk_lo = bounds["lo"] - dt.timedelta(milliseconds=DAYS_MS["30d"] + RISK_SNAPSHOT_MS)
+                history = self._history(spark, self.driver, risk_lo, hi)
+                merchants = batch.select("merchant_id").distinct()
+                terminals = batch.where(F.col("terminal_id").isNotNull()).select("terminal_id").distinct()
+                risk_history = (history.join(F.broadcast(merchants), "merchant_id", "left_semi")
+                                .unionByName(history.join(F.broadcast(terminals), "terminal_id", "left_semi"))
+                                .dropDuplicates(["event_id"]))
+                labels = spark.read.format("delta").load(self.others["tx_labels"].location).where(
+                    (F.col("labelled_at") >= F.lit(risk_lo)) & (F.col("labelled_at") <= F.lit(hi)))
+                out = card_features(rows, other, labels, risk_history)
             elif self.table == "gold.market_features":
                 out = market_features(rows)
             else:

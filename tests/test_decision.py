@@ -17,9 +17,9 @@ from pyspark.testing import assertDataFrameEqual
 from lakehouse.decision import fraud_features, jvm_features, market_features_state
 from lakehouse.generators.cards import SCENARIOS
 from lakehouse.generators.streams import GeneratorConfig, generate
-from lakehouse.gold import CARD_FEATURES, MARKET_FEATURES, card_features, market_features
+from lakehouse.gold import CARD_STATE_FEATURES, MARKET_FEATURES, RISK_FEATURE_GROUPS, card_features, market_features
 
-TX = ("event_id string, event_time timestamp, card_token string, customer_id string, merchant_id string, "
+TX = ("event_id string, event_time timestamp, card_token string, customer_id string, merchant_id string, terminal_id string, "
       "merchant_country string, mcc string, amount decimal(18,2), channel string, lat double, lon double, "
       "kafka_timestamp timestamp, kafka_partition int, kafka_offset long")
 UE = ("event_id string, event_time timestamp, customer_id string, event_type string, ip_country string, "
@@ -33,9 +33,9 @@ def _t(s: str) -> dt.datetime:
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _events(seed: int = 5, n_tx: int = 700):
+def _events(seed: int = 5, n_tx: int = 700, rate: float = 0.5):
     """Generated transactions (every fraud scenario) and user events of a few customers."""
-    cfg = GeneratorConfig(seed=seed, start="2026-03-01T00:00:00Z", rate=0.5, streams=("transactions", "user_events"),
+    cfg = GeneratorConfig(seed=seed, start="2026-03-01T00:00:00Z", rate=rate, streams=("transactions", "user_events"),
                           fraud_rate=0.2, n_customers=25, n_merchants=60)
     tx, ue, scenarios = [], [], set()
     for e in generate(cfg):
@@ -44,7 +44,7 @@ def _events(seed: int = 5, n_tx: int = 700):
         elif e.topic == "transactions":
             v = e.event
             tx.append((v["event_id"], _t(v["event_time"]), hashlib.sha256(v["card_pan"].encode()).hexdigest(), v["customer_id"],
-                       v["merchant_id"], v["merchant_country"], v["mcc"], Decimal(str(v["amount"])), v["channel"], v.get("lat"),
+                       v["merchant_id"], v.get("terminal_id"), v["merchant_country"], v["mcc"], Decimal(str(v["amount"])), v["channel"], v.get("lat"),
                        v.get("lon")))
         elif e.topic == "user_events":
             v = e.event
@@ -131,7 +131,7 @@ def _run(df, tmp_path, name):
 
 
 def test_state_features_are_gold_features(spark):
-    assert jvm_features(spark, "FraudState") == CARD_FEATURES
+    assert jvm_features(spark, "FraudState") == CARD_STATE_FEATURES
     assert jvm_features(spark, "MarketState") == MARKET_FEATURES
 
 
@@ -142,23 +142,67 @@ def test_fraud_state_equals_gold_over_arrived_events(spark, tmp_path):
     got = _run(fraud_features(_stream(spark, tmp_path, "tx", TX, tx_b), _stream(spark, tmp_path, "ue", UE, ue_b), 3600),
                tmp_path, "parity_fraud")
     keep = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "mcc", "amount", "channel"]
-    got = got.select(*keep, *CARD_FEATURES)
+    got = got.select(*keep, *CARD_STATE_FEATURES)
+    no_labels = spark.createDataFrame([], "event_id string, is_fraud boolean, labelled_at timestamp")
 
     tx_first, ue_first = _first_copies(tx_b), _first_copies(ue_b)
     expected, final_differs = None, 0
     final = card_features(_silver(spark, [r for b in tx_first for r in b], TX),
-                          _silver(spark, [r for b in ue_first for r in b], UE)).select(*keep, *CARD_FEATURES)
+                          _silver(spark, [r for b in ue_first for r in b], UE), no_labels).select(*keep, *CARD_STATE_FEATURES)
     for i in range(BATCHES):
         arrived_tx = _silver(spark, [r for b in tx_first[: i + 1] for r in b], TX)
         arrived_ue = _silver(spark, [r for b in ue_first[: i + 1] for r in b], UE)
         ids = [r[0] for r in tx_first[i]]
-        part = card_features(arrived_tx, arrived_ue).where(F.col("event_id").isin(ids)).select(*keep, *CARD_FEATURES)
+        part = card_features(arrived_tx, arrived_ue, no_labels).where(F.col("event_id").isin(ids)).select(*keep, *CARD_STATE_FEATURES)
         expected = part.toPandas() if expected is None else pd.concat([expected, part.toPandas()])
     assert got.count() == sum(len(b) for b in tx_first) == len(tx)   # each transaction decided once
     assertDataFrameEqual(got, _frame(spark, expected, got.schema), rtol=1e-9, atol=1e-12)
     # The documented difference: a late event is not counted in decisions already made.
     final_differs = got.exceptAll(final).count()
     assert final_differs > 0
+
+
+def test_risk_snapshots_give_the_decision_path_gold_risk_features(spark, cfg, tmp_path):
+    """Merchant and terminal risk served from hourly snapshots of silver equal gold's, for
+    transactions in two hours, a merchant never seen before, and a transaction with no terminal."""
+    from lakehouse.decision import RiskSnapshots
+    from tests.test_scoring import moved
+
+    tx, _ = _events(seed=7, n_tx=900, rate=0.02)
+    rng = random.Random(8)
+    frauds = {r[0] for r in tx if rng.random() < 0.3}
+    labels = [(r[0], r[0] in frauds, r[1] + dt.timedelta(minutes=rng.choice([5, 50, 200]))) for r in tx]
+    t_end = max(r[1] for r in tx)
+    cut = t_end.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    # Silver holds every transaction (later ones too: a snapshot must not see them); the batch
+    # is the last two hours.
+    silver_tx = list(tx)
+    batch = [r for r in tx if r[1] >= cut]
+    batch.append(("new-merchant", cut + dt.timedelta(minutes=90), "card", "cust", "m-never", None, "FR", "5411",
+                  Decimal("10.00"), "card_present", None, None))
+    assert len(silver_tx) > 300 and len({r[1].hour for r in batch}) == 2
+    label_ddl = "event_id string, is_fraud boolean, labelled_at timestamp"
+    moved_cfg = moved(cfg, tmp_path, ["silver.transactions", "silver.tx_labels"])
+    from lakehouse.catalog import Catalog
+
+    catalog = Catalog(moved_cfg)
+    spark.createDataFrame(silver_tx, TX[: TX.index(", kafka_timestamp")]).write.format("delta").save(catalog.spec("silver.transactions").location)
+    spark.createDataFrame(labels, label_ddl).write.format("delta").save(catalog.spec("silver.tx_labels").location)
+    arrived = spark.createDataFrame(batch, TX[: TX.index(", kafka_timestamp")])
+    risk = RiskSnapshots(moved_cfg)
+    names = [n for g in RISK_FEATURE_GROUPS.values() for n in g]
+    got = risk.attach(arrived).select("event_id", *names)
+    # Gold over all transactions and labels: its risk for an hour counts only what came before it.
+    everything = spark.createDataFrame(silver_tx + batch[-1:], TX[: TX.index(", kafka_timestamp")]).withColumn(
+        "kafka_timestamp", F.col("event_time")).withColumn("silver_time", F.col("event_time"))
+    no_ue = spark.createDataFrame([], UE)
+    expected = (card_features(everything, no_ue, spark.createDataFrame(labels, label_ddl))
+                .where(F.col("event_id").isin([r[0] for r in batch])).select("event_id", *names))
+    assertDataFrameEqual(got, expected, rtol=1e-12)
+    assert risk.computed == 2
+    row = got.where("event_id = 'new-merchant'").first()
+    assert row.merchant_tx_count_30d == 0.0 and row.merchant_fraud_share_30d is None and row.terminal_tx_count_30d is None
+    assert got.where("merchant_fraud_share_7d > 0").count() > 0   # not vacuous
 
 
 def test_market_state_equals_gold_over_arrived_ticks(spark, tmp_path):

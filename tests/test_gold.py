@@ -5,7 +5,8 @@ from decimal import Decimal
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.gold import add_user_event_features, add_velocity_features, borrower_features, card_features, market_features
+from lakehouse.gold import (CARD_FEATURES, add_customer_features, add_risk_features, add_user_event_features, add_velocity_features,
+                            borrower_features, card_features, market_features)
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
 
@@ -55,10 +56,69 @@ def test_distances_use_previous_location_and_card_present_home(spark):
     assert abs(got["t4"].km_from_prev_tx - 111.19) < 0.1 and abs(got["t4"].km_from_home - 111.19) < 0.1
 
 
+LABELS = "event_id string, is_fraud boolean, labelled_at timestamp"
+NO_USER_EVENTS = "customer_id string, event_time timestamp, event_type string, ip_country string"
+
+
 def test_features_never_see_the_future(spark):
-    full = card_features(txs(spark, ROWS), spark.createDataFrame([], "customer_id string, event_time timestamp, event_type string, ip_country string"))
-    prefix = card_features(txs(spark, ROWS[:2]), spark.createDataFrame([], "customer_id string, event_time timestamp, event_type string, ip_country string"))
-    assertDataFrameEqual(full.where("event_id IN ('t1', 't2')").drop("silver_time"), prefix.drop("silver_time"))
+    """Every feature of a row, the label-derived ones included, is the same computed over all
+    events and labels as over only those that existed at the row's time."""
+    rows = [*ROWS, ("t5", 7300, "A", "40.00", "m2", "FR", "card_present", 48.0, 2.0)]
+    labels = [("t1", True, at(600)), ("t2", False, at(700)), ("t3", True, at(3500)), ("t4", True, at(4100)),
+              ("u1", True, at(7500)), ("t5", True, at(7400))]
+    def features(upto):
+        tx = txs(spark, [r for r in rows if r[1] <= upto])
+        lab = spark.createDataFrame([r for r in labels if r[2] <= at(upto)], LABELS)
+        return card_features(tx, spark.createDataFrame([], NO_USER_EVENTS), lab).drop("silver_time")
+    full = features(10_000)
+    for upto in (300, 4000, 7300):
+        ids = [r[0] for r in rows if r[1] <= upto]
+        assertDataFrameEqual(full.where(F.col("event_id").isin(ids)), features(upto))
+    # Not vacuous: t5's hour (14:00) knows t3's fraud on m2, labelled before it began.
+    t5 = full.where("event_id = 't5'").first()
+    assert (t5.merchant_tx_count_1d, t5.merchant_fraud_share_1d) == (2.0, 0.5) and len(full.columns) >= len(CARD_FEATURES)
+
+
+def test_customer_windows_span_cards_and_days(spark):
+    rows = [("c1", -8 * 86400, "A", "10.00"), ("c2", -2 * 86400, "A", "20.00"), ("c3", -3600, "B", "30.00"),
+            ("c4", 0, "A", "60.00")]
+    tx = txs(spark, [(e, s, c, a, "m1", "FR", "card_present", 48.0, 2.0) for e, s, c, a in rows])
+    tx = tx.withColumn("customer_id", F.lit("cust-1"))   # two cards, one customer
+    got = add_customer_features(tx).select("event_id", "customer_tx_count_1d", "customer_tx_count_7d", "customer_tx_count_30d",
+                                           "customer_amount_mean_7d", "amount_vs_customer_mean_30d", "hour_of_day", "is_night",
+                                           "is_weekend")
+    # T0 is Sunday 2026-03-01 12:00 UTC; c1 falls on Saturday 21 February 12:00, c3 at 11:00.
+    assertDataFrameEqual(got, spark.createDataFrame([
+        ("c1", 1, 1, 1, 10.0, None, 12, 0, 1),
+        ("c2", 1, 2, 2, 15.0, 2.0, 12, 0, 0),
+        ("c3", 1, 2, 3, 25.0, 2.0, 11, 0, 1),
+        ("c4", 2, 3, 4, 110 / 3, 3.0, 12, 0, 1),
+    ], "event_id string, customer_tx_count_1d long, customer_tx_count_7d long, customer_tx_count_30d long, "
+       "customer_amount_mean_7d double, amount_vs_customer_mean_30d double, hour_of_day long, is_night int, is_weekend int"))
+
+
+def test_merchant_and_terminal_risk_count_frauds_labelled_before_the_hour(spark):
+    """As of the start of each row's hour S: transactions in [S - w, S), frauds among them whose
+    label came before S."""
+    H, D = 3600, 86400
+    rows = [  # event id, seconds from T0 (12:00), terminal, fraud label given at (seconds) or None for legit
+        ("d", -40 * D, "T1", -39 * D),     # outside 30 days
+        ("c", -10 * D, "T1", None),
+        ("a", -2 * D, None, -D),
+        ("e", -D, "T1", None),             # exactly S - 1 day for S = 12:00: inside
+        ("b", -3 * H, "T1", 600),          # fraud, labelled at 12:10: unknown at 12:00, known at 13:00
+        ("q1", 1800, "T1", None),
+        ("q2", 5400, None, None),
+    ]
+    tx = txs(spark, [(e, s, "A", "5.00", "m1", "FR", "card_present", 48.0, 2.0) for e, s, _, _ in rows])
+    tx = tx.join(spark.createDataFrame([(e, t) for e, _, t, _ in rows], "event_id string, terminal_id string"), "event_id")
+    labels = spark.createDataFrame([(e, f is not None, at(f if f is not None else s + 60)) for e, s, _, f in rows], LABELS)
+    cols = [f"{p}_{m}_{w}" for p in ("merchant", "terminal") for m in ("tx_count", "fraud_share") for w in ("1d", "7d", "30d")]
+    got = tx.transform(add_risk_features(labels)).where(F.col("event_id").isin("q1", "q2")).select("event_id", *cols)
+    assertDataFrameEqual(got, spark.createDataFrame([
+        ("q1", 2, 3, 4, 0.0, 1 / 3, 1 / 4, 2, 2, 3, 0.0, 0.0, 0.0),
+        ("q2", 2, 4, 5, 1 / 2, 2 / 4, 2 / 5, None, None, None, None, None, None),
+    ], "event_id string, " + ", ".join(f"{c} {'long' if 'count' in c else 'double'}" for c in cols)))
 
 
 def test_user_event_anomalies_at_or_before_the_transaction(spark):

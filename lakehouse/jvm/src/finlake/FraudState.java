@@ -51,6 +51,9 @@ public final class FraudState {
         "distinct_merchants_24h", "distinct_countries_24h", "seconds_since_prev_tx", "km_from_prev_tx", "km_from_home",
         "amount_vs_card_mean", "amount_zscore", "risky_user_events_1h", "risky_user_events_24h", "device_changes_24h",
         "distinct_ip_countries_24h", "is_ecommerce", "is_atm",
+        "customer_tx_count_1d", "customer_tx_count_7d", "customer_tx_count_30d", "customer_amount_mean_1d",
+        "customer_amount_mean_7d", "customer_amount_mean_30d", "amount_vs_customer_mean_30d",
+        "hour_of_day", "is_night", "is_weekend",
     };
     /** Input columns the state reads (the rest of a transaction row passes through). */
     public static final String[] INPUT = {
@@ -253,6 +256,34 @@ public final class FraudState {
             f[22] = (double) ipCountries.size();
             f[23] = "ecommerce".equals(channel) ? 1.0 : 0.0;
             f[24] = "atm".equals(channel) ? 1.0 : 0.0;
+            // The customer's spending over days, every card of theirs: [t - span, t], and the
+            // amount against the mean of [t - 30 d, t - 1 ms].
+            long[] days = {H24, 7 * H24, 30 * H24};
+            for (int w = 0; w < 3; w++) {
+                long n = 0;
+                double sum = 0;
+                for (List<Tx> card : st.cards.values()) {
+                    for (Tx x : card) {
+                        if (x.ts < t - days[w] || x.ts > t) continue;
+                        n++; sum += x.amt;
+                    }
+                }
+                f[25 + w] = (double) n;
+                f[28 + w] = sum / n;
+            }
+            long hn30 = 0;
+            double hsum30 = 0;
+            for (List<Tx> card : st.cards.values()) {
+                for (Tx x : card) {
+                    if (x.ts < t - 30 * H24 || x.ts > t - 1) continue;
+                    hn30++; hsum30 += x.amt;
+                }
+            }
+            f[31] = hn30 == 0 ? null : amt / (hsum30 / hn30);
+            long hour = Math.floorMod(Math.floorDiv(t, H1), 24L);
+            f[32] = (double) hour;
+            f[33] = hour < 6 ? 1.0 : 0.0;
+            f[34] = Math.floorMod(Math.floorDiv(t, H24) + 3, 7L) >= 5 ? 1.0 : 0.0;
             Object[] values = new Object[pass.length + FEATURES.length];
             for (int i = 0; i < pass.length; i++) values[i] = r.get(pass[i]);
             System.arraycopy(f, 0, values, pass.length, FEATURES.length);
