@@ -205,6 +205,36 @@ def test_risk_snapshots_give_the_decision_path_gold_risk_features(spark, cfg, tm
     assert got.where("merchant_fraud_share_7d > 0").count() > 0   # not vacuous
 
 
+def test_streamed_gold_card_features_equal_gold_over_all_of_silver(spark, cfg, tmp_path):
+    """The gold query's batches (new silver rows plus the history their customer windows and
+    merchant and terminal risk read) give what the transform gives over all of silver."""
+    from lakehouse.catalog import Catalog
+    from lakehouse.gold import CARD_FEATURES
+    from lakehouse.pipeline import GoldBatch
+    from tests.test_scoring import moved
+
+    tx, ue = _events(seed=11, n_tx=800, rate=0.02)
+    rng = random.Random(12)
+    labels = [(r[0], rng.random() < 0.25, r[1] + dt.timedelta(minutes=rng.choice([5, 50, 200]))) for r in tx]
+    moved_cfg = moved(cfg, tmp_path, ["silver.transactions", "silver.user_events", "silver.tx_labels", "gold.card_features"])
+    catalog = Catalog(moved_cfg)
+    stamp = lambda df: df.withColumn("kafka_timestamp", F.col("event_time")).withColumn("silver_time", F.col("event_time"))  # noqa: E731
+    silver_tx = stamp(spark.createDataFrame(tx, TX[: TX.index(", kafka_timestamp")]))
+    silver_ue = stamp(spark.createDataFrame(ue, UE[: UE.index(", kafka_timestamp")]))
+    silver_labels = spark.createDataFrame(labels, "event_id string, is_fraud boolean, labelled_at timestamp")
+    for df, name in ((silver_tx, "silver.transactions"), (silver_ue, "silver.user_events"), (silver_labels, "silver.tx_labels")):
+        df.write.format("delta").save(catalog.spec(name).location)
+    fn = GoldBatch(moved_cfg, "gold.card_features", str(tmp_path / "checkpoint"))
+    order = sorted(tx, key=lambda r: r[1])
+    for i, (a, b) in enumerate(((0, 300), (300, 650), (650, len(tx)))):
+        fn(silver_tx.where(F.col("event_id").isin([r[0] for r in order[a:b]])), i)
+    got = spark.read.format("delta").load(catalog.spec("gold.card_features").location).select("event_id", *CARD_FEATURES)
+    expected = card_features(silver_tx, silver_ue, silver_labels).select("event_id", *CARD_FEATURES)
+    assert got.count() == len(tx)
+    assertDataFrameEqual(got, expected, rtol=1e-9, atol=1e-12)
+    assert got.where("merchant_fraud_share_30d > 0 AND terminal_fraud_share_7d > 0").count() > 0   # not vacuous
+
+
 def test_market_state_equals_gold_over_arrived_ticks(spark, tmp_path):
     rng = random.Random(4)
     cfg = GeneratorConfig(seed=9, start="2026-03-01T00:00:00Z", rate=50.0, streams=("market_ticks",))
