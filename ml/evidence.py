@@ -57,7 +57,8 @@ def champion_evidence(cfg: Config, use_case: UseCase) -> ChampionEvidence | None
 
     params = run.data.params
     best = {"max_depth": int(params["best_max_depth"]), "learning_rate": float(params["best_learning_rate"]),
-            "n_estimators": int(params["best_n_estimators"])}
+            "n_estimators": int(params["best_n_estimators"]),
+            **({"class_weight": params["best_class_weight"]} if "best_class_weight" in params else {})}
     return ChampionEvidence(name, str(version.version), run.info.run_id, csv("search/folds.csv"), csv("search/baseline_folds.csv"),
                             best, csv("test_scores.csv"), params.get("fold_metric", use_case.fold_metric))
 
@@ -65,8 +66,10 @@ def champion_evidence(cfg: Config, use_case: UseCase) -> ChampionEvidence | None
 def best_folds(evidence: ChampionEvidence) -> pd.DataFrame:
     """Per-fold metric of the champion's setting beside the baseline's, matched by fold."""
     f = evidence.folds
-    mine = f[(f["max_depth"] == evidence.best["max_depth"]) & (f["learning_rate"] == evidence.best["learning_rate"])
-             & (f["n_estimators"] == evidence.best["n_estimators"])][["fold", "metric"]]
+    m = np.ones(len(f), dtype=bool)
+    for k, v in evidence.best.items():
+        m &= f[k].to_numpy() == v
+    mine = f[m][["fold", "metric"]]
     return mine.merge(evidence.baseline, on="fold", suffixes=("_model", "_baseline")).sort_values("fold")
 
 

@@ -23,7 +23,7 @@ from ml.models import native_baseline, native_scores, native_xgb
 
 @dataclass(frozen=True)
 class SearchResult:
-    folds: pd.DataFrame      # fold, max_depth, learning_rate, n_estimators, metric
+    folds: pd.DataFrame      # fold, max_depth, learning_rate, n_estimators, [class_weight,] metric
     baseline: pd.DataFrame   # fold, metric
     best: dict               # the setting with the best mean fold metric
     metric: str
@@ -36,14 +36,29 @@ class SearchResult:
         return self.folds[m].sort_values("fold")[["fold", "metric"]].reset_index(drop=True)
 
 
-def grid(cfg: Config) -> list[dict]:
-    """Every combination of the configured depths, learning rates and round counts."""
-    keys = ("max_depth", "learning_rate", "n_estimators")
-    values = [cfg[f"ml.search.{k}"] for k in keys]
+CLASS_WEIGHTS = ("balanced", "none")
+
+
+def grid(cfg: Config, use_case: UseCase | None = None) -> list[dict]:
+    """Every combination of the configured depths, learning rates and round counts, and for a
+    binary use case of the class weights (``balanced``: scale_pos_weight = negatives / positives;
+    ``none``)."""
+    keys = ["max_depth", "learning_rate", "n_estimators"]
+    binary = use_case is not None and use_case.kind == "binary"
+    if binary:
+        keys.append("class_weight")
+    values = [cfg.get(f"ml.search.{k}", ["balanced"]) if k == "class_weight" else cfg[f"ml.search.{k}"] for k in keys]
     for k, v in zip(keys, values):
         if not isinstance(v, list) or not v:
             raise ValueError(f"ml.search.{k} must be a non-empty list, got {v!r}")
+    if binary and set(values[-1]) - set(CLASS_WEIGHTS):
+        raise ValueError(f"ml.search.class_weight: unknown {sorted(set(values[-1]) - set(CLASS_WEIGHTS))} (known: {', '.join(CLASS_WEIGHTS)})")
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def setting_weight(setting: dict, y: np.ndarray) -> float | None:
+    """The scale_pos_weight a setting trains with on labels ``y``."""
+    return pos_weight(y) if setting.get("class_weight") == "balanced" else None
 
 
 def pos_weight(y: np.ndarray) -> float | None:
@@ -55,12 +70,12 @@ def run_search(cfg: Config, use_case: UseCase, x: np.ndarray, y: np.ndarray, tim
                progress: Callable[[str], None] | None = None) -> SearchResult:
     """Score the grid and the baseline on ``ml.search.folds`` expanding-window folds."""
     k = int(cfg["ml.search.folds"])
-    settings = grid(cfg)
+    settings = grid(cfg, use_case)
     folds = expanding_folds(pd.Series(times), k, float(cfg["ml.split.embargo_s"]))
     metric = use_case.fold_metric
     rows, base_rows = [], []
     # One fit per (fold, depth, rate) with the most rounds; fewer rounds are read off its prefix.
-    fits = sorted({(s["max_depth"], s["learning_rate"]) for s in settings})
+    fits = sorted({(s["max_depth"], s["learning_rate"], s.get("class_weight")) for s in settings}, key=str)
     rounds = sorted({int(s["n_estimators"]) for s in settings})
     for f, (tr, ev) in enumerate(folds):
         y_ev = y[ev]
@@ -69,24 +84,25 @@ def run_search(cfg: Config, use_case: UseCase, x: np.ndarray, y: np.ndarray, tim
             raise TrainingDataError(
                 f"{use_case.name}: fold {f} of the search lacks a class in its training or evaluation rows "
                 f"({len(tr)} / {len(ev)} rows); produce more history or lower ml.search.folds")
-        w = pos_weight(y[tr]) if use_case.kind == "binary" else None
-        for depth, rate in fits:
-            model = native_xgb(cfg, use_case, {"max_depth": depth, "learning_rate": rate, "n_estimators": max(rounds)}, w)
+        for depth, rate, weight in fits:
+            fixed = {"max_depth": depth, "learning_rate": rate, **({"class_weight": weight} if weight else {})}
+            model = native_xgb(cfg, use_case, {**fixed, "n_estimators": max(rounds)}, setting_weight(fixed, y[tr]))
             model.fit(x[tr], y[tr])
             for n in rounds:
-                if not any(s == {"max_depth": depth, "learning_rate": rate, "n_estimators": n} for s in settings):
+                if {**fixed, "n_estimators": n} not in settings:
                     continue
                 scores = _prefix_scores(model, use_case, x[ev], n)
-                rows.append({"fold": f, "max_depth": depth, "learning_rate": rate, "n_estimators": n,
-                             "metric": fold_metric(use_case.kind, metric, y_ev, scores)})
+                rows.append({"fold": f, **fixed, "n_estimators": n, "metric": fold_metric(use_case.kind, metric, y_ev, scores)})
         base = native_baseline(use_case).fit(x[tr], y[tr])
         base_rows.append({"fold": f, "metric": fold_metric(use_case.kind, metric, y_ev, native_scores(base, use_case, x[ev]))})
         if progress:
             progress(f"search fold {f + 1}/{k}")
     table = pd.DataFrame(rows)
-    means = table.groupby(["max_depth", "learning_rate", "n_estimators"])["metric"].mean()
+    keys = [k for k in ("max_depth", "learning_rate", "n_estimators", "class_weight") if k in table.columns]
+    means = table.groupby(keys)["metric"].mean()
     best = dict(zip(means.index.names, means.idxmax()))
-    best = {"max_depth": int(best["max_depth"]), "learning_rate": float(best["learning_rate"]), "n_estimators": int(best["n_estimators"])}
+    best = {"max_depth": int(best["max_depth"]), "learning_rate": float(best["learning_rate"]), "n_estimators": int(best["n_estimators"]),
+            **({"class_weight": str(best["class_weight"])} if "class_weight" in best else {})}
     return SearchResult(table, pd.DataFrame(base_rows), best, metric)
 
 

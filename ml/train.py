@@ -28,7 +28,7 @@ from ml import evaluate as ev
 from ml import registry
 from ml.datasets import USE_CASES, TrainingDataError, UseCase, build_rows, check_leakage, time_split
 from ml.models import spark_baseline, spark_gbt, spark_xgb
-from ml.search import pos_weight, run_search
+from ml.search import run_search, setting_weight
 
 MIN_ROWS = {"train": 200, "validation": 50, "test": 50}
 
@@ -169,7 +169,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
     search_s = time.perf_counter() - t0
 
     step(f"fitting xgboost.spark ({search.best})")
-    weight = pos_weight(y) if use_case.kind == "binary" else None
+    weight = setting_weight(search.best, y)
     t0 = time.perf_counter()
     xgb_model = spark_xgb(cfg, use_case, search.best, weight).fit(train_df)
     fit_s = time.perf_counter() - t0

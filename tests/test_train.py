@@ -363,3 +363,24 @@ def test_trading_trains_without_generator_truth_on_labels_from_the_ticks(spark, 
     # Labels from the ticks' own mids: all three classes occur, and the model is judged on them.
     assert all(c["support"] > 0 for c in m["per_class"].values()) and m["auc_macro"] > 0.5
     assert result["promotion"]["promote"] and result["vs_baseline"]["test"] == "paired bootstrap"
+
+
+def test_the_search_grid_tries_both_class_weights_for_binary_use_cases_only(tmp_path):
+    import numpy as np
+
+    from lakehouse.config import load_config
+    from ml.datasets import USE_CASES
+    from ml.search import grid, setting_weight
+
+    cfg = load_config("local", overrides=["ml.search.max_depth=[3]", "ml.search.learning_rate=[0.1]", "ml.search.n_estimators=[50]"],
+                      home=tmp_path)
+    assert grid(cfg, USE_CASES["fraud"]) == [
+        {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 50, "class_weight": "balanced"},
+        {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 50, "class_weight": "none"}]
+    assert grid(cfg, USE_CASES["trading"]) == [{"max_depth": 3, "learning_rate": 0.1, "n_estimators": 50}]
+    y = np.array([0, 0, 0, 1])
+    assert setting_weight({"class_weight": "balanced"}, y) == 3.0
+    assert setting_weight({"class_weight": "none"}, y) is None and setting_weight({}, y) is None
+    bad = load_config("local", overrides=["ml.search.class_weight=[heavy]"], home=tmp_path)
+    with pytest.raises(ValueError, match="unknown \\['heavy'\\]"):
+        grid(bad, USE_CASES["fraud"])
