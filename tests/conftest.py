@@ -83,7 +83,8 @@ def kafka(cfg):
     broker.stop()
 
 
-ML_GRID = ["ml.search.folds=2", "ml.search.max_depth=[2, 4]", "ml.search.learning_rate=[0.3]", "ml.search.n_estimators=[30, 80]"]
+ML_GRID = ["ml.search.folds=2", "ml.search.max_depth=[2, 4]", "ml.search.learning_rate=[0.3]", "ml.search.n_estimators=[30, 80]",
+           "ml.search.class_weight=[balanced]"]  # the calibration tests need scores inflated by the weight
 
 
 @pytest.fixture(scope="session")
