@@ -35,6 +35,7 @@ from pyspark.sql.types import StructType
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse import observe
 from lakehouse.config import Config
+from lakehouse.risk import RiskSnapshots  # noqa: F401  (the decision path's risk features)
 from lakehouse.silver import add_rule_failures, parse_bronze
 
 
@@ -125,91 +126,6 @@ def market_features_state(ticks: DataFrame, ttl_s: float) -> DataFrame:
 def jvm_features(spark: SparkSession, cls: str) -> list[str]:
     """The feature names a JVM state class emits, in order."""
     return list(getattr(spark.sparkContext._jvm.finlake, cls).FEATURES)
-
-
-class RiskSnapshots:
-    """Merchant and terminal risk for the decision path: for each hour a batch's transactions
-    fall in, one snapshot of every entity seen in the 30 days before, computed by gold's own
-    ``entity_risk`` from silver's transactions and labels (so a decision's risk features equal
-    gold's when silver had the hour's history when the snapshot was taken; it is retaken every
-    ``decisions.risk_refresh_s``). Without silver tables, no history is known: counts are 0."""
-
-    def __init__(self, cfg: Config, refresh_s: float | None = None):
-        from lakehouse.catalog import Catalog
-
-        catalog = Catalog(cfg)
-        self.tx, self.labels = catalog.spec("silver.transactions"), catalog.spec("silver.tx_labels")
-        self.refresh_s = float(cfg["decisions.risk_refresh_s"]) if refresh_s is None else refresh_s
-        self.cache: dict[int, tuple[float, DataFrame]] = {}
-        self.computed = 0
-
-    def _read(self, spark: SparkSession, spec, ddl: str) -> DataFrame:
-        from delta.tables import DeltaTable
-
-        if DeltaTable.isDeltaTable(spark, spec.location):
-            return spark.read.format("delta").load(spec.location)
-        return spark.createDataFrame([], ddl)
-
-    def snapshot(self, spark: SparkSession, asof_ms: int) -> DataFrame:
-        """(entity column, key, _asof, the entity's risk features) for every entity with a
-        transaction in the 30 days before ``asof_ms``."""
-        from lakehouse.gold import DAYS_MS, RISK_ENTITIES, entity_risk
-
-        lo = dt.datetime.fromtimestamp((asof_ms - DAYS_MS["30d"]) / 1000, dt.timezone.utc).replace(tzinfo=None)
-        hi = dt.datetime.fromtimestamp(asof_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
-        tx = (self._read(spark, self.tx, "event_id string, event_time timestamp, merchant_id string, terminal_id string")
-              .where((F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi)))
-              .select("event_id", "event_time", "merchant_id", "terminal_id"))
-        labels = (self._read(spark, self.labels, "event_id string, is_fraud boolean, labelled_at timestamp")
-                  .where((F.col("labelled_at") >= F.lit(lo)) & (F.col("labelled_at") < F.lit(hi))))
-        parts = []
-        for prefix, column in RISK_ENTITIES.items():
-            anchors = tx.where(F.col(column).isNotNull()).select(F.col(column).alias("_key")).distinct().withColumn("_asof", F.lit(asof_ms))
-            risk = anchors.transform(entity_risk(tx, labels, column, prefix))
-            parts.append(risk.select(F.lit(column).alias("_entity"), "_key", "_asof",
-                                     *[F.col(c).alias(c.removeprefix(prefix + "_")) for c in risk.columns if c.startswith(prefix + "_")]))
-        out = parts[0].unionByName(parts[1]).persist()
-        out.count()
-        self.computed += 1
-        return out
-
-    def _current(self, spark: SparkSession, asof_ms: int) -> DataFrame:
-        now = time.time()
-        held = self.cache.get(asof_ms)
-        if held is None or now - held[0] >= self.refresh_s:
-            if held is not None:
-                held[1].unpersist()
-            self.cache[asof_ms] = (now, self.snapshot(spark, asof_ms))
-        for old in sorted(self.cache)[:-3]:   # an hour's batches are done once later hours arrive
-            self.cache.pop(old)[1].unpersist()
-        return self.cache[asof_ms][1]
-
-    def attach(self, batch: DataFrame) -> DataFrame:
-        """The batch with the risk features of each transaction's entities as of its hour."""
-        from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS, risk_asof
-
-        spark = batch.sparkSession
-        hours = [r[0] for r in batch.select(risk_asof().alias("h")).distinct().collect()]
-        out = batch.withColumn("_asof", risk_asof())
-        if not hours:
-            snaps = None
-        else:
-            snaps = self._current(spark, int(hours[0]))
-            for h in hours[1:]:
-                snaps = snaps.unionByName(self._current(spark, int(h)))
-        for prefix, column in RISK_ENTITIES.items():
-            names = RISK_FEATURE_GROUPS[f"{prefix}_risk"]
-            if snaps is None:
-                out = out.select("*", *[F.lit(None).cast("double").alias(n) for n in names])
-                continue
-            risk = snaps.where(F.col("_entity") == column).select(
-                F.col("_key").alias(column), "_asof", *[F.col(n.removeprefix(prefix + "_")).alias(n) for n in names])
-            out = out.join(F.broadcast(risk), [column, "_asof"], "left")
-            # An entity with no transaction in the 30 days before has counts 0, as in gold.
-            out = out.select(*[c for c in out.columns if c not in names],
-                             *[(F.when(F.col(column).isNotNull(), F.coalesce(F.col(n), F.lit(0))) if "_tx_count_" in n
-                                else F.col(n)).cast("double").alias(n) for n in names])
-        return out.drop("_asof")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -223,19 +223,24 @@ def add_user_event_features(user_events: DataFrame):
     return transform
 
 
-def card_features(transactions: DataFrame, user_events: DataFrame, labels: DataFrame,
+CARD_KEEP = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "terminal_id", "mcc", "amount", "channel",
+             "kafka_timestamp", "silver_time"]
+
+
+def card_features(transactions: DataFrame, user_events: DataFrame, labels: DataFrame | None,
                   risk_history: DataFrame | None = None) -> DataFrame:
     """gold.card_features: one row per transaction with its identifiers, amount and features.
     ``labels`` (silver.tx_labels) feed the merchant and terminal risk, counted over
-    ``risk_history`` (default: the given transactions)."""
+    ``risk_history`` (default: the given transactions). With ``labels`` None the risk columns
+    are left for the caller to add (``lakehouse.risk.RiskSnapshots``)."""
     if "terminal_id" not in transactions.columns:
         transactions = transactions.withColumn("terminal_id", F.lit(None).cast("string"))
     feats = (add_velocity_features(transactions).transform(add_customer_features)
-             .transform(add_user_event_features(user_events))
-             .transform(add_risk_features(labels, transactions if risk_history is None else risk_history)))
-    keep = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "terminal_id", "mcc", "amount", "channel",
-            "kafka_timestamp", "silver_time"]
-    return feats.select(*keep, *[F.col(c).cast("double") for c in CARD_FEATURES])
+             .transform(add_user_event_features(user_events)))
+    if labels is None:
+        return feats.select(*CARD_KEEP, *[F.col(c).cast("double") for c in CARD_STATE_FEATURES])
+    feats = feats.transform(add_risk_features(labels, transactions if risk_history is None else risk_history))
+    return feats.select(*CARD_KEEP, *[F.col(c).cast("double") for c in CARD_FEATURES])
 
 
 def market_features(ticks: DataFrame) -> DataFrame:

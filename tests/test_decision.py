@@ -165,7 +165,7 @@ def test_fraud_state_equals_gold_over_arrived_events(spark, tmp_path):
 def test_risk_snapshots_give_the_decision_path_gold_risk_features(spark, cfg, tmp_path):
     """Merchant and terminal risk served from hourly snapshots of silver equal gold's, for
     transactions in two hours, a merchant never seen before, and a transaction with no terminal."""
-    from lakehouse.decision import RiskSnapshots
+    from lakehouse.risk import RiskSnapshots
     from tests.test_scoring import moved
 
     tx, _ = _events(seed=7, n_tx=900, rate=0.02)
@@ -226,8 +226,15 @@ def test_streamed_gold_card_features_equal_gold_over_all_of_silver(spark, cfg, t
         df.write.format("delta").save(catalog.spec(name).location)
     fn = GoldBatch(moved_cfg, "gold.card_features", str(tmp_path / "checkpoint"))
     order = sorted(tx, key=lambda r: r[1])
-    for i, (a, b) in enumerate(((0, 300), (300, 650), (650, len(tx)))):
+    # Two long batches (hours of transactions: the exact transform over silver), then batches
+    # within one or two hours (live: risk from hourly snapshots).
+    hour = lambda r: r[1].replace(minute=0, second=0, microsecond=0)  # noqa: E731
+    live_from = next(i for i in range(len(order) - 1, 0, -1) if hour(order[i]) != hour(order[-1]))
+    live_from = next(i for i in range(live_from, 0, -1) if hour(order[i]) != hour(order[live_from]))
+    cuts = [(0, 300), (300, live_from + 1), (live_from + 1, len(order) - 20), (len(order) - 20, len(order))]
+    for i, (a, b) in enumerate(cuts):
         fn(silver_tx.where(F.col("event_id").isin([r[0] for r in order[a:b]])), i)
+    assert fn.risk is not None and fn.risk.computed >= 1   # the live batches took the snapshots
     got = spark.read.format("delta").load(catalog.spec("gold.card_features").location).select("event_id", *CARD_FEATURES)
     expected = card_features(silver_tx, silver_ue, silver_labels).select("event_id", *CARD_FEATURES)
     assert got.count() == len(tx)
