@@ -22,7 +22,6 @@ same Kafka records with every reason.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
