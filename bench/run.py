@@ -216,10 +216,11 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
                                                                 "--quiet", "--no-truth", "--noise", args.noise, "--label-delay", "5"]))
     producer.start()
     sampler.add("producer", producer.pid)
-    from delta.tables import DeltaTable
-
-    deadline = time.monotonic() + 90
-    while not DeltaTable.isDeltaTable(spark, catalog.spec("gold.card_features").location) and time.monotonic() < deadline:
+    # The scorer reads gold.card_features: wait for its first commit (a log folder alone, while
+    # the first gold batch is still being written, has no schema yet).
+    first_commit = Path(catalog.spec("gold.card_features").location) / "_delta_log" / f"{0:020d}.json"
+    deadline = time.monotonic() + 180
+    while not first_commit.exists() and time.monotonic() < deadline:
         time.sleep(1)
     score_q, scorer = start_scoring(spark, cfg, "fraud", processing_time=trig, alerts=True)
     queries.append(score_q)
