@@ -218,7 +218,14 @@ class GoldBatch:
         self.driver = catalog.spec(f"silver.{driver}")
         self.others = {o: catalog.spec(f"silver.{o}") for o in others}
         self.app = app_id(checkpoint, table)
-        self.risk = None
+        # Live card batches take merchant and terminal risk from hourly snapshots (0: never).
+        self.snapshot_max_hours = int(cfg.get("pipeline.risk_snapshot_max_hours", 0) or 0) if table == "gold.card_features" else 0
+        if self.snapshot_max_hours > 0:
+            from lakehouse.risk import RiskSnapshots
+
+            self.risk = RiskSnapshots(cfg)
+        else:
+            self.risk = None
         self.lookback_s = {
             "gold.card_features": float(cfg["pipeline.card_history_days"]) * 86400,
             "gold.market_features": float(cfg["pipeline.market_history_minutes"]) * 60,
@@ -230,14 +237,8 @@ class GoldBatch:
         hourly snapshots (``pipeline.risk_snapshot_max_hours``; 0: always the exact transform)."""
         from lakehouse.gold import risk_asof
 
-        most = int(self.cfg.get("pipeline.risk_snapshot_max_hours", 0) or 0)
-        if most <= 0:
-            return False
-        if self.risk is None:
-            from lakehouse.risk import RiskSnapshots
-
-            self.risk = RiskSnapshots(self.cfg)
-        return batch.select(risk_asof().alias("h")).distinct().limit(most + 1).count() <= most
+        most = self.snapshot_max_hours
+        return most > 0 and batch.select(risk_asof().alias("h")).distinct().limit(most + 1).count() <= most
 
     def _history(self, spark: SparkSession, spec: TableSpec, lo, hi) -> DataFrame:
         return spark.read.format("delta").load(spec.location).where(
@@ -267,7 +268,7 @@ class GoldBatch:
                 name = "user_events" if self.table == "gold.card_features" else "bureau_updates"
                 other = self._history(spark, self.others[name], lo, hi).join(
                     F.broadcast(batch.select(other_key).distinct()), other_key, "left_semi")
-            if self.table == "gold.card_features" and self._few_hours(batch):
+            if self._few_hours(batch):
                 # A live batch: merchant and terminal risk from the hour's snapshot (computed
                 # once an hour by the same transform), not from 30 days of silver every batch.
                 from lakehouse.gold import CARD_FEATURES, CARD_KEEP

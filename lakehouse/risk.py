@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -14,7 +15,7 @@ from lakehouse.config import Config
 
 
 class RiskSnapshots:
-    """Merchant and terminal risk for the decision path: for each hour a batch's transactions
+    """Merchant and terminal risk for the decision path and live gold batches: for each hour a batch's transactions
     fall in, one snapshot of every entity seen in the 30 days before, computed by gold's own
     ``entity_risk`` from silver's transactions and labels (so a decision's risk features equal
     gold's when silver had the hour's history when the snapshot was taken; it is retaken every
@@ -54,7 +55,7 @@ class RiskSnapshots:
             risk = anchors.transform(entity_risk(tx, labels, column, prefix))
             parts.append(risk.select(F.lit(column).alias("_entity"), "_key", "_asof",
                                      *[F.col(c).alias(c.removeprefix(prefix + "_")) for c in risk.columns if c.startswith(prefix + "_")]))
-        out = parts[0].unionByName(parts[1]).persist()
+        out = reduce(DataFrame.unionByName, parts).persist()
         out.count()
         self.computed += 1
         return out
