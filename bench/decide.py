@@ -216,7 +216,8 @@ def run(rates, seconds, with_lakehouse, trigger):
                "with_lakehouse": with_lakehouse, "trigger": trigger, "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
                "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
-               "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history], "stages": stage_times(spark, since_ms)}
+               "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history],
+               "foreach_batch_phases_ms": [h.get("phases_ms") for h in fn.history if h.get("phases_ms")], "stages": stage_times(spark, since_ms)}
         print(json.dumps(row), flush=True)
         results.append(row)
     out = ROOT / "bench" / "results" / "decide.json"

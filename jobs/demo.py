@@ -4,8 +4,9 @@
 2. Backfill a training history (about two days of event time, all streams) into bronze, and
    run the medallion pipeline over it (silver + quarantine, gold features).
 3. Train the three models (fraud, trading signal, loan PD), log them to MLflow, promote.
-4. Go live: the pipeline and the scoring queries run continuously while a paced producer
-   sends every stream with a little bad input mixed in; fraud alerts go to Kafka.
+4. Go live: the pipeline, the fraud and trading decision paths (decisions and alerts to Kafka,
+   landed in gold) and the loan-PD scorer run continuously while a paced producer sends every
+   stream with a little bad input mixed in.
 5. Write the statistical report and monitor each champion (drift against its training period,
    delayed-label precision and recall, the promotion history).
 6. Write FINLAKE_HOME/reports/demo/index.html and summary.json: counts per layer (reconciled),
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from jobs import common
 
+# Use cases scored live by the lakehouse scorer over gold; the others have decision paths.
+LAKEHOUSE_SCORED = ("loan_pd",)
 HISTORY_MIX = "transactions=0.5,market_ticks=0.25,user_events=0.1,bureau_updates=0.07,loan_applications=0.08"
 STUDY_TABLE2 = {"fraud": {"precision": 0.94, "recall": 0.90, "f1": 0.92, "roc_auc": 0.97},
                 "trading": {"macro_precision": 0.77, "macro_recall": 0.79, "macro_f1": 0.78, "auc_macro": 0.85},
@@ -131,6 +134,39 @@ def scoring_performance(spark, cfg, fns: dict) -> dict:
     return out
 
 
+def decision_performance(spark, cfg) -> dict:
+    """Per decision path, from what it landed: decisions made (distinct live events decided,
+    refused by the gate included), the valid live events silver admitted (the two must be
+    equal), alerts or signals, and the decision latency (the decision's Kafka timestamp minus
+    its event's)."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from lakehouse.catalog import Catalog
+    from lakehouse.decision import DECISION_PATHS
+
+    catalog = Catalog(cfg)
+
+    def read(name):
+        return spark.read.format("delta").load(catalog.spec(name).location)
+
+    out = {}
+    for name, path in DECISION_PATHS.items():
+        stream = path.streams[0]
+        valid = read(f"silver.{stream}").where(F.col("kafka_partition") >= 0).select("event_id").distinct()
+        landed = read(path.table).where(F.col("silver_time").isNull())   # the decision path's rows (the scorer sets silver_time)
+        refused = (read("quarantine.scoring").where(F.col("source_table") == path.table)
+                   .select(F.get_json_object(F.col("payload").cast("string"), "$.event_id").alias("event_id")))
+        decided = landed.select("event_id").unionByName(refused).distinct()
+        ms = np.array([r[0] for r in landed.select("decision_latency_ms").collect()], dtype=float)
+        alerts = landed.where(F.col("decision") == "alert").count() if "decision" in landed.columns else None
+        out[name] = {"decisions": decided.count(), "valid_live": valid.count(), "missing": valid.join(decided, "event_id", "left_anti").count(),
+                     "refused": refused.count(), "alerts": alerts, "versions": sorted(r[0] for r in landed.select("model_version").distinct().collect()),
+                     "latency_p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
+                     "latency_p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None}
+    return out
+
+
 def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     """Continuous pipeline and scoring while a paced producer sends every stream; drain; stop."""
     from lakehouse.kafka.clients import end_offsets, topic_name
@@ -150,11 +186,19 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     ends = end_offsets(cfg, list(topics.values()))
     queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig,
                              bronze_from={s: json.dumps({topic_name(cfg, t): ends[topic_name(cfg, t)]}) for s, t in topics.items()})
+    # Fraud and trading are decided on their decision paths (Kafka -> state -> champion ->
+    # Kafka, landed in gold by their landing queries); loan PD stays on the lakehouse scorer.
+    from jobs.decide import start_all
+    from lakehouse.decision import DECISION_PATHS
+
     scorers = {}
-    for name in ("fraud", "trading", "loan_pd"):
+    for name in LAKEHOUSE_SCORED:
         q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)
         queries.append(q)
         scorers[name] = fn
+    decide_from = {s: json.dumps({topic_name(cfg, s): ends[topic_name(cfg, s)]}) for p in DECISION_PATHS.values() for s in p.streams}
+    running, deciders = start_all(spark, cfg, list(DECISION_PATHS), starting_offsets=decide_from)
+    queries += [q for _, q in running]
     steps.log(f"{len(queries)} streaming queries running (trigger {trig})")
     ctx = mp.get_context("fork")
     result = ctx.Queue()
@@ -170,7 +214,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
             break
         landed = sum(r[4] for r in collector.snapshot() if r[0].startswith("bronze_"))
         steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s; {landed:,} rows in bronze, "
-                  f"{sum(b['scored'] for b in scorers['fraud'].history):,} transactions scored so far")
+                  f"{sum(b.get('rows', 0) for b in deciders['fraud'].history):,} transactions decided so far")
     sent = result.get(timeout=120)
     producer.join(10)
     if "error" in sent:
@@ -188,7 +232,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
 
     collector.flush(spark, Catalog(cfg).spec("ops.stream_metrics"))
     spark.streams.removeListener(collector)
-    return {"sent": sent, "progress": progress, "scorers": scorers}
+    return {"sent": sent, "progress": progress, "scorers": scorers, "deciders": deciders}
 
 
 def demo_figures(counts: dict, perf: dict, progress_rows: list[tuple]) -> dict:
@@ -278,6 +322,9 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
     scoring = [{"use case": n, "batches": v["batches"], "scored": v["scored"], "alerts": v["alerts"], "versions": ", ".join(v["versions"]),
                 "Kafka->score median ms": v["latency_kafka_to_score"].get("median_ms"),
                 "Kafka->score p99 ms": v["latency_kafka_to_score"].get("p99_ms")} for n, v in summary["scoring"].items()]
+    decided = [{"decision path": n, "decisions": d["decisions"], "valid live events": d["valid_live"], "refused by the gate": d["refused"],
+                "alerts": d["alerts"], "versions": ", ".join(d["versions"]), "Kafka->decision p50 ms": d["latency_p50_ms"],
+                "Kafka->decision p99 ms": d["latency_p99_ms"]} for n, d in summary.get("decisions", {}).items()]
     sections = [
         {"heading": "Run", "text": f"Seed {summary['seed']}; {summary['machine']['cpus']} CPUs, {summary['machine']['memory_gb']} GiB; "
                                    f"{summary['seconds']:,.0f} s in all. Steps (s): " + ", ".join(f"{k} {v}" for k, v in summary["steps"].items()),
@@ -294,7 +341,9 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
          "tables": [t2],
          "figures": [img(p) for name in training_figs for p in training_figs[name]]},
         {"heading": "Stream performance (Table 3 analog, live run)", "text": f"Offered {summary['live']['rate']:,} msgs/s for "
-         f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']}.", "tables": [t3, scoring],
+         f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']} (the decision paths: "
+         "decisions.trigger). Fraud and trading are decided on their decision paths (jobs/decide.py: Kafka -> per-key "
+         "state -> gate -> champion -> Kafka, landed in gold); loan PD is scored over gold.", "tables": [t3, decided, scoring],
          "figures": [stats.figure_to_data_uri(figures["batches"])]},
         {"heading": "Statistics (Table 4 analog)", "text": f"Full report: {summary['stats_report']}",
          "tables": [summary["table4"]], "figures": []},
@@ -361,7 +410,7 @@ def run(spark, cfg, args) -> dict:
     steps("Training fraud, trading and loan-PD models")
     trained = train_job.run(spark, cfg, argparse.Namespace(use_case="all", as_of=None))["use_cases"]
 
-    steps(f"Live: {args.live_rate:,} msgs/s for {args.live_seconds:.0f} s through the pipeline and the scorers")
+    steps(f"Live: {args.live_rate:,} msgs/s for {args.live_seconds:.0f} s through the pipeline and the decision paths")
     live = go_live(spark, cfg, args, seed + 1, steps)
 
     steps("Statistics report")
@@ -378,6 +427,7 @@ def run(spark, cfg, args) -> dict:
         c["reconciled"] = "yes" if (c["bronze"] == produced[s] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"]) else "NO"
     perf = stream_performance(spark, cfg, live["progress"], live["sent"]["per_topic"], counts)
     scoring = scoring_performance(spark, cfg, live["scorers"])
+    decisions = decision_performance(spark, cfg)
     models = {n: {"model": r["model"], "rows": r["rows"], "seconds": r["seconds"], "best": r["best"], "metrics": r["metrics"],
                   "table2_keys": TABLE2_KEYS[n], "promotion": r["promotion"]["reason"], "vs_baseline": r.get("vs_baseline")}
               for n, r in trained.items()}
@@ -386,7 +436,7 @@ def run(spark, cfg, args) -> dict:
         "seed": seed, "machine": machine(), "seconds": round(time.perf_counter() - started, 1), "steps": steps.seconds,
         "produced": {"history": hist["delivered"], "live": live["sent"]["delivered"], "live_noise": live["sent"]["per_noise"]},
         "counts": counts, "reconciled": all(c["reconciled"] == "yes" for c in counts.values()),
-        "models": models, "streams": perf, "scoring": scoring,
+        "models": models, "streams": perf, "scoring": scoring, "decisions": decisions,
         "live": {"rate": args.live_rate, "seconds": args.live_seconds, "trigger": args.trigger,
                  "achieved_rate": live["sent"]["achieved_rate"]},
         "table4": stats.json_safe(stats_out["table4"]), "stats_report": str(out / "stats" / "report.html"),
@@ -410,8 +460,15 @@ def demo_shortfalls(summary: dict) -> list[str]:
             open_rows = c["bronze"] - (c["silver"] + c["quarantine"] + c["duplicates_dropped"])
             out.append(f"{s} not reconciled ({missing:,} of {c['produced']:,} produced not in bronze, "
                        f"{open_rows:,} bronze rows in neither silver, quarantine nor the duplicate count)")
-    if not summary["scoring"].get("fraud", {}).get("scored"):
-        out.append("the live phase scored no transaction")
+    for name, d in summary.get("decisions", {}).items():
+        if not d["decisions"]:
+            out.append(f"the {name} decision path decided nothing live")
+        elif d["missing"] or d["decisions"] != d["valid_live"]:
+            out.append(f"the {name} decision path decided {d['decisions']:,} events against {d['valid_live']:,} valid live ones "
+                       f"({d['missing']:,} valid ones undecided)")
+    for name, v in summary["scoring"].items():
+        if not v.get("scored"):
+            out.append(f"the live phase scored no {name} row")
     return out
 
 
@@ -442,11 +499,13 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
         print("Monitoring: " + "; ".join(f"{n} v{v['version']} {v['verdict']}" + (f" ({', '.join(v['drifting'] + v['degraded'])})"
                                                                                if v["drifting"] or v["degraded"] else "")
                                          for n, v in mon.items()))
-    sc = summary["scoring"]
-    scored = ", ".join(f"{n} {v['scored']:,}" for n, v in sc.items())
-    print(f"Scored live: {scored}; fraud alerts {sc['fraud']['alerts']:,}; "
-          f"Kafka -> fraud score median {sc['fraud']['latency_kafka_to_score'].get('median_ms')} ms, "
-          f"p99 {sc['fraud']['latency_kafka_to_score'].get('p99_ms')} ms")
+    for n, d in summary.get("decisions", {}).items():
+        print(f"Decided live ({n}): {d['decisions']:,} decisions for {d['valid_live']:,} valid live events"
+              + (f", {d['alerts']:,} alerts" if d["alerts"] is not None else "")
+              + f"; Kafka -> decision on Kafka p50 {d['latency_p50_ms']} ms, p99 {d['latency_p99_ms']} ms")
+    for n, v in summary["scoring"].items():
+        print(f"Scored live on the lakehouse path ({n}): {v['scored']:,} rows; Kafka -> committed score median "
+              f"{v['latency_kafka_to_score'].get('median_ms')} ms, p99 {v['latency_kafka_to_score'].get('p99_ms')} ms")
     shortfalls = demo_shortfalls(summary)
     if shortfalls:
         print(f"\nReport (incomplete run): {page}")
@@ -469,7 +528,7 @@ def main(argv=None):
     p.add_argument("--noise", default="all=0.005", help="bad input in the live stream (see jobs/produce.py)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a new one each run)")
     result = common.execute(p, argv, run, app_name="finlake-demo")
-    common.emit({k: result[k] for k in ("seed", "seconds", "reconciled", "produced", "counts", "scoring", "table4")})
+    common.emit({k: result[k] for k in ("seed", "seconds", "reconciled", "produced", "counts", "scoring", "decisions", "table4")})
     shortfalls = demo_shortfalls(result)
     if shortfalls:
         common.fail("the demo fell short: " + "; ".join(shortfalls), 1)

@@ -55,28 +55,33 @@ class RiskSnapshots:
             risk = anchors.transform(entity_risk(tx, labels, column, prefix))
             parts.append(risk.select(F.lit(column).alias("_entity"), "_key", "_asof",
                                      *[F.col(c).alias(c.removeprefix(prefix + "_")) for c in risk.columns if c.startswith(prefix + "_")]))
-        out = reduce(DataFrame.unionByName, parts).persist()
-        out.count()
+        # Checkpointed: the batches that join it analyse a scan, not entity_risk's whole plan.
+        out = reduce(DataFrame.unionByName, parts).localCheckpoint(eager=True)
         self.computed += 1
         return out
 
     def _current(self, spark: SparkSession, asof_ms: int) -> DataFrame:
+        from lakehouse.streaming import release_checkpoint
+
         now = time.time()
         held = self.cache.get(asof_ms)
         if held is None or now - held[0] >= self.refresh_s:
             if held is not None:
-                held[1].unpersist()
+                release_checkpoint(held[1])
             self.cache[asof_ms] = (now, self.snapshot(spark, asof_ms))
         for old in sorted(self.cache)[:-3]:   # an hour's batches are done once later hours arrive
-            self.cache.pop(old)[1].unpersist()
+            release_checkpoint(self.cache.pop(old)[1])
         return self.cache[asof_ms][1]
 
-    def attach(self, batch: DataFrame) -> DataFrame:
-        """The batch with the risk features of each transaction's entities as of its hour."""
+    def attach(self, batch: DataFrame, hours: list[int] | None = None) -> DataFrame:
+        """The batch with the risk features of each transaction's entities as of its hour.
+        ``hours``: the batch's distinct ``risk_asof`` values, when the caller has them already
+        (else one job finds them)."""
         from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS, risk_asof
 
         spark = batch.sparkSession
-        hours = [r[0] for r in batch.select(risk_asof().alias("h")).distinct().collect()]
+        if hours is None:
+            hours = [r[0] for r in batch.select(risk_asof().alias("h")).distinct().collect()]
         out = batch.withColumn("_asof", risk_asof())
         if not hours:
             snaps = None

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Mapping
 
 from lakehouse.config import Config
-from lakehouse.jvm import ensure_jars, jar_specs, register_functions
+from lakehouse.jvm import ensure_jars, jar_specs, register_functions, udf_jar_path
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 # Properties Spark reads only when the JVM starts; spark-submit passes them on its command line.
-LAUNCH_ONLY = ("spark.jars", "spark.driver.memory", "spark.master", "spark.driver.extraJavaOptions")
+LAUNCH_ONLY = ("spark.jars", "spark.driver.memory", "spark.master", "spark.driver.extraJavaOptions", "spark.driver.extraClassPath")
+# Set on local masters only: executors elsewhere may lack finlake, and a cluster's file system
+# is not the laptop's.
+LOCAL_ONLY = ("spark.python.daemon.module", "spark.hadoop.fs.file.impl", "spark.hadoop.fs.AbstractFileSystem.file.impl",
+              "spark.driver.extraClassPath")
 
 
 def spark_properties(cfg: Config, python: str | None = None, jars: list[str] | None = None) -> dict[str, str]:
@@ -44,6 +48,14 @@ def spark_properties(cfg: Config, python: str | None = None, jars: list[str] | N
     if str(cfg["spark.master"]).startswith("local"):
         # Our daemon skips re-reading Spark's zips on every task (see lakehouse/pydaemon.py).
         props["spark.python.daemon.module"] = "lakehouse.pydaemon"
+        # Without Hadoop's native library, its local file system forks chmod for each file it
+        # creates and readlink for each rename: every checkpoint, state and Delta log file paid
+        # for child processes on the batch's critical path. Ours does both with java.nio
+        # (lakehouse/jvm/src/finlake/FastLocalFileSystem.java).
+        props["spark.hadoop.fs.file.impl"] = "finlake.FastLocalFileSystem"
+        props["spark.hadoop.fs.AbstractFileSystem.file.impl"] = "finlake.FastLocalFileSystem$Fs"
+        # Hadoop loads the file system class while the JVM starts, before spark.jars are added.
+        props["spark.driver.extraClassPath"] = str(udf_jar_path(cfg))
     if not cfg["spark.console_log"]:
         props["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j_file(cfg)}"
     for key, value in (cfg["spark.conf"] or {}).items():
@@ -91,7 +103,8 @@ def submit_args(cfg: Config, python: str | None = None, jars: list[str] | None =
     """``spark-submit`` arguments (without --master, which the caller chooses) for this config."""
     props = spark_properties(cfg, python, jars)
     if not (master or props["spark.master"]).startswith("local"):
-        props.pop("spark.python.daemon.module", None)  # executors elsewhere may lack finlake
+        for key in LOCAL_ONLY:
+            props.pop(key, None)
     args = ["--jars", props.pop("spark.jars"), "--driver-memory", props.pop("spark.driver.memory")]
     props.pop("spark.master")
     props.pop("spark.app.name")
@@ -141,7 +154,8 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     if under_spark_submit():
         props = {k: v for k, v in props.items() if k not in LAUNCH_ONLY}
         if not launch_master().startswith("local"):
-            props.pop("spark.python.daemon.module", None)
+            for key in LOCAL_ONLY:
+                props.pop(key, None)
     for key, value in props.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

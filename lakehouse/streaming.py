@@ -13,6 +13,11 @@ from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.security import pan_hmac_key
 
 
+def release_checkpoint(df: DataFrame) -> None:
+    """Free the blocks of ``df.localCheckpoint()`` now, not when the JVM collects its RDD."""
+    df._jdf.queryExecution().analyzed().rdd().unpersist(False)
+
+
 def read_kafka(spark: SparkSession, cfg: Config, topic: str, starting_offsets: str = "earliest",
                max_offsets_per_trigger: int | None = None) -> DataFrame:
     """A streaming DataFrame over one topic with the configured broker and security."""

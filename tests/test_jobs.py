@@ -28,7 +28,13 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
     for stream, c in counts.items():
         assert c["bronze"] == c["produced"] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"], stream
     assert sum(c["quarantine"] for c in counts.values()) > 0  # the live noise was caught
-    assert summary["scoring"]["fraud"]["scored"] > 0 and summary["scoring"]["fraud"]["versions"] == ["1"]
+    # The live phase decides on the decision paths: one decision per valid live event, by the champion.
+    for name in ("fraud", "trading"):
+        d = summary["decisions"][name]
+        assert d["decisions"] == d["valid_live"] > 0 and d["missing"] == 0 and d["versions"] == ["1"], (name, d)
+        assert d["latency_p50_ms"] > 0 and d["latency_p99_ms"] >= d["latency_p50_ms"]
+    assert summary["scoring"]["loan_pd"]["scored"] > 0 and set(summary["scoring"]) == {"loan_pd"}
+    assert "Decided live (fraud): " in out.stdout
     assert {r["use_case"] for r in summary["table4"]} == {"fraud", "trading", "loan_pd"}
     html = (home / "reports" / "demo" / "index.html").read_text()
     for heading in ("Events per layer", "Model quality", "Stream performance", "Statistics", "Monitoring"):
@@ -51,10 +57,15 @@ def test_demo_names_every_shortfall_in_one_line():
 
     ok = {"produced": 10, "bronze": 10, "silver": 7, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "yes"}
     short = {"produced": 10, "bronze": 9, "silver": 5, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "NO"}
-    assert demo_shortfalls({"counts": {"a": ok}, "scoring": {"fraud": {"scored": 3}}}) == []
-    assert demo_shortfalls({"counts": {"a": ok, "b": short}, "scoring": {"fraud": {"scored": 0}}}) == [
+    decided = {"decisions": 5, "valid_live": 5, "missing": 0}
+    assert demo_shortfalls({"counts": {"a": ok}, "scoring": {"loan_pd": {"scored": 3}}, "decisions": {"fraud": decided}}) == []
+    assert demo_shortfalls({"counts": {"a": ok, "b": short}, "scoring": {"loan_pd": {"scored": 0}},
+                            "decisions": {"fraud": {"decisions": 4, "valid_live": 5, "missing": 1},
+                                          "trading": {"decisions": 0, "valid_live": 3, "missing": 3}}}) == [
         "b not reconciled (1 of 10 produced not in bronze, 1 bronze rows in neither silver, quarantine nor the duplicate count)",
-        "the live phase scored no transaction"]
+        "the fraud decision path decided 4 events against 5 valid live ones (1 valid ones undecided)",
+        "the trading decision path decided nothing live",
+        "the live phase scored no loan_pd row"]
 
 
 def test_stack_status_reports_the_running_broker(kafka, overrides, test_home, capsys, monkeypatch):
