@@ -156,7 +156,7 @@ def summarise(records, first_ms=None):
             "p50_last_third_ms": float(np.percentile(lat[-len(lat) // 3:], 50)) if len(lat) >= 3 else None}
 
 
-def run(rates, seconds, with_lakehouse, trigger):
+def run(rates, seconds, with_lakehouse, trigger, conf=()):
     import pyspark  # noqa: F401
 
     from lakehouse.session import build_session
@@ -169,7 +169,7 @@ def run(rates, seconds, with_lakehouse, trigger):
     for rate in rates:
         prefix = f"bd{int(time.time())}_"
         cfg = load_config(None, [f"kafka.topic_prefix={prefix}", f"decisions.trigger={trigger}",
-                                 "security.pan_hmac_key_missing=generate"])
+                                 "security.pan_hmac_key_missing=generate", *conf])
         ensure_broker(cfg)
         ensure_topics(cfg)
         from confluent_kafka.admin import NewTopic
@@ -213,7 +213,7 @@ def run(rates, seconds, with_lakehouse, trigger):
         row = {"rate": rate, "seconds": seconds, "achieved_rate": round(produced.get("achieved", 0)), "transactions": n_tx,
                "decisions": d.get("records", 0), "distinct_decided": len({e for _, _, e in decided}), "decision": d, "passthrough": p,
                "p50_ratio_to_floor": round(d["p50_ms"] / p["p50_ms"], 2) if d.get("records") and p.get("records") else None,
-               "with_lakehouse": with_lakehouse, "trigger": trigger, "model_version": version,
+               "with_lakehouse": with_lakehouse, "trigger": trigger, "conf": list(conf), "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
                "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
                "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history],
@@ -232,8 +232,9 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--with-lakehouse", action="store_true")
     p.add_argument("--trigger", default="0 seconds")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
     a = p.parse_args(argv)
-    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger)
+    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf)
     short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
              if r["distinct_decided"] != r["transactions"]]
     if short:

@@ -145,7 +145,7 @@ def decision_schema(use_case: str) -> str:
             "reasons array<string>, model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp")
 
 
-def make_decider(use_case, model, raw_broadcast, keep: tuple[str, ...], out_schema: StructType):
+def make_decider(use_case, model, raw_broadcast, keep: tuple[str, ...], out_schema: StructType, decided_at=None):
     """``mapInPandas``: gated feature rows in; rows with no reasons scored by the champion (the
     same ``ml.scoring.predict`` the lakehouse scorer uses), the others refused."""
     from ml.scoring import _booster, predict
@@ -164,6 +164,8 @@ def make_decider(use_case, model, raw_broadcast, keep: tuple[str, ...], out_sche
             out["decision"] = np.where(ok, out["decision"] if "decision" in out else "signal", "refused")
             out["model_name"] = model.name
             out["model_version"] = model.version
+            if "decided_at" in names:
+                out["decided_at"] = decided_at
             yield out[names]
 
     return decide
@@ -183,6 +185,8 @@ class DecideBatch:
         self.champion = Champion(cfg, self.use_case)
         self.risk = RiskSnapshots(cfg) if use_case == "fraud" else None
         self._broadcast = None
+        self._records = None
+        self._gate = None
         self.history: list[dict] = []
 
     def _raw(self, spark, model):
@@ -193,7 +197,7 @@ class DecideBatch:
         return self._broadcast[1]
 
     def out_schema(self, batch: DataFrame) -> StructType:
-        from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField
+        from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, TimestampNTZType
 
         s = batch.schema
         fields = [s["event_id"], s["event_time"], *[s[c] for c in self.keep], s["kafka_timestamp"],
@@ -204,37 +208,49 @@ class DecideBatch:
         else:
             fields += [StructField(f"p_{c}", DoubleType()) for c in self.use_case.classes]
             fields += [StructField("signal", StringType()), StructField("decision", StringType())]
-        fields += [StructField("model_name", StringType()), StructField("model_version", StringType())]
+        fields += [StructField("model_name", StringType()), StructField("model_version", StringType()),
+                   StructField("decided_at", TimestampNTZType())]
         return StructType([StructField(f.name, f.dataType, True) for f in fields])
 
-    def records(self, scored: DataFrame, decided_at) -> DataFrame:
+    def records(self, scored: DataFrame) -> DataFrame:
         """Decision rows -> Kafka records (topic, key, value): every row to the decisions topic,
-        alerts also to the alerts topic."""
-        from lakehouse.kafka.clients import topic_name
+        alerts also to the alerts topic. (The columns are built once: each pyspark function
+        call is several round trips to the JVM.)"""
+        if self._records is None:
+            from lakehouse.kafka.clients import topic_name
 
-        cols = []
-        for name in decision_schema(self.path.use_case).split(", "):
-            col = name.split(" ")[0]
-            if col == "top_features":
-                cols.append(F.from_json("top_features", "array<struct<feature:string,contribution:double>>").alias(col))
-            elif col == "decided_at":
-                cols.append(F.lit(decided_at).alias(col))
-            elif col == "event_kafka_timestamp":
-                cols.append(F.col("kafka_timestamp").alias(col))
-            else:
-                cols.append(F.col(col))
-        value = F.to_json(F.struct(*cols))
-        key = F.col("event_id").cast("binary")
-        out = [F.struct(F.lit(topic_name(self.cfg, self.path.decisions_topic)).alias("topic"), key.alias("key"), value.alias("value"))]
-        if self.path.alerts_topic:
-            out.append(F.when(F.col("decision") == "alert",
-                              F.struct(F.lit(topic_name(self.cfg, self.path.alerts_topic)).alias("topic"), key.alias("key"),
-                                       value.alias("value"))))
-        return scored.select(F.explode(F.array(*out)).alias("r")).where(F.col("r").isNotNull()).select("r.*")
+            cols = []
+            for name in decision_schema(self.path.use_case).split(", "):
+                col = name.split(" ")[0]
+                if col == "top_features":
+                    cols.append(F.from_json("top_features", "array<struct<feature:string,contribution:double>>").alias(col))
+                elif col == "decided_at":
+                    cols.append(F.col("decided_at").cast("timestamp").alias(col))
+                elif col == "event_kafka_timestamp":
+                    cols.append(F.col("kafka_timestamp").alias(col))
+                else:
+                    cols.append(F.col(col))
+            value = F.to_json(F.struct(*cols))
+            key = F.col("event_id").cast("binary")
+            out = [F.struct(F.lit(topic_name(self.cfg, self.path.decisions_topic)).alias("topic"), key.alias("key"), value.alias("value"))]
+            if self.path.alerts_topic:
+                out.append(F.when(F.col("decision") == "alert",
+                                  F.struct(F.lit(topic_name(self.cfg, self.path.alerts_topic)).alias("topic"), key.alias("key"),
+                                           value.alias("value"))))
+            self._records = (F.explode(F.array(*out)).alias("r"), F.col("r").isNotNull(), F.col("r.*"))
+        explode, present, fields = self._records
+        return scored.select(explode).where(present).select(fields)
+
+    def gate(self) -> Column:
+        """The expectation suite's failed rules per row (built once)."""
+        if self._gate is None:
+            from lakehouse.quality import rule_failures
+
+            self._gate = rule_failures(self.suite)
+        return self._gate
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from lakehouse.kafka.clients import spark_kafka_options
-        from lakehouse.quality import rule_failures
         from lakehouse.streaming import release_checkpoint
 
         started = time.time()
@@ -264,10 +280,10 @@ class DecideBatch:
                 raise RuntimeError(f"{model.name} v{model.version} needs features {missing} the decision path lacks")
             t_risk = time.time()
             schema = self.out_schema(batch)
-            gated = batch.withColumn("reasons", rule_failures(self.suite))
-            scored = gated.mapInPandas(make_decider(self.use_case, model, self._raw(spark, model), self.keep, schema), schema)
+            gated = batch.withColumn("reasons", self.gate())
             decided_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
-            (self.records(scored, decided_at).write.format("kafka").options(**spark_kafka_options(self.cfg)).save())
+            scored = gated.mapInPandas(make_decider(self.use_case, model, self._raw(spark, model), self.keep, schema, decided_at), schema)
+            (self.records(scored).write.format("kafka").options(**spark_kafka_options(self.cfg)).save())
             done = time.time()
             self.history.append({"batch_id": batch_id, "version": model.version, "seconds": done - started, "rows": rows,
                                  "phases_ms": {"champion": round(1000 * (t_model - started)), "parse_state": round(1000 * (t_state - t_model)),
@@ -303,17 +319,19 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
     writer = (features.writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
               .outputMode("append").foreachBatch(fn).trigger(processingTime=trigger or str(cfg["decisions.trigger"])))
-    with decision_conf(spark, int(cfg["decisions.state_partitions"])):
+    with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"])):
         return writer.start(), fn
 
 
 @contextmanager
-def decision_conf(spark: SparkSession, state_partitions: int):
+def decision_conf(spark: SparkSession, state_partitions: int, whole_stage_codegen: bool = True):
     """Session settings a decision query captures when it starts: its state partitions (fixed in
     the checkpoint at the first start) and no empty batches. A processing-time timeout (the
     state's TTL) would otherwise make Spark run a batch without data back to back forever; the
-    TTL is then applied in the batches that carry data."""
-    keys = {"spark.sql.shuffle.partitions": str(state_partitions), "spark.sql.streaming.noDataMicroBatches.enabled": "false"}
+    TTL is then applied in the batches that carry data. ``whole_stage_codegen`` false: Spark
+    does not generate and look up the Java code of the whole parse plan in every batch."""
+    keys = {"spark.sql.shuffle.partitions": str(state_partitions), "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+            "spark.sql.codegen.wholeStage": "true" if whole_stage_codegen else "false"}
     before = {k: spark.conf.get(k, None) for k in keys}
     for k, v in keys.items():
         spark.conf.set(k, v)

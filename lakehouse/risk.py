@@ -29,6 +29,7 @@ class RiskSnapshots:
         self.refresh_s = float(cfg["decisions.risk_refresh_s"]) if refresh_s is None else refresh_s
         self.cache: dict[int, tuple[float, DataFrame]] = {}
         self.computed = 0
+        self._cols: dict | None = None
 
     def _read(self, spark: SparkSession, spec, ddl: str) -> DataFrame:
         from delta.tables import DeltaTable
@@ -73,32 +74,44 @@ class RiskSnapshots:
             release_checkpoint(self.cache.pop(old)[1])
         return self.cache[asof_ms][1]
 
+    def _columns(self) -> dict:
+        """The Column expressions ``attach`` uses, built once: each pyspark function call is
+        several round trips to the JVM, and building them per batch cost about 0.5 s."""
+        if self._cols is None:
+            from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS, risk_asof
+
+            cols: dict = {"_asof": risk_asof()}
+            for prefix, column in RISK_ENTITIES.items():
+                names = RISK_FEATURE_GROUPS[f"{prefix}_risk"]
+                pick = [F.col("_key").alias(column), F.col("_asof"), *[F.col(n.removeprefix(prefix + "_")).alias(n) for n in names]]
+                # An entity with no transaction in the 30 days before has counts 0, as in gold.
+                fill = {n: (F.when(F.col(column).isNotNull(), F.coalesce(F.col(n), F.lit(0))) if "_tx_count_" in n
+                            else F.col(n)).cast("double") for n in names}
+                cols[column] = (F.col("_entity") == column, pick, fill, {n: F.lit(None).cast("double") for n in names})
+            self._cols = cols
+        return self._cols
+
     def attach(self, batch: DataFrame, hours: list[int] | None = None) -> DataFrame:
         """The batch with the risk features of each transaction's entities as of its hour.
         ``hours``: the batch's distinct ``risk_asof`` values, when the caller has them already
         (else one job finds them)."""
-        from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS, risk_asof
+        from lakehouse.gold import RISK_ENTITIES, risk_asof
 
         spark = batch.sparkSession
         if hours is None:
             hours = [r[0] for r in batch.select(risk_asof().alias("h")).distinct().collect()]
-        out = batch.withColumn("_asof", risk_asof())
+        cols = self._columns()
+        out = batch.withColumn("_asof", cols["_asof"])
         if not hours:
             snaps = None
         else:
             snaps = self._current(spark, int(hours[0]))
             for h in hours[1:]:
                 snaps = snaps.unionByName(self._current(spark, int(h)))
-        for prefix, column in RISK_ENTITIES.items():
-            names = RISK_FEATURE_GROUPS[f"{prefix}_risk"]
+        for column in RISK_ENTITIES.values():
+            entity, pick, fill, nulls = cols[column]
             if snaps is None:
-                out = out.select("*", *[F.lit(None).cast("double").alias(n) for n in names])
+                out = out.withColumns(nulls)
                 continue
-            risk = snaps.where(F.col("_entity") == column).select(
-                F.col("_key").alias(column), "_asof", *[F.col(n.removeprefix(prefix + "_")).alias(n) for n in names])
-            out = out.join(F.broadcast(risk), [column, "_asof"], "left")
-            # An entity with no transaction in the 30 days before has counts 0, as in gold.
-            out = out.select(*[c for c in out.columns if c not in names],
-                             *[(F.when(F.col(column).isNotNull(), F.coalesce(F.col(n), F.lit(0))) if "_tx_count_" in n
-                                else F.col(n)).cast("double").alias(n) for n in names])
+            out = out.join(F.broadcast(snaps.where(entity).select(*pick)), [column, "_asof"], "left").withColumns(fill)
         return out.drop("_asof")
