@@ -179,6 +179,9 @@ def run(rates, seconds, with_lakehouse, trigger, conf=()):
         for f in admin.create_topics([NewTopic(prefix + "passthrough", 2, 1)]).values():
             f.result()
         spark = spark or build_session(cfg, app_name="finlake-bench-decide")
+        from lakehouse.catalog import Catalog
+
+        Catalog(cfg).register(spark)   # as every job does at start: declared tables exist, with their schemas
         version = register_bench_champion(cfg)
         msgs = _messages(rate, seconds, seed=rate)
         base = cfg.path("paths.checkpoints") / "bench-decide" / prefix
