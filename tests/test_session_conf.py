@@ -41,6 +41,14 @@ def test_local_profile(tmp_path, monkeypatch):
         "spark.sql.warehouse.dir": f"{tmp_path.resolve()}/warehouse",
     }
     assert "spark.plugins" not in props and "spark.jars.packages" not in props
+    # The fork-free local file system, on local masters only (its jar also on the driver's class path).
+    assert {k: props[k] for k in ("spark.hadoop.fs.file.impl", "spark.hadoop.fs.AbstractFileSystem.file.impl",
+                                  "spark.driver.extraClassPath")} == {
+        "spark.hadoop.fs.file.impl": "finlake.FastLocalFileSystem",
+        "spark.hadoop.fs.AbstractFileSystem.file.impl": "finlake.FastLocalFileSystem$Fs",
+        "spark.driver.extraClassPath": str(udf_jar_path(cfg))}
+    remote = " ".join(submit_args(cfg, master="spark://m:7077"))
+    assert "fs.file.impl" not in remote and "extraClassPath" not in remote and "pydaemon" not in remote
     assert props["spark.driver.extraJavaOptions"] == f"-Dlog4j2.configurationFile=file:{cfg.path('paths.logs')}/spark-log4j2.properties"
     assert "spark.driver.extraJavaOptions" not in spark_properties(load_config("local", ["spark.console_log=true"], home=tmp_path))
 
@@ -80,3 +88,27 @@ def test_submit_command_ships_zip_packages_and_env(tmp_path, monkeypatch):
     names = set(zipfile.ZipFile(zipped).namelist())
     assert {"lakehouse/__init__.py", "lakehouse/config.py", "ml/__init__.py", "stats/__init__.py", "jobs/common.py"} <= names
     assert not any("__pycache__" in n for n in names)
+
+
+def test_local_sessions_write_through_the_fork_free_file_system(spark, tmp_path):
+    """Both Hadoop APIs resolve file: to finlake's file system, and what Delta and a streaming
+    checkpoint write through it has the usual modes and reads back."""
+    import os
+    import stat
+
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(f"file://{tmp_path}/probe")
+    assert path.getFileSystem(conf).getClass().getName() == "finlake.FastLocalFileSystem"
+    assert jvm.org.apache.hadoop.fs.FileContext.getFileContext(path.toUri(), conf).getDefaultFileSystem().getClass().getName() \
+        == "finlake.FastLocalFileSystem$Fs"
+    spark.range(3).write.format("delta").save(str(tmp_path / "t"))
+    spark.range(3, 5).write.format("delta").mode("append").save(str(tmp_path / "t"))
+    assert sorted(r.id for r in spark.read.format("delta").load(str(tmp_path / "t")).collect()) == [0, 1, 2, 3, 4]
+    log = tmp_path / "t" / "_delta_log"
+    assert stat.S_IMODE(os.stat(log / "00000000000000000001.json").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(log).st_mode) & 0o700 == 0o700
+    q = (spark.readStream.format("delta").load(str(tmp_path / "t")).writeStream.format("delta")
+         .option("checkpointLocation", str(tmp_path / "ck")).trigger(availableNow=True).start(str(tmp_path / "s")))
+    q.awaitTermination(120)
+    assert q.exception() is None and (tmp_path / "ck" / "commits" / "0").exists()
+    assert spark.read.format("delta").load(str(tmp_path / "s")).count() == 5
