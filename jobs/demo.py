@@ -502,10 +502,13 @@ def _print_summary(summary: dict, page: Path, cfg) -> None:
     for n, d in summary.get("decisions", {}).items():
         print(f"Decided live ({n}): {d['decisions']:,} decisions for {d['valid_live']:,} valid live events"
               + (f", {d['alerts']:,} alerts" if d["alerts"] is not None else "")
-              + f"; Kafka -> decision on Kafka p50 {d['latency_p50_ms']} ms, p99 {d['latency_p99_ms']} ms")
+              + (f"; Kafka -> decision on Kafka p50 {d['latency_p50_ms'] / 1000:,.1f} s, p99 {d['latency_p99_ms'] / 1000:,.1f} s"
+                 if d["latency_p50_ms"] is not None else ""))
     for n, v in summary["scoring"].items():
-        print(f"Scored live on the lakehouse path ({n}): {v['scored']:,} rows; Kafka -> committed score median "
-              f"{v['latency_kafka_to_score'].get('median_ms')} ms, p99 {v['latency_kafka_to_score'].get('p99_ms')} ms")
+        lat = v["latency_kafka_to_score"]
+        print(f"Scored live on the lakehouse path ({n}): {v['scored']:,} rows"
+              + (f"; Kafka -> committed score median {lat['median_ms'] / 1000:,.1f} s, p99 {lat['p99_ms'] / 1000:,.1f} s"
+                 if lat.get("median_ms") is not None else ""))
     shortfalls = demo_shortfalls(summary)
     if shortfalls:
         print(f"\nReport (incomplete run): {page}")
