@@ -24,8 +24,6 @@ from pathlib import Path
 
 from jobs import common
 
-# Use cases scored live by the lakehouse scorer over gold; the others have decision paths.
-LAKEHOUSE_SCORED = ("loan_pd",)
 HISTORY_MIX = "transactions=0.5,market_ticks=0.25,user_events=0.1,bureau_updates=0.07,loan_applications=0.08"
 STUDY_TABLE2 = {"fraud": {"precision": 0.94, "recall": 0.90, "f1": 0.92, "roc_auc": 0.97},
                 "trading": {"macro_precision": 0.77, "macro_recall": 0.79, "macro_f1": 0.78, "auc_macro": 0.85},
@@ -173,7 +171,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
     from lakehouse.streaming import start_pipeline, wait_until_idle
-    from ml.scoring import start_scoring
+    from ml.scoring import SCORING, start_scoring
 
     collector = ProgressCollector()
     spark.streams.addListener(collector)
@@ -192,7 +190,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     from lakehouse.decision import DECISION_PATHS
 
     scorers = {}
-    for name in LAKEHOUSE_SCORED:
+    for name in (n for n in SCORING if n not in DECISION_PATHS):   # loan PD: no decision path
         q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)
         queries.append(q)
         scorers[name] = fn

@@ -258,10 +258,9 @@ class DecideBatch:
         model = self.champion.current()   # a moved alias takes over from this batch on
         observe.serving(self.path.use_case, model.name, model.version)
         t_model = time.time()
-        # The batch's plan holds the parse and the state: run it once, and cut the lineage.
-        # Every later step (the risk snapshot hours, the gate, the score, the write) reads the
-        # checkpointed rows. Without this each action re-ran the Kafka read, the parse and the
-        # state store update, and each DataFrame call re-analysed the whole parse plan.
+        # The batch's rows come from the parse and the state update: run them once. Every later
+        # step (the risk snapshot hours, the gate, the score, the write) reads the checkpointed
+        # rows. Without this each action re-ran the Kafka read, the parse and the state update.
         held = batch = batch.localCheckpoint(eager=True)
         try:
             # The row count and the hours whose risk snapshots the batch joins, in one small job.
