@@ -25,15 +25,15 @@ def _landed(spark, location: str):
     return spark.read.format("delta").load(location)
 
 
-def _wait_landed(spark, location, proc, n, log: Path, timeout_s=420):
+def _wait_landed(spark, location, proc, n, timeout_s=420):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"decide exited with {proc.returncode}: {log.read_text()[-2000:]}"
+        assert proc.poll() is None, f"decide exited with {proc.returncode}"
         df = _landed(spark, location)
         if df is not None and df.count() >= n:
             return
         time.sleep(1)
-    raise AssertionError(f"fewer than {n} decisions landed in {timeout_s} s: {log.read_text()[-2000:]}")
+    raise AssertionError(f"fewer than {n} decisions landed in {timeout_s} s")
 
 
 def _expected_scores(spark, cfg, valid_ids):
@@ -63,8 +63,6 @@ def _expected_scores(spark, cfg, valid_ids):
 
 
 @pytest.mark.kafka
-@pytest.mark.xfail(strict=False, reason="under investigation: it passed in the full suite, but run alone the first job's batch 0 "
-                   "committed 126 transactions and nothing reached the landing query (see the #12 note of 2026-12-01)")
 def test_decide_job_killed_mid_stream_loses_and_doubles_nothing(kafka, spark, overrides, job_env, tmp_path):
     from bench.decide import register_bench_champion
     from lakehouse.catalog import Catalog
@@ -96,14 +94,12 @@ def test_decide_job_killed_mid_stream_loses_and_doubles_nothing(kafka, spark, ov
     cmd = [sys.executable, "jobs/decide.py", "--use-cases", "fraud", "--from", "earliest", *[a for o in conf for a in ("--conf", o)]]
     location = Catalog(cfg).spec("gold.fraud_scores").location
 
-    log = open(tmp_path / "decide.log", "ab")   # a file, not a pipe nobody reads (a full pipe would block the job)
-
     def start():
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
     proc = start()
     try:
-        _wait_landed(spark, location, proc, 1, tmp_path / "decide.log")   # both queries run: now kill while more arrives
+        _wait_landed(spark, location, proc, 1)   # both queries run: now kill while more arrives
         sender = threading.Thread(target=lambda: [send_raw(cfg, rest[i:i + 40]) or time.sleep(0.2) for i in range(0, len(rest), 40)])
         sender.start()
         time.sleep(3)
@@ -111,13 +107,12 @@ def test_decide_job_killed_mid_stream_loses_and_doubles_nothing(kafka, spark, ov
         proc.wait(30)
         sender.join()
         proc = start()                          # resumes both checkpoints
-        _wait_landed(spark, location, proc, len(valid), tmp_path / "decide.log")
+        _wait_landed(spark, location, proc, len(valid))
         time.sleep(6)                           # more landing triggers: nothing further may arrive
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(120)
-        log.close()
 
     landed = _landed(spark, location).select("event_id", "score", "model_version").toPandas()
     assert sorted(landed["event_id"]) == sorted(valid)          # each valid transaction exactly once
