@@ -190,7 +190,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     from lakehouse.kafka.clients import ensure_topics
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
-    from lakehouse.streaming import start_pipeline, wait_until_idle
+    from lakehouse.streaming import silver_query, start_pipeline, wait_until_idle
     from ml.scoring import start_scoring
 
     tag = f"bench{load}_{int(time.time())}"
@@ -242,7 +242,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
             .agg(F.sum("unexpected_count").alias("n")).collect()}
     streams = {}
     for s in STREAMS:
-        batches = [r[7] for r in progress if r[0] == f"silver_{s}" and r[4] > 0]
+        batches = [r[7] for r in progress if r[0] == silver_query(cfg, s) and r[4] > 0]
         silver = spark.read.format("delta").load(catalog.spec(f"silver.{s}").location).count()
         quarantined = spark.read.format("delta").load(catalog.spec(f"quarantine.{s}").location).count()
         n = sent["per_topic"].get(s, 0)

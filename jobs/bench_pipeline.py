@@ -74,7 +74,7 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
     from lakehouse.config import load_config
     from lakehouse.kafka.broker import ensure_broker
-    from lakehouse.streaming import start_bronze, start_silver
+    from lakehouse.streaming import ingest_mode, start_bronze, start_ingest, start_pipeline, start_silver
 
     tag = f"bench{int(time.time())}_"
     home = cfg.home / "bench" / tag.rstrip("_")
@@ -88,23 +88,33 @@ def run(spark, cfg, args) -> dict:
     if args.backlog:
         sent = _produce(bcfg, ",".join(streams), args.backlog, "max", None, 7)
         result["backlog_sent"] = sent["sent"]
-        for layer, starter in (("bronze", lambda s: start_bronze(spark, bcfg, f"bronze.{s}", True)),
-                               ("silver", lambda s: start_silver(spark, bcfg, s, True))):
+        result["ingest"] = ingest_mode(bcfg)
+        if result["ingest"] == "one_query":
+            layers = (("bronze+silver", lambda: [start_ingest(spark, bcfg, streams, True)[0]]),)
+        else:
+            layers = (("bronze", lambda: [start_bronze(spark, bcfg, f"bronze.{s}", True) for s in streams]),
+                      ("silver", lambda: [start_silver(spark, bcfg, s, True) for s in streams]))
+        t_all = time.perf_counter()
+        for layer, starter in layers:
             t0 = time.perf_counter()
-            for q in [starter(s) for s in streams]:
+            for q in starter():
                 q.awaitTermination()
             seconds = time.perf_counter() - t0
             rows = sum(spark.read.format("delta").load(catalog.spec(f"bronze.{s}").location).count() for s in streams)
             result[f"{layer}_seconds"] = round(seconds, 2)
             result[f"{layer}_rows_per_s"] = round(rows / seconds, 1)
+        result["kafka_to_silver_rows_per_s"] = round(rows / (time.perf_counter() - t_all), 1)
+        # The limit, in the same run on the same topics: Spark reads them and writes Parquet, no checks.
+        result["raw_spark_limit"] = raw_spark_rate(spark, bcfg, streams, home)
+        result["kafka_to_silver_vs_raw_spark_pct"] = round(
+            100 * result["kafka_to_silver_rows_per_s"] / result["raw_spark_limit"]["rows_per_s"], 1)
     else:
         from lakehouse.metrics import ProgressCollector
 
         collector = ProgressCollector()
         spark.streams.addListener(collector)
         ctx = mp.get_context("fork")
-        queries = [start_bronze(spark, bcfg, f"bronze.{s}", processing_time=args.trigger) for s in streams]
-        queries += [start_silver(spark, bcfg, s, processing_time=args.trigger) for s in streams]
+        queries = start_pipeline(spark, bcfg, streams, [], args.trigger)
         time.sleep(15)  # let every query start before load arrives
         sent = ctx.Queue()
         producer = ctx.Process(target=_produce_into, args=(sent, bcfg, ",".join(streams), None, args.rate, args.duration, 11))
@@ -131,6 +141,25 @@ def run(spark, cfg, args) -> dict:
             result[f"latency_{s}"] = stats
     print(json.dumps(result, indent=2))
     return result
+
+
+def raw_spark_rate(spark, cfg, streams, home) -> dict:
+    """Spark's own limit on this machine: the same topics read with the Kafka source (availableNow)
+    and written as Parquet, no tokenizing, parsing, rules or Delta."""
+    from lakehouse.catalog import Catalog
+    from lakehouse.kafka.clients import topic_name
+    from lakehouse.streaming import read_kafka
+
+    catalog = Catalog(cfg)
+    topics = ",".join(topic_name(cfg, catalog.spec(f"bronze.{s}").source.split(":", 1)[1]) for s in streams)
+    out = Path(home) / "raw_limit"
+    t0 = time.perf_counter()
+    (read_kafka(spark, cfg, topics).selectExpr("key", "value", "topic", "partition", "offset", "timestamp")
+     .writeStream.format("parquet").option("checkpointLocation", str(out / "_checkpoint"))
+     .trigger(availableNow=True).start(str(out / "data")).awaitTermination())
+    seconds = time.perf_counter() - t0
+    rows = spark.read.parquet(str(out / "data")).count()
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 1)}
 
 
 def machine() -> dict:

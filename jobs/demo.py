@@ -100,11 +100,12 @@ def stream_performance(spark, cfg, progress_rows: list[tuple], sent: dict, count
 
     from jobs.bench_pipeline import latency_stats
     from lakehouse.catalog import Catalog
+    from lakehouse.streaming import silver_query
 
     catalog = Catalog(cfg)
     out = {}
     for s, c in counts.items():
-        batches = [r[7] for r in progress_rows if r[0] == f"silver_{s}" and r[4] > 0]
+        batches = [r[7] for r in progress_rows if r[0] == silver_query(cfg, s) and r[4] > 0]
         lat = latency_stats(spark, catalog.spec(f"silver.{s}").location, F.col("kafka_partition") >= 0)
         accounted = c["silver"] + c["quarantine"] + c["duplicates_dropped"]
         out[s] = {"batches": len(batches),
@@ -170,7 +171,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     from lakehouse.kafka.clients import end_offsets, topic_name
     from lakehouse.metrics import ProgressCollector
     from lakehouse.pipeline import GOLD, STREAMS
-    from lakehouse.streaming import start_pipeline, wait_until_idle
+    from lakehouse.streaming import kafka_query, start_pipeline, wait_until_idle
     from ml.scoring import SCORING, start_scoring
 
     collector = ProgressCollector()
@@ -210,7 +211,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
         failed = next((q for q in queries if q.exception() is not None), None)
         if failed:
             break
-        landed = sum(r[4] for r in collector.snapshot() if r[0].startswith("bronze_"))
+        landed = sum(r[4] for r in collector.snapshot() if r[0] in {kafka_query(cfg, s) for s in STREAMS})
         steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s; {landed:,} rows in bronze, "
                   f"{sum(b.get('rows', 0) for b in deciders['fraud'].history):,} transactions decided so far")
     sent = result.get(timeout=120)
@@ -255,7 +256,7 @@ def demo_figures(counts: dict, perf: dict, progress_rows: list[tuple]) -> dict:
     figs["layers"] = fig
     fig = Figure(figsize=(8, 3.5))
     ax = fig.subplots()
-    for name in ("silver_transactions", "gold_card_features", "score_fraud"):
+    for name in ("ingest", "silver_transactions", "gold_card_features", "decide_fraud", "score_loan_pd"):
         pts = sorted((r[3], r[4]) for r in progress_rows if r[0] == name and r[4] > 0)
         if pts:
             t0 = pts[0][0]

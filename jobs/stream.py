@@ -34,10 +34,17 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.metrics import ProgressCollector
-    from lakehouse.streaming import start_bronze, start_gold, start_silver
+    from lakehouse.streaming import ingest_mode, start_bronze, start_gold, start_ingest, start_silver
 
     streams = _parse_streams(args.streams)
     layers = [l.strip() for l in args.layers.split(",")]
+    unknown = [l for l in layers if l not in ("bronze", "silver", "gold")]
+    if unknown:
+        common.fail(f"unknown layer '{unknown[0]}' (known: bronze, silver, gold)")
+    one_query = ingest_mode(cfg) == "one_query"
+    if one_query and "bronze" in layers and "silver" not in layers:
+        common.fail("pipeline.ingest=one_query writes bronze and silver in one query: use --layers bronze,silver "
+                    "or --conf pipeline.ingest=per_layer")
     if "bronze" in layers:
         ensure_broker(cfg)
     catalog = Catalog(cfg)
@@ -50,24 +57,25 @@ def run(spark, cfg, args) -> dict:
         "silver": [(lambda s=s: start_silver(spark, cfg, s, args.available_now)) for s in streams],
         "gold": [(lambda t=t: start_gold(spark, cfg, t, args.available_now)) for t in _gold_tables(streams)],
     }
+    if one_query:
+        # Kafka -> bronze and silver in one query; the silver queries take only bronze rows that
+        # came another way (backfills, loads straight to bronze).
+        starters["bronze"] = [lambda: start_ingest(spark, cfg, streams, args.available_now)[0]] if "silver" in layers else []
+        backfilled = [s for s in streams if _has_backfill(spark, cfg, s)]
+        starters["silver"] = [(lambda s=s: start_silver(spark, cfg, s, True)) for s in backfilled]
     started = time.monotonic()
+    if one_query and not args.available_now and starters["silver"]:
+        # Backfilled bronze rows are caught up once at the start; the ingest query does the rest.
+        _run_layer("silver (backfilled bronze rows)", [start() for start in starters.pop("silver")])
     if args.available_now:
         for layer in ("bronze", "silver", "gold"):
             if layer not in layers:
                 continue
-            queries = [start() for start in starters[layer]]
-            for q in queries:
-                try:
-                    q.awaitTermination()
-                except Exception:
-                    pass
-                if q.exception():
-                    common.stop_all(queries)
-                    common.fail(f"query {q.name} failed: {common.root_cause(q.exception())}")
-            print(f"{layer}: {len(queries)} queries caught up")
+            label = "bronze + silver (ingest)" if one_query and layer == "bronze" else layer
+            _run_layer(label, [start() for start in starters[layer]])
     else:
         stop = common.stop_flag()
-        running = [(start, start()) for layer in ("bronze", "silver", "gold") if layer in layers for start in starters[layer]]
+        running = [(start, start()) for layer in ("bronze", "silver", "gold") if layer in layers for start in starters.get(layer, [])]
         import psutil
 
         print(f"pipeline: started in {time.time() - psutil.Process().create_time():.1f} s", flush=True)
@@ -89,6 +97,31 @@ def run(spark, cfg, args) -> dict:
         if t in catalog.register(spark, [t]):
             counts[t] = spark.table(t).count()
     return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_rows": written, "metrics_endpoint": metrics_url}
+
+
+def _has_backfill(spark, cfg, stream: str) -> bool:
+    """Whether bronze.<stream> holds rows that did not come from Kafka (partition -1)."""
+    from pathlib import Path
+
+    from lakehouse.catalog import Catalog
+
+    spec = Catalog(cfg).spec(f"bronze.{stream}")
+    if not (Path(spec.location) / "_delta_log").exists():
+        return False
+    return spark.read.format("delta").load(spec.location).where("partition < 0").limit(1).count() > 0
+
+
+def _run_layer(label: str, queries: list) -> None:
+    """Wait for availableNow queries; the first failure stops them all with one line."""
+    for q in queries:
+        try:
+            q.awaitTermination()
+        except Exception:
+            pass
+        if q.exception():
+            common.stop_all(queries)
+            common.fail(f"query {q.name} failed: {common.root_cause(q.exception())}")
+    print(f"{label}: {len(queries)} queries caught up")
 
 
 def build_parser():

@@ -65,11 +65,13 @@ class Settings:
                    int(cfg["pipeline.max_field_chars"]))
 
 
-def app_id(checkpoint: str, query: str) -> str:
-    """The idempotency id of a query: kept in its checkpoint folder, created with it."""
+def app_id(checkpoint: str, query: str, writer: str | None = None) -> str:
+    """The idempotency id of a query: kept in its checkpoint folder, created with it. A query
+    that writes one table from several writers (the ingest query's bronze and silver of each
+    stream, all sharing ``ops.dq_results``) keeps one id per ``writer``."""
     folder = Path(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / "_finlake_app_id"
+    marker = folder / ("_finlake_app_id" if writer is None else f"_finlake_app_id.{writer}")
     if not marker.exists():
         tmp = folder / f".{uuid.uuid4().hex}"
         tmp.write_text(f"{query}-{uuid.uuid4()}")
@@ -88,11 +90,49 @@ def idempotent_append(df: DataFrame, spec: TableSpec, app: str, batch_id: int) -
 
 
 def _dq_rows(spark: SparkSession, table: str, batch_id: int, suite: str, results: list[dict]) -> DataFrame:
-    rows = [(r["expectation"], "true" if r["success"] else "false", r.get("unexpected_count"), r.get("element_count"),
-             {k: str(v) for k, v in (r.get("details") or {}).items()}) for r in results]
-    df = spark.createDataFrame(rows, "expectation string, success string, unexpected_count long, element_count long, details map<string,string>")
-    return df.select(F.current_timestamp().alias("run_time"), F.lit(table).alias("table"), F.lit(batch_id).cast("long").alias("batch_id"),
-                     F.lit(suite).alias("suite"), "*").select(*[F.col(f.name).cast(f.dataType) for f in DQ_RESULTS.fields])
+    return _dq_frame(spark, batch_id, [(table, suite, results)])
+
+
+def _dq_frame(spark: SparkSession, batch_id: int, records: list[tuple[str, str, list[dict]]]) -> DataFrame:
+    """``ops.dq_results`` rows of one batch: (table, suite, results) records, one DataFrame."""
+    rows = [(table, suite, r["expectation"], "true" if r["success"] else "false", r.get("unexpected_count"), r.get("element_count"),
+             {k: str(v) for k, v in (r.get("details") or {}).items()}) for table, suite, results in records for r in results]
+    df = spark.createDataFrame(rows, "table string, suite string, expectation string, success string, unexpected_count long, "
+                                     "element_count long, details map<string,string>")
+    return df.select(F.current_timestamp().alias("run_time"), "table", F.lit(batch_id).cast("long").alias("batch_id"),
+                     "suite", "expectation", "success", "unexpected_count", "element_count", "details"
+                     ).select(*[F.col(f.name).cast(f.dataType) for f in DQ_RESULTS.fields])
+
+
+@dataclass
+class StagedSilver:
+    """A silver batch with quarantine written and its data-quality records computed; ``finish``
+    writes silver (after the caller wrote the records) and frees the batch."""
+    batch: "SilverBatch"
+    batch_id: int
+    dq: list
+    parsed: DataFrame
+    classified: DataFrame | None = None
+    new_rows: DataFrame | None = None
+    observed: tuple = ()
+
+    def finish(self) -> None:
+        import time
+
+        try:
+            if self.new_rows is not None:
+                t = time.perf_counter()
+                idempotent_append(self.new_rows, self.batch.silver, self.batch.app, self.batch_id)
+                self.batch._phase("write_silver", t)
+            if self.observed:
+                observe.quarantined(*self.observed)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self.classified is not None:
+            self.classified.unpersist()
+        self.parsed.unpersist()
 
 
 class SilverBatch:
@@ -105,27 +145,54 @@ class SilverBatch:
     ``quality.ge_every_n_batches`` batches): a second opinion on the compiled rules that never
     converts a poison row to pandas and holds its lock for milliseconds."""
 
-    def __init__(self, cfg: Config, stream: str, checkpoint: str):
+    def __init__(self, cfg: Config, stream: str, checkpoint: str, writer: str | None = None):
         self.cfg, self.stream = cfg, stream
         self.settings = Settings.from_config(cfg)
         catalog = Catalog(cfg)
         self.silver = catalog.spec(f"silver.{stream}")
         self.quarantine = catalog.spec(f"quarantine.{stream}")
         self.dq = catalog.spec("ops.dq_results")
-        self.app = app_id(checkpoint, f"silver.{stream}")
+        self.app = app_id(checkpoint, f"silver.{stream}", writer)
         self.ge_rows = int(cfg["quality.ge_sample_rows"])
         self.ge_every = max(1, int(cfg["quality.ge_every_n_batches"]))
+        self.phases_ms: dict[str, int] = {}   # the last batch's time per phase
+
+    def _phase(self, name: str, since: float) -> float:
+        import time
+
+        now = time.perf_counter()
+        self.phases_ms[name] = round((now - since) * 1000)
+        return now
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        spark = batch.sparkSession
+        staged = self.stage(batch, batch_id)
+        if staged is None:
+            return
+        try:
+            import time
+
+            t = time.perf_counter()
+            idempotent_append(_dq_frame(batch.sparkSession, batch_id, staged.dq), self.dq, self.app, batch_id)
+            self._phase("write_dq", t)
+        except BaseException:
+            staged.release()
+            raise
+        staged.finish()
+
+    def stage(self, batch: DataFrame, batch_id: int) -> StagedSilver | None:
+        """Parse, count, deduplicate and write quarantine; the caller writes ``dq`` to
+        ``ops.dq_results`` (idempotently) and then calls ``finish`` (silver last: crash safety)."""
         s = self.settings
+        self.phases_ms = {}
         parsed = (batch.transform(parse_bronze(self.stream, s.allowed_lateness_s, s.max_clock_skew_s,
                                                s.max_payload_bytes, s.max_field_chars))
                   .transform(add_rule_failures(self.stream)).persist())
+        staged = StagedSilver(self, batch_id, [], parsed)
         try:
-            self._process(spark, parsed, batch_id)
-        finally:
-            parsed.unpersist()
+            return self._process(batch.sparkSession, staged)
+        except BaseException:
+            staged.release()
+            raise
 
     def _existing(self, spark: SparkSession, valid: DataFrame) -> DataFrame:
         """(event_id, content_hash) of silver rows sharing an id with the batch. The id scan
@@ -137,8 +204,12 @@ class SilverBatch:
             return spark.createDataFrame([], "event_id string, content_hash long")
         return silver.where(F.col("event_id").isin(ids)).select("event_id", content_hash(self.stream).alias("content_hash"))
 
-    def _process(self, spark: SparkSession, parsed: DataFrame, batch_id: int) -> None:
+    def _process(self, spark: SparkSession, staged: StagedSilver) -> StagedSilver | None:
+        import time
+
+        parsed, batch_id = staged.parsed, staged.batch_id
         s = self.settings
+        t = time.perf_counter()
         suite = ALL_SUITES[self.stream]
         structural = ["malformed_json", "late_event", "invalid_utf8", "payload_too_large", "event_time_out_of_range"]
         failed = F.size("reasons") > 0
@@ -150,8 +221,10 @@ class SilverBatch:
             *[F.count_if(F.array_contains("reasons", rule_name(e))).alias(f"rule{i}") for i, e in enumerate(suite)],
             F.flatten(F.collect_list(F.when(failed, F.col("reasons")))).alias("all_reasons"),
         ).first().asDict()
+        t = self._phase("parse_and_count", t)
         if counts["rows"] == 0:
-            return
+            staged.release()
+            return None
         rules = [{"expectation": rule_name(e), "success": counts[f"rule{i}"] == 0, "unexpected_count": counts[f"rule{i}"],
                   "element_count": counts["rows"]} for i, e in enumerate(suite)]
         excess = counts["rows"] >= s.min_rows and counts["failed"] / counts["rows"] > s.max_failure_rate
@@ -165,10 +238,11 @@ class SilverBatch:
             quarantined = parsed.transform(to_quarantine(f"silver.{self.stream}", batch_id, "batch_failure_rate_exceeded"))
         else:
             valid = parsed.where(~failed)
-            classified = valid.transform(classify_copies(self.stream, self._existing(spark, valid))).persist()
+            classified = staged.classified = valid.transform(classify_copies(self.stream, self._existing(spark, valid))).persist()
             copies = classified.agg(F.count_if(F.col("copy") == "duplicate").alias("d"),
                                     F.count_if(F.col("copy") == "conflicting_duplicate").alias("c")).first()
             duplicates, conflicts = int(copies["d"]), int(copies["c"])
+            t = self._phase("dedup", t)
             bad = parsed.where(failed)
             if conflicts:
                 bad = bad.unionByName(classified.where(F.col("copy") == "conflicting_duplicate")
@@ -190,20 +264,101 @@ class SilverBatch:
              "details": {"bound": s.max_failure_rate, "policy": s.on_excess}},
         ]
         table = f"silver.{self.stream}"
-        dq = _dq_rows(spark, table, batch_id, f"finlake.silver.{self.stream}", rules).unionByName(
-            _dq_rows(spark, table, batch_id, "finlake.pipeline", pipeline))
+        staged.dq = [(table, f"finlake.silver.{self.stream}", rules), (table, "finlake.pipeline", pipeline)]
         if self.ge_rows > 0 and batch_id % self.ge_every == 0:
             clean = parsed.where(~failed).select(*[f.name for f in SILVER_FIELDS[self.stream].fields]).limit(self.ge_rows)
-            sample = validate(clean, self.stream, self.ge_rows)
-            dq = dq.unionByName(_dq_rows(spark, table, batch_id, f"finlake.silver.{self.stream}:ge_sample", sample))
-        # Order matters for crash safety: silver last (see the module docstring).
-        idempotent_append(quarantined, self.quarantine, self.app, batch_id)
-        idempotent_append(dq, self.dq, self.app, batch_id)
-        if new_rows is not None:
-            idempotent_append(new_rows, self.silver, self.app, batch_id)
-            classified.unpersist()
+            staged.dq.append((table, f"finlake.silver.{self.stream}:ge_sample", validate(clean, self.stream, self.ge_rows)))
+            t = self._phase("ge_sample", t)
+        # Order matters for crash safety: quarantine, data quality, silver last (module docstring).
+        # A batch that quarantined nothing has nothing to write there (a replay finds the same).
+        if excess or counts["failed"] + conflicts:
+            idempotent_append(quarantined, self.quarantine, self.app, batch_id)
+            t = self._phase("write_quarantine", t)
+        staged.new_rows = new_rows
         extra = ["batch_failure_rate_exceeded"] * counts["rows"] if excess else ["conflicting_duplicate"] * conflicts
-        observe.quarantined(table, counts["rows"] if excess else counts["failed"] + conflicts, [*counts["all_reasons"], *extra])
+        staged.observed = (table, counts["rows"] if excess else counts["failed"] + conflicts, [*counts["all_reasons"], *extra])
+        return staged
+
+
+class IngestBatch:
+    """The ``foreachBatch`` function of the ingest query: one Kafka read of every stream's
+    topic, tokenized once and kept once. Then, per stream (rows of its topic only), the bronze
+    append, the silver parse, counts, deduplication and quarantine; one ``ops.dq_results``
+    commit for every stream; and last each stream's silver append. Every write is idempotent
+    with its own id in the query's checkpoint, and silver comes last, so a replayed batch skips
+    what committed and recomputes the rest from the same Kafka bytes. Streams run on
+    ``pipeline.ingest_threads`` threads. ``history`` keeps each batch's rows and milliseconds
+    per stream and phase."""
+
+    def __init__(self, cfg: Config, topics: dict[str, str], checkpoint: str):
+        catalog = Catalog(cfg)
+        self.topics = dict(sorted(topics.items(), key=lambda kv: STREAMS.index(kv[1])))   # topic -> stream
+        self.bronze = {s: catalog.spec(f"bronze.{s}") for s in self.topics.values()}
+        self.bronze_app = {s: app_id(checkpoint, "ingest", f"bronze.{s}") for s in self.topics.values()}
+        self.silver = {s: SilverBatch(cfg, s, checkpoint, writer=f"silver.{s}") for s in self.topics.values()}
+        self.dq = catalog.spec("ops.dq_results")
+        self.dq_app = app_id(checkpoint, "ingest", "dq")
+        self.threads = max(1, int(cfg.get("pipeline.ingest_threads", 1) or 1))
+        self.history: list[dict] = []
+
+    def _each(self, fn, args: list[tuple]) -> list:
+        """``fn`` over ``args``, on ``pipeline.ingest_threads`` threads: each stream's work is
+        independent, and threads overlap their driver-side waits (Delta logs, commits, planning)."""
+        if self.threads <= 1 or len(args) <= 1:
+            return [fn(*a) for a in args]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            futures = [pool.submit(fn, *a) for a in args]
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            for f in futures:   # free what the others staged before raising the first failure
+                if f.exception() is None and isinstance(f.result(), StagedSilver):
+                    f.result().release()
+            raise failed
+        return [f.result() for f in futures]
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        batch = batch.persist()
+        try:
+            per_topic = {r["topic"]: r["n"] for r in batch.groupBy("topic").agg(F.count("*").alias("n")).collect()}
+            record = {"batch_id": batch_id, "rows": sum(per_topic.values()), "read_ms": round((time.perf_counter() - t0) * 1000),
+                      "streams": {}}
+
+            def stage(topic: str, stream: str):
+                t1 = time.perf_counter()
+                rows = batch.where(F.col("topic") == topic)
+                idempotent_append(rows, self.bronze[stream], self.bronze_app[stream], batch_id)
+                t2 = time.perf_counter()
+                staged = self.silver[stream].stage(rows, batch_id)
+                record["streams"][stream] = {"rows": per_topic[topic], "bronze_ms": round((t2 - t1) * 1000),
+                                             "silver_stage_ms": round((time.perf_counter() - t2) * 1000)}
+                return staged
+
+            todo = [(t, s) for t, s in self.topics.items() if per_topic.get(t)]
+            staged = [x for x in self._each(stage, todo) if x is not None]
+            try:
+                # Every stream's data-quality rows in one commit, before any silver write.
+                t1 = time.perf_counter()
+                if staged:
+                    idempotent_append(_dq_frame(batch.sparkSession, batch_id, [r for x in staged for r in x.dq]),
+                                      self.dq, self.dq_app, batch_id)
+                record["dq_ms"] = round((time.perf_counter() - t1) * 1000)
+            except BaseException:
+                for x in staged:
+                    x.release()
+                raise
+            self._each(lambda x: x.finish(), [(x,) for x in staged])
+            for stream, silver in self.silver.items():
+                if stream in record["streams"]:
+                    record["streams"][stream]["silver_phases_ms"] = dict(silver.phases_ms)
+            record["total_ms"] = round((time.perf_counter() - t0) * 1000)
+            self.history.append(record)
+        finally:
+            batch.unpersist()
 
 
 class GoldBatch:

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse.catalog import Catalog
@@ -18,9 +19,36 @@ def release_checkpoint(df: DataFrame) -> None:
     df._jdf.queryExecution().analyzed().rdd().unpersist(False)
 
 
+INGEST_MODES = ("one_query", "per_layer")
+
+
+def ingest_mode(cfg: Config) -> str:
+    """``pipeline.ingest``: one_query (Kafka -> bronze and silver of every stream in one query)
+    or per_layer (a bronze query and a silver query per stream)."""
+    from lakehouse.config import ConfigError
+
+    mode = str(cfg.get("pipeline.ingest", "one_query"))
+    if mode not in INGEST_MODES:
+        raise ConfigError(f"pipeline.ingest must be one of {', '.join(INGEST_MODES)}, got '{mode}'")
+    return mode
+
+
+def silver_query(cfg: Config, stream: str) -> str:
+    """The name of the query whose batches carry ``stream``'s Kafka rows into silver."""
+    return INGEST_QUERY if ingest_mode(cfg) == "one_query" else f"silver_{stream}"
+
+
+INGEST_QUERY = "ingest"
+
+
+def kafka_query(cfg: Config, stream: str) -> str:
+    """The name of the query that reads ``stream``'s topic."""
+    return INGEST_QUERY if ingest_mode(cfg) == "one_query" else f"bronze_{stream}"
+
+
 def read_kafka(spark: SparkSession, cfg: Config, topic: str, starting_offsets: str = "earliest",
                max_offsets_per_trigger: int | None = None) -> DataFrame:
-    """A streaming DataFrame over one topic with the configured broker and security."""
+    """A streaming DataFrame over one topic (or a comma list) with the configured broker and security."""
     reader = spark.readStream.format("kafka").options(**spark_kafka_options(cfg))
     reader = reader.option("subscribe", topic).option("startingOffsets", starting_offsets)
     reader = reader.option("failOnDataLoss", "true" if cfg["pipeline.fail_on_data_loss"] else "false")
@@ -85,17 +113,71 @@ def _start(make_writer, cfg: Config, checkpoint: str, available_now: bool, proce
     return writer.start(path) if path else writer.start()
 
 
+def ingest_checkpoint(cfg: Config, streams) -> str:
+    from lakehouse.pipeline import STREAMS
+
+    root = str(cfg["paths.checkpoints"]).rstrip("/")
+    return f"{root}/ingest/" + ("all" if set(streams) == set(STREAMS) else "+".join(sorted(streams)))
+
+
+def start_ingest(spark: SparkSession, cfg: Config, streams, available_now: bool = False,
+                 processing_time: str | None = None, starting_offsets: dict[str, str] | None = None):
+    """Start the ingest query: one Kafka read of every stream's topic -> bronze and silver
+    (+ quarantine, ops.dq_results) of each stream in one ``foreachBatch`` (``IngestBatch``).
+    ``starting_offsets``: a new checkpoint's per-stream starting offsets (Spark's per-partition
+    JSON for that stream's topic, or earliest/latest); default earliest. Returns (query, fn)."""
+    import json
+
+    from lakehouse.pipeline import IngestBatch
+
+    catalog = Catalog(cfg)
+    logical = {s: catalog.spec(f"bronze.{s}").source.split(":", 1)[1] for s in streams}
+    topics = {topic_name(cfg, logical[s]): s for s in streams}
+    checkpoint = ingest_checkpoint(cfg, streams)
+    given = {s: (starting_offsets or {}).get(s, "earliest") for s in topics.values()}
+    offsets = next(iter(set(given.values()))) if len(set(given.values())) == 1 else None
+    if offsets not in ("earliest", "latest"):
+        # Spark wants every partition of every topic in the JSON: -2 earliest, -1 latest.
+        from lakehouse.kafka.clients import end_offsets
+
+        parts = end_offsets(cfg, [logical[s] for s in topics.values() if given[s] in ("earliest", "latest")])
+        merged = {}
+        for topic, stream in topics.items():
+            if given[stream] in ("earliest", "latest"):
+                merged[topic] = {p: -2 if given[stream] == "earliest" else -1 for p in parts[topic]}
+            else:
+                merged.update(json.loads(given[stream]))
+        offsets = json.dumps(merged)
+    limit = None if available_now else int(cfg["pipeline.max_offsets_per_trigger"]) or None
+    df = (read_kafka(spark, cfg, ",".join(topics), offsets, max_offsets_per_trigger=limit)
+          .transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg))))
+    fn = IngestBatch(cfg, topics, checkpoint)
+
+    def make_writer():
+        return (df.writeStream.queryName(INGEST_QUERY).option("checkpointLocation", checkpoint).foreachBatch(fn))
+
+    return _start(make_writer, cfg, checkpoint, available_now, processing_time), fn
+
+
 def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: bool = False,
                  processing_time: str | None = None):
-    """Start bronze.<stream> -> silver.<stream> (+ quarantine, ops.dq_results) in foreachBatch."""
+    """Start bronze.<stream> -> silver.<stream> (+ quarantine, ops.dq_results) in foreachBatch.
+
+    With ``pipeline.ingest: one_query`` the ingest query carries Kafka's rows to silver itself;
+    this query then takes only bronze rows that came another way (backfills and loads straight
+    to bronze, partition -1)."""
     from lakehouse.pipeline import SilverBatch
 
     catalog = Catalog(cfg)
     source, target = catalog.spec(f"bronze.{stream}"), catalog.spec(f"silver.{stream}")
     fn = SilverBatch(cfg, stream, target.checkpoint)
+    only_backfills = ingest_mode(cfg) == "one_query"
 
     def make_writer():
-        return (spark.readStream.format("delta").load(source.location).writeStream.queryName(f"silver_{stream}")
+        rows = spark.readStream.format("delta").load(source.location)
+        if only_backfills:
+            rows = rows.where(F.col("partition") < 0)
+        return (rows.writeStream.queryName(f"silver_{stream}")
                 .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
 
     return _start(make_writer, cfg, target.checkpoint, available_now, processing_time)
@@ -120,11 +202,15 @@ def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool
 
 def start_pipeline(spark: SparkSession, cfg: Config, streams, gold_tables, processing_time: str,
                    bronze_from: dict[str, str] | None = None) -> list:
-    """Start bronze and silver for ``streams`` and the ``gold_tables`` queries, continuous
-    (``bronze_from``: a new bronze checkpoint's starting offsets per stream, default earliest)."""
-    queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=processing_time,
-                            starting_offsets=(bronze_from or {}).get(s, "earliest")) for s in streams]
-    queries += [start_silver(spark, cfg, s, processing_time=processing_time) for s in streams]
+    """Start bronze and silver for ``streams`` (one ingest query, or two queries per stream with
+    ``pipeline.ingest: per_layer``) and the ``gold_tables`` queries, continuous (``bronze_from``:
+    a new checkpoint's starting offsets per stream, default earliest)."""
+    if ingest_mode(cfg) == "one_query":
+        queries = [start_ingest(spark, cfg, streams, processing_time=processing_time, starting_offsets=bronze_from)[0]]
+    else:
+        queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=processing_time,
+                                starting_offsets=(bronze_from or {}).get(s, "earliest")) for s in streams]
+        queries += [start_silver(spark, cfg, s, processing_time=processing_time) for s in streams]
     queries += [start_gold(spark, cfg, t, processing_time=processing_time) for t in gold_tables]
     return queries
 

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from lakehouse import observe
 from lakehouse.catalog import Catalog
 from lakehouse.config import load_config
+from lakehouse.streaming import kafka_query
 from lakehouse.kafka.clients import ensure_topics, topic_name
 
 from conftest import free_port
@@ -92,7 +93,7 @@ def test_the_endpoint_moves_with_the_data(kafka, spark, cfg, overrides, tmp_path
     assert rows == 4 and result["metrics_endpoint"] == url
     assert delta("finlake_quarantined_rows_total", table="silver.transactions") == rows
     assert {r: delta("finlake_quarantine_reasons_total", table="silver.transactions", reason=r) for r in reasons} == reasons
-    bronze_query = "bronze_transactions"
+    bronze_query = kafka_query(mcfg, "transactions")   # the query reading the topic: "ingest" by default
     assert delta("finlake_query_input_rows_total", query=bronze_query) == sent
     assert delta("finlake_query_batches_total", query=bronze_query) >= 1
     assert after[("finlake_kafka_lag_records", (("query", bronze_query), ("topic", topic_name(mcfg, "transactions"))))] == 0

@@ -60,9 +60,11 @@ def live_events(seed, topics, n):
 
 
 @pytest.mark.kafka
-def test_known_mix_lands_in_exact_counts(kafka, spark, overrides, job_env, tmp_path):
+@pytest.mark.parametrize("ingest", ["one_query", "per_layer"])
+def test_known_mix_lands_in_exact_counts(kafka, spark, overrides, job_env, tmp_path, ingest):
     home = tmp_path / "it"
-    cfg = load_config("local", overrides + ["kafka.topic_prefix=it_"], home=home)
+    prefix = f"it_{ingest}_"
+    cfg = load_config("local", overrides + [f"kafka.topic_prefix={prefix}", f"pipeline.ingest={ingest}"], home=home)
     ensure_topics(cfg)
     ev = live_events(31, ["transactions", "user_events", "market_ticks", "tx_labels"], 20)
     txs = [e.event for e in ev["transactions"]]
@@ -84,7 +86,8 @@ def test_known_mix_lands_in_exact_counts(kafka, spark, overrides, job_env, tmp_p
     messages += [("tx_labels", e.key, e.event) for e in ev["tx_labels"]]
     send(cfg, messages)
 
-    result = run_stream(["--available-now", "--conf", "kafka.topic_prefix=it_"], pipeline_env(job_env, home))
+    result = run_stream(["--available-now", "--conf", f"kafka.topic_prefix={prefix}", "--conf", f"pipeline.ingest={ingest}"],
+                        pipeline_env(job_env, home))
     counts = result["tables"]
     assert {k: v for k, v in counts.items() if not k.endswith(("bureau_updates", "loan_applications"))} == {
         "bronze.transactions": 29, "silver.transactions": 21, "quarantine.transactions": 5,
@@ -111,7 +114,8 @@ def test_known_mix_lands_in_exact_counts(kafka, spark, overrides, job_env, tmp_p
     gold_ids = {r.event_id for r in table(spark, cfg, "gold.card_features").select("event_id").collect()}
     assert gold_ids == silver_ids
     metrics = table(spark, cfg, "ops.stream_metrics").groupBy("query_name").agg(F.sum("num_input_rows").alias("n"))
-    assert {r.query_name: r.n for r in metrics.collect()}["bronze_transactions"] == 29
+    read = {r.query_name: r.n for r in metrics.collect()}
+    assert (read["ingest"] == 29 + 20 + 21 + 20) if ingest == "one_query" else (read["bronze_transactions"] == 29)
 
     # No clear PAN in any table, checkpoint, log or state file the pipeline wrote.
     for name in Catalog(cfg).names():
