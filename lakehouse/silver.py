@@ -83,16 +83,26 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
     fields = SILVER_FIELDS[stream].fields
     time_field = EVENT_TIME_FIELD[stream]
     defaults = FIELD_DEFAULTS.get(stream, {})
+    built: list = []
 
     def transform(df: DataFrame) -> DataFrame:
+        # The expressions name columns only, so they are built once per transform and reused for
+        # every DataFrame it is applied to: a streaming job keeps one transform and saves the
+        # hundreds of JVM round trips of rebuilding them every micro-batch.
+        if not built:
+            built.append(columns())
+        first, second, final = built[0]
+        return df.select("*", *first).select("*", *second).select(*final[0]).withColumn("reasons", final[1])
+
+    def columns():
         text = F.col("payload").cast("string")
         utf8 = F.is_valid_utf8(text)
         too_large = F.octet_length(F.col("payload")) > max_payload_bytes
         members = F.try_variant_get(F.try_parse_json(F.when(utf8 & ~too_large, text)), "$", "map<string,variant>")
-        parsed = df.withColumn("_m", members).withColumn("_utf8", utf8).withColumn("_large", too_large)
+        first = [members.alias("_m"), utf8.alias("_utf8"), too_large.alias("_large")]
         # Each member's JSON type and text once, so the checks below read columns, not variants.
-        parsed = parsed.select("*", *[F.schema_of_variant(F.col("_m").getItem(f.name)).alias(f"_k_{f.name}") for f in fields],
-                               *[F.try_variant_get(F.col("_m").getItem(f.name), "$", "string").alias(f"_s_{f.name}") for f in fields])
+        second = [*[F.schema_of_variant(F.col("_m").getItem(f.name)).alias(f"_k_{f.name}") for f in fields],
+                  *[F.try_variant_get(F.col("_m").getItem(f.name), "$", "string").alias(f"_s_{f.name}") for f in fields]]
         problems = [
             F.when(F.col("payload").isNull() | ~F.col("_utf8"), F.lit("invalid_utf8")),
             F.when(F.col("_utf8") & F.col("_large"), F.lit("payload_too_large")),
@@ -122,7 +132,7 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
                 value = F.when(F.col("_m").isNotNull() & ~present, F.lit(defaults[f.name])).otherwise(value)
             typed.append(value.alias(f.name))
         known = F.array(*[F.lit(f.name) for f in fields])
-        out = parsed.select(
+        out = [
             *typed,
             F.col("partition").alias("kafka_partition"),
             F.col("offset").alias("kafka_offset"),
@@ -130,11 +140,11 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
             F.col("payload"), F.col("topic"),
             F.filter(F.array(*problems), lambda x: x.isNotNull()).alias("reasons"),
             F.coalesce(F.array_except(F.map_keys("_m"), known), F.array().cast("array<string>")).alias("unknown_fields"),
-        )
+        ]
         lag = F.col("kafka_timestamp").cast("double") - F.col(time_field).cast("double")
         late = F.when((F.col("kafka_partition") >= 0) & (lag > allowed_lateness_s), F.lit("late_event"))
         future = F.when(-lag > max_clock_skew_s, F.lit("event_time_in_future"))
-        return out.withColumn("reasons", F.filter(F.concat("reasons", F.array(late, future)), lambda x: x.isNotNull()))
+        return first, second, (out, F.filter(F.concat("reasons", F.array(late, future)), lambda x: x.isNotNull()))
 
     return transform
 
@@ -142,8 +152,12 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
 def add_rule_failures(stream: str):
     """Append the names of every expectation-suite rule the row breaks to ``reasons``."""
 
+    built: list = []
+
     def transform(df: DataFrame) -> DataFrame:
-        return df.withColumn("reasons", F.concat("reasons", rule_failures(stream)))
+        if not built:   # built once, reused for every DataFrame (see parse_bronze)
+            built.append(F.concat("reasons", rule_failures(stream)))
+        return df.withColumn("reasons", built[0])
 
     return transform
 
