@@ -25,6 +25,12 @@ from pathlib import Path
 from jobs import common
 
 HISTORY_MIX = "transactions=0.5,market_ticks=0.25,user_events=0.1,bureau_updates=0.07,loan_applications=0.08"
+# The short demo (CI's end-to-end test, bench/busy.py): a small history, 20 s of live load, a
+# one-point search grid.
+SHORT_DEMO_ARGV = ["--history", "20000", "--history-hours", "6", "--fraud-rate", "0.03", "--live-rate", "300",
+                   "--live-seconds", "20", "--drain", "400", "--trigger", "1 second", "--noise", "all=0.01", "--seed", "3",
+                   *[a for g in ("ml.search.folds=2", "ml.search.max_depth=[3]", "ml.search.learning_rate=[0.3]",
+                                 "ml.search.n_estimators=[40, 80]", "stats.sample_rows=3000") for a in ("--conf", g)]]
 STUDY_TABLE2 = {"fraud": {"precision": 0.94, "recall": 0.90, "f1": 0.92, "roc_auc": 0.97},
                 "trading": {"macro_precision": 0.77, "macro_recall": 0.79, "macro_f1": 0.78, "auc_macro": 0.85},
                 "loan_pd": {"rmse_vs_true_pd": 0.028}}

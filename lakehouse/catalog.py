@@ -40,6 +40,23 @@ class TableSpec:
         return SCHEMAS[self.schema_name] if self.schema_name else None
 
 
+def read_delta_if_exists(spark, location: str):
+    """The Delta table at ``location`` at its latest version, or None when it has no commit yet.
+
+    A read refreshes the JVM's cached log of the path. ``DeltaTable.isDeltaTable`` does not: a
+    long-running process that first looked at a path before its first commit kept being told
+    there is no table there."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.read.format("delta").load(location)
+    except AnalysisException as exc:
+        if any(code in str(exc) for code in ("DELTA_MISSING_DELTA_TABLE", "PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND",
+                                              "DELTA_SCHEMA_NOT_SET", "DELTA_READ_TABLE_WITHOUT_COLUMNS")):
+            return None
+        raise
+
+
 class Catalog:
     """The configured tables, looked up by ``layer.table`` name."""
 

@@ -32,11 +32,10 @@ class RiskSnapshots:
         self._cols: dict | None = None
 
     def _read(self, spark: SparkSession, spec, ddl: str) -> DataFrame:
-        from delta.tables import DeltaTable
+        from lakehouse.catalog import read_delta_if_exists
 
-        if DeltaTable.isDeltaTable(spark, spec.location):
-            return spark.read.format("delta").load(spec.location)
-        return spark.createDataFrame([], ddl)
+        df = read_delta_if_exists(spark, spec.location)
+        return df if df is not None else spark.createDataFrame([], ddl)
 
     def snapshot(self, spark: SparkSession, asof_ms: int) -> DataFrame:
         """(entity column, key, _asof, the entity's risk features) for every entity with a

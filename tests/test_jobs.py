@@ -13,11 +13,9 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
     """The short demo: history, pipeline, training, live scoring with alerts, stats, report."""
     home = tmp_path / "demo"
     env = dict(job_env, FINLAKE_HOME=str(home))
-    grid = ["ml.search.folds=2", "ml.search.max_depth=[3]", "ml.search.learning_rate=[0.3]", "ml.search.n_estimators=[40, 80]",
-            "kafka.topic_prefix=demo_", "stats.sample_rows=3000"]
-    out = subprocess.run([sys.executable, "jobs/demo.py", "--history", "20000", "--history-hours", "6", "--fraud-rate", "0.03",
-                          "--live-rate", "300", "--live-seconds", "20", "--drain", "400", "--trigger", "1 second",
-                          "--noise", "all=0.01", "--seed", "3", *[a for g in grid for a in ("--conf", g)]],
+    from jobs.demo import SHORT_DEMO_ARGV
+
+    out = subprocess.run([sys.executable, "jobs/demo.py", *SHORT_DEMO_ARGV, "--conf", "kafka.topic_prefix=demo_"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=850)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads([l for l in out.stdout.splitlines() if l.startswith("FINLAKE_RESULT ")][0].split(" ", 1)[1])
