@@ -26,7 +26,6 @@ import json
 import multiprocessing as mp
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,78 +34,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from jobs import common  # noqa: E402
+from lakehouse.procs import ProcessSampler, listener_pid  # noqa: E402
 
 STUDY_TABLE1 = [(500, 37, 12, 12), (1000, 55, 18, 17), (2500, 68, 32, 25), (5000, 82, 61, 41)]
 STUDY_TABLE3 = {"transactions": (18, 46, 99.2, 0.08), "market_ticks": (11, 31, 98.1, 0.12),
                 "user_events": (9, 27, 97.6, 0.15), "bureau_updates": (22, 51, 99.5, 0.04)}
-
-
-class ProcessSampler:
-    """Samples CPU and resident memory of a set of process trees once a second."""
-
-    def __init__(self, roots: dict[str, int], interval: float = 1.0):
-        import psutil
-
-        self.psutil, self.roots, self.interval = psutil, roots, interval
-        self.samples: list[dict] = []
-        self._stop = threading.Event()
-        self._procs: dict[int, object] = {}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def add(self, name: str, pid: int) -> None:
-        self.roots[name] = pid
-
-    def _tree(self, pid: int) -> list:
-        try:
-            p = self.psutil.Process(pid)
-            return [p, *p.children(recursive=True)]
-        except self.psutil.Error:
-            return []
-
-    def _run(self):
-        while not self._stop.is_set():
-            sample = {"t": time.time(), "cpu": {}, "rss": {}}
-            for name, pid in list(self.roots.items()):
-                cpu = rss = 0.0
-                for p in self._tree(pid):
-                    proc = self._procs.setdefault(p.pid, p)
-                    try:
-                        cpu += proc.cpu_percent(None)
-                        rss += proc.memory_info().rss
-                    except self.psutil.Error:
-                        pass
-                sample["cpu"][name], sample["rss"][name] = cpu, rss
-            self.samples.append(sample)
-            self._stop.wait(self.interval)
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self.thread.join(5)
-        cores = os.cpu_count() or 1
-        usable = self.samples[1:] or self.samples  # the first cpu_percent reading is 0 by definition
-        names = sorted({n for s in usable for n in s["cpu"]})
-        per = {n: {"avg_cpu_pct_of_machine": round(sum(s["cpu"].get(n, 0) for s in usable) / len(usable) / cores, 1),
-                   "peak_rss_gb": round(max(s["rss"].get(n, 0) for s in usable) / 2**30, 3)} for n in names}
-        total_cpu = [sum(s["cpu"].values()) / cores for s in usable]
-        total_rss = [sum(s["rss"].values()) for s in usable]
-        return {"processes": per, "avg_cpu_pct": round(sum(total_cpu) / len(total_cpu), 1),
-                "peak_memory_gb": round(max(total_rss) / 2**30, 2), "samples": len(usable)}
-
-
-def listener_pid(port: int) -> int | None:
-    """The process listening on a local TCP port (the broker a job reused), if visible."""
-    import psutil
-
-    try:
-        for c in psutil.net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-                return c.pid
-    except psutil.Error:
-        return None
-    return None
 
 
 def _producer(queue, cfg, argv):

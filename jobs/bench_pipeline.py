@@ -6,11 +6,13 @@
 Capacity: a backlog is produced first, then bronze and silver each catch up (availableNow)
 and rows per second are timed. Latency: a paced producer runs beside the continuous pipeline;
 each silver row's delay is the commit time of the Delta version that added it minus its
-Kafka timestamp. Results print as JSON; every run uses its own topic prefix and state.
+Kafka timestamp. Beside each figure: the average CPU (% of the machine) and peak resident memory
+of this job's process tree (Python driver, Spark's JVM, Python workers) and of the broker, and
+the per-batch time breakdown of every query. Results print as JSON; every run uses its own topic
+prefix and state.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import sys
@@ -75,37 +77,48 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.config import load_config
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.streaming import ingest_mode, start_bronze, start_ingest, start_pipeline, start_silver
+    from lakehouse.topology import STREAMS, stream_table
 
     tag = f"bench{int(time.time())}_"
     home = cfg.home / "bench" / tag.rstrip("_")
     bcfg = load_config(cfg.env, list(args.conf) + [f"kafka.topic_prefix={tag}"], home=home)
     ensure_broker(bcfg)
     catalog = Catalog(bcfg)
-    streams = [s.strip() for s in args.streams.split(",")] if args.streams != "all" else [
-        "transactions", "tx_labels", "market_ticks", "user_events", "bureau_updates", "loan_applications"]
-    catalog.register(spark, [f"{l}.{s}" for l in ("bronze", "silver", "quarantine") for s in streams] + ["ops.dq_results"])
+    streams = [s.strip() for s in args.streams.split(",")] if args.streams != "all" else list(STREAMS)
+    catalog.register(spark, [stream_table(l, s) for l in ("bronze", "silver", "quarantine") for s in streams] + ["ops.dq_results"])
     result = {"machine": machine(), "streams": streams}
     if args.backlog:
         sent = _produce(bcfg, ",".join(streams), args.backlog, "max", None, 7)
         result["backlog_sent"] = sent["sent"]
         result["ingest"] = ingest_mode(bcfg)
+        batches = []
         if result["ingest"] == "one_query":
-            layers = (("bronze+silver", lambda: [start_ingest(spark, bcfg, streams, True)[0]]),)
+            def ingest():
+                query, fn = start_ingest(spark, bcfg, streams, True)
+                batches.append(fn)
+                return [query]
+            layers = (("bronze+silver", ingest),)
         else:
             layers = (("bronze", lambda: [start_bronze(spark, bcfg, f"bronze.{s}", True) for s in streams]),
                       ("silver", lambda: [start_silver(spark, bcfg, s, True) for s in streams]))
         t_all = time.perf_counter()
         for layer, starter in layers:
             t0 = time.perf_counter()
-            for q in starter():
-                q.awaitTermination()
+            with sampled(bcfg) as usage:
+                for q in starter():
+                    q.awaitTermination()
             seconds = time.perf_counter() - t0
             rows = sum(spark.read.format("delta").load(catalog.spec(f"bronze.{s}").location).count() for s in streams)
             result[f"{layer}_seconds"] = round(seconds, 2)
             result[f"{layer}_rows_per_s"] = round(rows / seconds, 1)
+            result[f"{layer}_resources"] = usage
         result["kafka_to_silver_rows_per_s"] = round(rows / (time.perf_counter() - t_all), 1)
+        if batches:
+            result["ingest_batch_ms"] = batches[0].history
         # The limit, in the same run on the same topics: Spark reads them and writes Parquet, no checks.
-        result["raw_spark_limit"] = raw_spark_rate(spark, bcfg, streams, home)
+        with sampled(bcfg) as usage:
+            result["raw_spark_limit"] = raw_spark_rate(spark, bcfg, streams, home)
+        result["raw_spark_limit"]["resources"] = usage
         result["kafka_to_silver_vs_raw_spark_pct"] = round(
             100 * result["kafka_to_silver_rows_per_s"] / result["raw_spark_limit"]["rows_per_s"], 1)
     else:
@@ -114,23 +127,32 @@ def run(spark, cfg, args) -> dict:
         collector = ProgressCollector()
         spark.streams.addListener(collector)
         ctx = mp.get_context("fork")
+        sampler = _sampler(bcfg)
         queries = start_pipeline(spark, bcfg, streams, [], args.trigger)
         time.sleep(15)  # let every query start before load arrives
         sent = ctx.Queue()
         producer = ctx.Process(target=_produce_into, args=(sent, bcfg, ",".join(streams), None, args.rate, args.duration, 11))
         producer.start()
+        sampler.add("producer", producer.pid)
         per_topic = sent.get()
         producer.join()
         time.sleep(args.drain)
+        result["resources"] = sampler.stop()
         for q in queries:
             q.stop()
         time.sleep(1)
         spark.streams.removeListener(collector)
-        per_query = {}
+        per_query, phases = {}, {}
         for row in collector.snapshot():
             if row[4] > 0:
                 per_query.setdefault(row[0], []).append(row[7])
-        result["batch_ms"] = {q: {"batches": len(v), "mean": round(sum(v) / len(v)), "max": max(v)} for q, v in per_query.items()}
+                for phase, ms in row[9].items():
+                    phases.setdefault(row[0], {}).setdefault(phase, []).append(ms)
+        # Per query: batches with rows, mean and max batch time, and the mean of each of Spark's
+        # phases (addBatch is the foreachBatch function; latestOffset, walCommit ... the rest).
+        result["batch_ms"] = {q: {"batches": len(v), "mean": round(sum(v) / len(v)), "max": max(v),
+                                  "phases_mean": {k: round(sum(x) / len(x)) for k, x in sorted(phases[q].items())}}
+                              for q, v in per_query.items()}
         result["offered_rate"] = args.rate
         result["duration_s"] = args.duration
         for s in streams:
@@ -151,7 +173,7 @@ def raw_spark_rate(spark, cfg, streams, home) -> dict:
     from lakehouse.streaming import read_kafka
 
     catalog = Catalog(cfg)
-    topics = ",".join(topic_name(cfg, catalog.spec(f"bronze.{s}").source.split(":", 1)[1]) for s in streams)
+    topics = ",".join(topic_name(cfg, catalog.source_topic(f"bronze.{s}")) for s in streams)
     out = Path(home) / "raw_limit"
     t0 = time.perf_counter()
     (read_kafka(spark, cfg, topics).selectExpr("key", "value", "topic", "partition", "offset", "timestamp")
@@ -160,6 +182,36 @@ def raw_spark_rate(spark, cfg, streams, home) -> dict:
     seconds = time.perf_counter() - t0
     rows = spark.read.parquet(str(out / "data")).count()
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 1)}
+
+
+def _sampler(cfg):
+    """A started sampler of this process tree (driver, Spark's JVM, Python workers) and the broker."""
+    import os
+
+    from lakehouse.procs import ProcessSampler, listener_pid
+
+    roots = {"finlake": os.getpid()}
+    broker = listener_pid(int(str(cfg["kafka.bootstrap_servers"]).split(",")[0].rpartition(":")[2]))
+    if broker is not None and broker != os.getpid():
+        roots["kafka"] = broker
+    sampler = ProcessSampler(roots)
+    sampler.start()
+    return sampler
+
+
+class sampled:
+    """``with sampled(cfg) as usage:`` fills ``usage`` with the block's CPU and peak memory."""
+
+    def __init__(self, cfg):
+        self.cfg, self.usage = cfg, {}
+
+    def __enter__(self) -> dict:
+        self.sampler = _sampler(self.cfg)
+        return self.usage
+
+    def __exit__(self, *exc):
+        self.usage.update(self.sampler.stop())
+        return False
 
 
 def machine() -> dict:

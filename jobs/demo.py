@@ -187,7 +187,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     # topics' current ends, so this run reads (and reconciles) exactly what it sends.
     from lakehouse.catalog import Catalog
 
-    topics = {s: Catalog(cfg).spec(f"bronze.{s}").source.split(":", 1)[1] for s in STREAMS}
+    topics = {s: Catalog(cfg).source_topic(f"bronze.{s}") for s in STREAMS}
     ends = end_offsets(cfg, list(topics.values()))
     queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig,
                              bronze_from={s: json.dumps({topic_name(cfg, t): ends[topic_name(cfg, t)]}) for s, t in topics.items()})
@@ -262,7 +262,9 @@ def demo_figures(counts: dict, perf: dict, progress_rows: list[tuple]) -> dict:
     figs["layers"] = fig
     fig = Figure(figsize=(8, 3.5))
     ax = fig.subplots()
-    for name in ("ingest", "silver_transactions", "gold_card_features", "decide_fraud", "score_loan_pd"):
+    from lakehouse.streaming import INGEST_QUERY
+
+    for name in (INGEST_QUERY, "silver_transactions", "gold_card_features", "decide_fraud", "score_loan_pd"):
         pts = sorted((r[3], r[4]) for r in progress_rows if r[0] == name and r[4] > 0)
         if pts:
             t0 = pts[0][0]

@@ -61,7 +61,7 @@ def run(spark, cfg, args) -> dict:
         # Kafka -> bronze and silver in one query; the silver queries take only bronze rows that
         # came another way (backfills, loads straight to bronze).
         starters["bronze"] = [lambda: start_ingest(spark, cfg, streams, args.available_now)[0]] if "silver" in layers else []
-        backfilled = [s for s in streams if _has_backfill(spark, cfg, s)]
+        backfilled = [s for s in streams if _has_backfill(spark, cfg, s)] if "silver" in layers else []
         starters["silver"] = [(lambda s=s: start_silver(spark, cfg, s, True)) for s in backfilled]
     started = time.monotonic()
     if one_query and not args.available_now and starters["silver"]:
@@ -101,14 +101,10 @@ def run(spark, cfg, args) -> dict:
 
 def _has_backfill(spark, cfg, stream: str) -> bool:
     """Whether bronze.<stream> holds rows that did not come from Kafka (partition -1)."""
-    from pathlib import Path
+    from lakehouse.catalog import Catalog, read_delta_if_exists
 
-    from lakehouse.catalog import Catalog
-
-    spec = Catalog(cfg).spec(f"bronze.{stream}")
-    if not (Path(spec.location) / "_delta_log").exists():
-        return False
-    return spark.read.format("delta").load(spec.location).where("partition < 0").limit(1).count() > 0
+    bronze = read_delta_if_exists(spark, Catalog(cfg).spec(f"bronze.{stream}").location)
+    return bronze is not None and bronze.where("partition < 0").limit(1).count() > 0
 
 
 def _run_layer(label: str, queries: list) -> None:

@@ -99,6 +99,13 @@ class Catalog:
     def names(self) -> list[str]:
         return list(self._specs)
 
+    def source_topic(self, table: str) -> str:
+        """The logical Kafka topic that feeds ``table`` (its ``source: kafka:<topic>``)."""
+        spec = self.spec(table)
+        if not (spec.source or "").startswith("kafka:"):
+            raise ValueError(f"table '{table}' is not fed from Kafka (source: {spec.source})")
+        return spec.source.split(":", 1)[1]
+
     def spec(self, name: str) -> TableSpec:
         try:
             return self._specs[name]

@@ -35,6 +35,10 @@ GOLD = {  # gold table -> (driving silver stream, the other silver tables its wi
 }
 
 
+# Structural reasons counted per batch into ops.dq_results (besides every expectation).
+STRUCTURAL = ("malformed_json", "late_event", "invalid_utf8", "payload_too_large", "event_time_out_of_range")
+
+
 class PipelineQualityError(RuntimeError):
     """A batch failed validation beyond the configured bound and the policy is to stop."""
 
@@ -161,7 +165,16 @@ class SilverBatch:
         s = self.settings
         self._parse = parse_bronze(stream, s.allowed_lateness_s, s.max_clock_skew_s, s.max_payload_bytes, s.max_field_chars)
         self._rules = add_rule_failures(stream)
-        self._counts: list = []
+        failed = F.size("reasons") > 0
+        self._counts = [
+            F.count("*").alias("rows"),
+            F.count_if(failed).alias("failed"),
+            F.count_if(F.size("unknown_fields") > 0).alias("unknown_fields"),
+            *[F.count_if(F.array_contains("reasons", r)).alias(r) for r in STRUCTURAL],
+            *[F.count_if(F.array_contains("reasons", rule_name(e))).alias(f"rule{i}") for i, e in enumerate(ALL_SUITES[stream])],
+            F.flatten(F.collect_list(F.when(failed, F.col("reasons")))).alias("all_reasons"),
+            F.count_distinct(F.when(~failed, F.col("event_id"))).alias("valid_ids"),
+        ]
 
     def _phase(self, name: str, since: float) -> float:
         import time
@@ -214,18 +227,7 @@ class SilverBatch:
         s = self.settings
         t = time.perf_counter()
         suite = ALL_SUITES[self.stream]
-        structural = ["malformed_json", "late_event", "invalid_utf8", "payload_too_large", "event_time_out_of_range"]
         failed = F.size("reasons") > 0
-        if not self._counts:
-            self._counts.extend([
-                F.count("*").alias("rows"),
-                F.count_if(failed).alias("failed"),
-                F.count_if(F.size("unknown_fields") > 0).alias("unknown_fields"),
-                *[F.count_if(F.array_contains("reasons", r)).alias(r) for r in structural],
-                *[F.count_if(F.array_contains("reasons", rule_name(e))).alias(f"rule{i}") for i, e in enumerate(suite)],
-                F.flatten(F.collect_list(F.when(failed, F.col("reasons")))).alias("all_reasons"),
-                F.count_distinct(F.when(~failed, F.col("event_id"))).alias("valid_ids"),
-            ])
         counts = parsed.agg(*self._counts).first().asDict()
         t = self._phase("parse_and_count", t)
         if counts["rows"] == 0:

@@ -33,12 +33,12 @@ def ingest_mode(cfg: Config) -> str:
     return mode
 
 
+INGEST_QUERY = "ingest"
+
+
 def silver_query(cfg: Config, stream: str) -> str:
     """The name of the query whose batches carry ``stream``'s Kafka rows into silver."""
     return INGEST_QUERY if ingest_mode(cfg) == "one_query" else f"silver_{stream}"
-
-
-INGEST_QUERY = "ingest"
 
 
 def kafka_query(cfg: Config, stream: str) -> str:
@@ -65,9 +65,7 @@ def start_bronze(spark: SparkSession, cfg: Config, table: str, available_now: bo
     a new checkpoint; an existing one resumes where it stopped."""
     catalog = Catalog(cfg)
     spec = catalog.spec(table)
-    if not (spec.source or "").startswith("kafka:"):
-        raise ValueError(f"table '{table}' is not fed from Kafka (source: {spec.source})")
-    topic = topic_name(cfg, spec.source.split(":", 1)[1])
+    topic = topic_name(cfg, catalog.source_topic(table))
     # The per-trigger limit paces continuous runs; an availableNow run takes what is there.
     limit = None if available_now else int(cfg["pipeline.max_offsets_per_trigger"]) or None
     df = (read_kafka(spark, cfg, topic, starting_offsets, max_offsets_per_trigger=limit)
@@ -131,7 +129,7 @@ def start_ingest(spark: SparkSession, cfg: Config, streams, available_now: bool 
     from lakehouse.pipeline import IngestBatch
 
     catalog = Catalog(cfg)
-    logical = {s: catalog.spec(f"bronze.{s}").source.split(":", 1)[1] for s in streams}
+    logical = {s: catalog.source_topic(f"bronze.{s}") for s in streams}
     topics = {topic_name(cfg, logical[s]): s for s in streams}
     checkpoint = ingest_checkpoint(cfg, streams)
     given = {s: (starting_offsets or {}).get(s, "earliest") for s in topics.values()}

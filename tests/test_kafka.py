@@ -1,5 +1,6 @@
 """The real broker, started by the project's code, and a Kafka -> Delta round trip through Spark."""
 import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_port_taken_by_another_process_is_a_clear_error(tmp_path, overrides):
         squatter.listen()
         port = squatter.getsockname()[1]
         cfg = load_config("local", overrides + [f"kafka.bootstrap_servers=127.0.0.1:{port}"], home=tmp_path)
-        with pytest.raises(BrokerError, match=rf"^port {port} on 127.0.0.1 is already in use by pid \d+ \(python"):
+        with pytest.raises(BrokerError, match=rf"^port {port} on 127.0.0.1 is already in use by pid {os.getpid()} \(\S+\)"):
             LocalKafka(cfg).start()
 
 
