@@ -121,8 +121,8 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import ensure_topics
     from lakehouse.metrics import ProgressCollector
-    from lakehouse.pipeline import GOLD, STREAMS
     from lakehouse.streaming import silver_query, start_pipeline, wait_until_idle
+    from lakehouse.topology import GOLD_VIEWS, STREAMS
     from ml.scoring import start_scoring
 
     tag = f"bench{load}_{int(time.time())}"
@@ -135,7 +135,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     collector = ProgressCollector()
     spark.streams.addListener(collector)
     trig = args.trigger
-    queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig)
+    queries = start_pipeline(spark, cfg, STREAMS, GOLD_VIEWS, trig)
     time.sleep(10)
     sampler = ProcessSampler(dict(sampler_roots))
     broker_pid = info.get("pid") or listener_pid(int(str(cfg["kafka.bootstrap_servers"]).split(",")[0].rpartition(":")[2]))

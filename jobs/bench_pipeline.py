@@ -2,11 +2,12 @@
 
     python jobs/bench_pipeline.py --backlog 200000               # capacity: bronze and silver rows/s from a backlog
     python jobs/bench_pipeline.py --rate 2000 --duration 60      # latency Kafka -> readable in silver at an offered rate
+    python jobs/bench_pipeline.py --streams all --rate 5000 --gold   # ... and in the gold feature views
 
 Capacity: a backlog is produced first, then bronze and silver each catch up (availableNow)
 and rows per second are timed. Latency: a paced producer runs beside the continuous pipeline;
-each silver row's delay is the commit time of the Delta version that added it minus its
-Kafka timestamp. Beside each figure: the average CPU (% of the machine) and peak resident memory
+each silver (and with ``--gold`` each gold) row's delay is the commit time of the Delta version
+that added it minus its Kafka timestamp. Beside each figure: the average CPU (% of the machine) and peak resident memory
 of this job's process tree (Python driver, Spark's JVM, Python workers) and of the broker, and
 the per-batch time breakdown of every query. Results print as JSON; every run uses its own topic
 prefix and state.
@@ -77,7 +78,7 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.config import load_config
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.streaming import ingest_mode, start_bronze, start_ingest, start_pipeline, start_silver
-    from lakehouse.topology import STREAMS, stream_table
+    from lakehouse.topology import STREAMS, gold_views_for, stream_table
 
     tag = f"bench{int(time.time())}_"
     home = cfg.home / "bench" / tag.rstrip("_")
@@ -128,7 +129,8 @@ def run(spark, cfg, args) -> dict:
         spark.streams.addListener(collector)
         ctx = mp.get_context("fork")
         sampler = _sampler(bcfg)
-        queries = start_pipeline(spark, bcfg, streams, [], args.trigger)
+        gold = gold_views_for(streams) if args.gold else []
+        queries = start_pipeline(spark, bcfg, streams, gold, args.trigger)
         time.sleep(15)  # let every query start before load arrives
         sent = ctx.Queue()
         producer = ctx.Process(target=_produce_into, args=(sent, bcfg, ",".join(streams), None, args.rate, args.duration, 11))
@@ -161,6 +163,8 @@ def run(spark, cfg, args) -> dict:
             stats["sent"] = per_topic.get(s, 0)
             stats["completeness_pct"] = round(100.0 * stats["rows"] / stats["sent"], 2) if stats["sent"] else None
             result[f"latency_{s}"] = stats
+        for table in gold:
+            result[f"latency_{table}"] = latency_stats(spark, catalog.spec(table).location) if catalog.register(spark, [table]) else {"rows": 0}
     print(json.dumps(result, indent=2))
     return result
 
@@ -231,6 +235,7 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=60.0, help="latency run: seconds of load")
     p.add_argument("--drain", type=float, default=20.0, help="latency run: seconds to let the pipeline finish after the load")
     p.add_argument("--trigger", default="1 second", help="latency run: processing-time trigger of every query")
+    p.add_argument("--gold", action="store_true", help="latency run: also run the gold feature views of the streams and time them")
     result = common.execute(p, argv, run, app_name="finlake-bench")
     common.emit(result)
     return result

@@ -34,6 +34,7 @@ COMMANDS = {
     "maintain": "maintain",
     "data-docs": "data_docs",
     "selfcheck": "selfcheck",
+    "topology": "topology",
     "submit": "submit",
     "bench-pipeline": "bench_pipeline",
     "bench-scoring": "bench_scoring",

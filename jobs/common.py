@@ -47,6 +47,17 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def pick(kind: str, text: str, known) -> list[str]:
+    """A ``--stream`` / ``--use-case`` style selection (a comma list, or ``all``) of ``known``
+    names; an unknown one fails in one line naming it and what is known."""
+    from lakehouse.topology import names
+
+    try:
+        return names(kind, text, known)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def config_from(args: argparse.Namespace) -> Config:
     try:
         extra = ["spark.console_log=true"] if getattr(args, "verbose", False) else []

@@ -19,13 +19,9 @@ from jobs import common
 
 
 def _use_cases(text: str) -> list[str]:
-    from lakehouse.decision import DECISION_PATHS
+    from lakehouse.topology import DECISION_PATHS
 
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [n for n in names if n not in DECISION_PATHS]
-    if unknown or not names:
-        common.fail(f"unknown use case '{(unknown or [text])[0]}' (decision paths: {', '.join(DECISION_PATHS)})")
-    return names
+    return common.pick("use case", text, DECISION_PATHS)
 
 
 def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigger=None):
@@ -66,7 +62,7 @@ def run(spark, cfg, args) -> dict:
 
 def build_parser():
     p = common.parser(__doc__)
-    p.add_argument("--use-cases", default="fraud,trading", help="comma list of decision paths (fraud, trading)")
+    p.add_argument("--use-cases", default="fraud,trading", help="decision paths: fraud, trading, a comma list, or all")
     p.add_argument("--from", dest="starting_offsets", choices=["latest", "earliest"], default="latest",
                    help="where a new checkpoint starts reading its topics")
     p.add_argument("--no-landing", action="store_true", help="do not run the Kafka -> Delta landing queries")

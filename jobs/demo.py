@@ -76,7 +76,7 @@ def layer_counts(spark, cfg) -> dict:
     from pyspark.sql import functions as F
 
     from lakehouse.catalog import Catalog
-    from lakehouse.pipeline import STREAMS
+    from lakehouse.topology import STREAMS
 
     catalog = Catalog(cfg)
 
@@ -127,12 +127,12 @@ def stream_performance(spark, cfg, progress_rows: list[tuple], sent: dict, count
 def scoring_performance(spark, cfg, fns: dict) -> dict:
     from jobs.bench_pipeline import latency_stats
     from lakehouse.catalog import Catalog
-    from ml.scoring import SCORING
+    from lakehouse.topology import USE_CASES
 
     catalog = Catalog(cfg)
     out = {}
     for name, fn in fns.items():
-        loc = catalog.spec(SCORING[name][1]).location
+        loc = catalog.spec(USE_CASES[name].scores).location
         out[name] = {"batches": len(fn.history), "scored": sum(b["scored"] for b in fn.history),
                      "alerts": sum(b["alerts"] for b in fn.history), "versions": sorted({b["version"] for b in fn.history}),
                      "latency_kafka_to_score": latency_stats(spark, loc) if fn.history else {"rows": 0}}
@@ -148,7 +148,7 @@ def decision_performance(spark, cfg) -> dict:
     from pyspark.sql import functions as F
 
     from lakehouse.catalog import Catalog
-    from lakehouse.decision import DECISION_PATHS
+    from lakehouse.topology import DECISION_PATHS
 
     catalog = Catalog(cfg)
 
@@ -176,9 +176,9 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     """Continuous pipeline and scoring while a paced producer sends every stream; drain; stop."""
     from lakehouse.kafka.clients import end_offsets, topic_name
     from lakehouse.metrics import ProgressCollector
-    from lakehouse.pipeline import GOLD, STREAMS
     from lakehouse.streaming import kafka_query, start_pipeline, wait_until_idle
-    from ml.scoring import SCORING, start_scoring
+    from lakehouse.topology import DECISION_PATHS, GOLD_VIEWS, LAKEHOUSE_SCORED, STREAMS
+    from ml.scoring import start_scoring
 
     collector = ProgressCollector()
     spark.streams.addListener(collector)
@@ -189,15 +189,14 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
 
     topics = {s: Catalog(cfg).source_topic(f"bronze.{s}") for s in STREAMS}
     ends = end_offsets(cfg, list(topics.values()))
-    queries = start_pipeline(spark, cfg, STREAMS, GOLD, trig,
+    queries = start_pipeline(spark, cfg, STREAMS, GOLD_VIEWS, trig,
                              bronze_from={s: json.dumps({topic_name(cfg, t): ends[topic_name(cfg, t)]}) for s, t in topics.items()})
     # Fraud and trading are decided on their decision paths (Kafka -> state -> champion ->
     # Kafka, landed in gold by their landing queries); loan PD stays on the lakehouse scorer.
     from jobs.decide import start_all
-    from lakehouse.decision import DECISION_PATHS
 
     scorers = {}
-    for name in (n for n in SCORING if n not in DECISION_PATHS):   # loan PD: no decision path
+    for name in LAKEHOUSE_SCORED:   # loan PD: no decision path
         q, fn = start_scoring(spark, cfg, name, processing_time=trig, only_new=True)
         queries.append(q)
         scorers[name] = fn

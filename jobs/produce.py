@@ -20,11 +20,9 @@ from jobs import common
 
 
 def _parse_streams(text: str) -> tuple[str, ...]:
-    from lakehouse.generators.streams import STREAMS
+    from lakehouse.topology import STREAMS
 
-    if text == "all":
-        return STREAMS
-    return tuple(s.strip() for s in text.split(",") if s.strip())
+    return tuple(common.pick("stream", text, STREAMS))
 
 
 def _parse_mix(text: str | None) -> dict:

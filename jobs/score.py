@@ -13,18 +13,14 @@ import time
 
 from jobs import common
 
-USE_CASES = ("fraud", "trading", "loan_pd")
-
 
 def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
     from lakehouse.metrics import ProgressCollector
-    from ml.scoring import SCORING, start_scoring
+    from lakehouse.topology import USE_CASES
+    from ml.scoring import start_scoring
 
-    names = list(USE_CASES) if args.use_case == "all" else [s.strip() for s in args.use_case.split(",") if s.strip()]
-    bad = [n for n in names if n not in USE_CASES]
-    if bad:
-        common.fail(f"unknown use case '{bad[0]}' (known: {', '.join(USE_CASES)}, all)")
+    names = common.pick("use case", args.use_case, USE_CASES)
     if args.alerts and "fraud" in names:
         from lakehouse.kafka.broker import ensure_broker
         from lakehouse.kafka.clients import ensure_topics
@@ -71,7 +67,7 @@ def run(spark, cfg, args) -> dict:
     spark.streams.removeListener(collector)
     out = {}
     for name, (_, fn) in running.items():
-        target = SCORING[name][1]
+        target = USE_CASES[name].scores
         batches = fn.history
         rows = spark.read.format("delta").load(catalog.spec(target).location).count() if catalog.register(spark, [target]) else 0
         out[name] = {"table": target, "rows": rows,

@@ -9,14 +9,12 @@ FINLAKE_HOME/reports/stats/, and logs them to each champion's training run in ML
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 from jobs import common
 
-USE_CASES = ("fraud", "trading", "loan_pd")
 TITLES = {"fraud": "Fraud detection", "trading": "Trading signal", "loan_pd": "Loan probability of default"}
 
 
@@ -152,10 +150,7 @@ def run(spark, cfg, args) -> dict:
     from ml.datasets import USE_CASES as SPECS
     from ml.evidence import champion_evidence, feature_sample
 
-    names = list(USE_CASES) if args.use_case == "all" else [s.strip() for s in args.use_case.split(",")]
-    bad = [n for n in names if n not in USE_CASES]
-    if bad:
-        common.fail(f"unknown use case '{bad[0]}' (known: {', '.join(USE_CASES)}, all)")
+    names = common.pick("use case", args.use_case, SPECS)
     out_dir = Path(args.out) if args.out else cfg.path("paths.reports") / "stats"
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -13,21 +13,15 @@ from jobs import common
 
 
 def _parse_streams(text: str) -> list[str]:
-    from lakehouse.pipeline import STREAMS
+    from lakehouse.topology import STREAMS
 
-    if text == "all":
-        return list(STREAMS)
-    streams = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown:
-        common.fail(f"unknown stream '{unknown[0]}' (known: {', '.join(STREAMS)})")
-    return streams
+    return common.pick("stream", text, STREAMS)
 
 
 def _gold_tables(streams: list[str]) -> list[str]:
-    from lakehouse.pipeline import GOLD
+    from lakehouse.topology import gold_views_for
 
-    return [t for t, (driver, _) in GOLD.items() if driver in streams]
+    return gold_views_for(streams)
 
 
 def run(spark, cfg, args) -> dict:

@@ -12,17 +12,11 @@ import time
 
 from jobs import common
 
-USE_CASES = ("fraud", "trading", "loan_pd")
-
 
 def parse_use_cases(text: str) -> list[str]:
-    if text == "all":
-        return list(USE_CASES)
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [n for n in names if n not in USE_CASES]
-    if bad or not names:
-        common.fail(f"unknown use case '{bad[0] if bad else text}' (known: {', '.join(USE_CASES)}, all)")
-    return names
+    from lakehouse.topology import USE_CASES
+
+    return common.pick("use case", text, USE_CASES)
 
 
 def summary_line(result: dict) -> str:

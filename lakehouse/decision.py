@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,22 +35,7 @@ from lakehouse import observe
 from lakehouse.config import Config
 from lakehouse.risk import RiskSnapshots  # noqa: F401  (the decision path's risk features)
 from lakehouse.silver import add_rule_failures, parse_bronze
-
-
-@dataclass(frozen=True)
-class DecisionPath:
-    """One real-time use case: the streams it reads, the state that keys it, its topics."""
-    use_case: str
-    streams: tuple[str, ...]
-    decisions_topic: str
-    alerts_topic: str | None
-    table: str          # where land_decisions keeps the decisions
-
-
-DECISION_PATHS = {
-    "fraud": DecisionPath("fraud", ("transactions", "user_events"), "fraud_decisions", "fraud_alerts", "gold.fraud_scores"),
-    "trading": DecisionPath("trading", ("market_ticks",), "trading_signals", None, "gold.trading_signals"),
-}
+from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY
 
 
 def _ms(col: str) -> Column:
@@ -176,12 +160,12 @@ class DecideBatch:
 
     def __init__(self, cfg: Config, use_case: str):
         from ml.datasets import USE_CASES
-        from ml.scoring import SCORING, Champion
+        from ml.scoring import Champion
 
         self.cfg = cfg
         self.path = DECISION_PATHS[use_case]
         self.use_case = USE_CASES[use_case]
-        _, _, self.suite, self.keep = SCORING[use_case]
+        self.suite, self.keep = TOPOLOGY[use_case].gate, TOPOLOGY[use_case].keep
         self.champion = Champion(cfg, self.use_case)
         self.risk = RiskSnapshots(cfg) if use_case == "fraud" else None
         self._broadcast = None
@@ -366,10 +350,9 @@ class LandBatch:
         """Decision rows in the score table's columns (those ml.scoring's batch scorer writes,
         silver_time null: the decision path does not pass through silver)."""
         from ml.datasets import USE_CASES
-        from ml.scoring import SCORING
 
         use_case = USE_CASES[self.path.use_case]
-        keep = SCORING[self.path.use_case][3]
+        keep = TOPOLOGY[self.path.use_case].keep
         if use_case.kind == "binary":
             outputs = ["score", "decision", "threshold", "top_features"]
         else:

@@ -25,14 +25,9 @@ from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, rule_name
 from lakehouse import observe
+from lakehouse.topology import GOLD_VIEWS, STREAMS, stream_table
 from lakehouse.silver import add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
 
-STREAMS = tuple(SILVER_FIELDS)
-GOLD = {  # gold table -> (driving silver stream, the other silver tables its windows read)
-    "gold.card_features": ("transactions", ("user_events", "tx_labels")),
-    "gold.market_features": ("market_ticks", ()),
-    "gold.borrower_features": ("loan_applications", ("bureau_updates",)),
-}
 
 
 # Structural reasons counted per batch into ops.dq_results (besides every expectation).
@@ -382,9 +377,9 @@ class GoldBatch:
         self.cfg, self.table = cfg, table
         catalog = Catalog(cfg)
         self.spec = catalog.spec(table)
-        driver, others = GOLD[table]
-        self.driver = catalog.spec(f"silver.{driver}")
-        self.others = {o: catalog.spec(f"silver.{o}") for o in others}
+        view = GOLD_VIEWS[table]
+        self.driver = catalog.spec(stream_table("silver", view.driver))
+        self.others = {o: catalog.spec(stream_table("silver", o)) for o in view.reads}
         self.app = app_id(checkpoint, table)
         # Live card batches take merchant and terminal risk from hourly snapshots (0: never).
         self.snapshot_max_hours = int(cfg.get("pipeline.risk_snapshot_max_hours", 0) or 0) if table == "gold.card_features" else 0

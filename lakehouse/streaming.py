@@ -112,7 +112,7 @@ def _start(make_writer, cfg: Config, checkpoint: str, available_now: bool, proce
 
 
 def ingest_checkpoint(cfg: Config, streams) -> str:
-    from lakehouse.pipeline import STREAMS
+    from lakehouse.topology import STREAMS
 
     root = str(cfg["paths.checkpoints"]).rstrip("/")
     return f"{root}/ingest/" + ("all" if set(streams) == set(STREAMS) else "+".join(sorted(streams)))
@@ -184,11 +184,12 @@ def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: b
 def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool = False,
                processing_time: str | None = None):
     """Start the silver -> ``table`` feature query (point-in-time windows over silver history)."""
-    from lakehouse.pipeline import GOLD, GoldBatch
+    from lakehouse.pipeline import GoldBatch
+    from lakehouse.topology import GOLD_VIEWS, stream_table
 
     catalog = Catalog(cfg)
     target = catalog.spec(table)
-    source = catalog.spec(f"silver.{GOLD[table][0]}")
+    source = catalog.spec(stream_table("silver", GOLD_VIEWS[table].driver))
     fn = GoldBatch(cfg, table, target.checkpoint)
 
     def make_writer():

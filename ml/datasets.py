@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog
 from lakehouse.gold import BORROWER_FEATURE_GROUPS, CARD_FEATURE_GROUPS, MARKET_FEATURE_GROUPS
+from lakehouse.topology import USE_CASES as FLOWS   # each use case's tables, declared once
 
 TRADING_CLASSES = ("down", "flat", "up")
 
@@ -65,14 +66,14 @@ def _groups(groups: dict[str, list[str]], leave_out: tuple[str, ...] = ()) -> di
 
 
 USE_CASES = {
-    "fraud": UseCase("fraud", "binary", "gold.card_features", _groups(CARD_FEATURE_GROUPS), "fraud",
+    "fraud": UseCase("fraud", "binary", FLOWS["fraud"].features, _groups(CARD_FEATURE_GROUPS), "fraud",
                      fold_metric="roc_auc", promotion_metric="roc_auc", promotion_higher_is_better=True),
     # The price level (mid) is left out: it identifies the symbol and drifts, it forecasts nothing.
-    "trading": UseCase("trading", "multiclass", "gold.market_features", _groups(MARKET_FEATURE_GROUPS, ("price",)),
+    "trading": UseCase("trading", "multiclass", FLOWS["trading"].features, _groups(MARKET_FEATURE_GROUPS, ("price",)),
                        "trading", fold_metric="auc_macro", promotion_metric="auc_macro", promotion_higher_is_better=True,
                        classes=TRADING_CLASSES),
     # PD is judged on what a lender observes: realised defaults (Brier score, lower is better).
-    "loan_pd": UseCase("loan_pd", "pd", "gold.borrower_features", _groups(BORROWER_FEATURE_GROUPS), "loan-pd",
+    "loan_pd": UseCase("loan_pd", "pd", FLOWS["loan_pd"].features, _groups(BORROWER_FEATURE_GROUPS), "loan-pd",
                        fold_metric="roc_auc", promotion_metric="brier", promotion_higher_is_better=False),
 }
 

@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (ArrayType, DoubleType, LongType, StringType, StructField, StructType, TimestampType)
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from lakehouse import observe
+from lakehouse import observe, topology
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
 from lakehouse.pipeline import _dq_rows, app_id, idempotent_append
@@ -35,12 +34,6 @@ from ml import registry
 from ml.calibration import NONE, Calibration
 from ml.datasets import USE_CASES, UseCase
 
-# use case -> (feature table, score table, gate suite, the identifying columns a score row keeps)
-SCORING = {
-    "fraud": ("gold.card_features", "gold.fraud_scores", "score_fraud", ("card_token", "customer_id", "amount")),
-    "trading": ("gold.market_features", "gold.trading_signals", "score_trading", ("symbol",)),
-    "loan_pd": ("gold.borrower_features", "gold.loan_pd_scores", "score_loan_pd", ("customer_id", "loan_amount")),
-}
 TOP_FEATURES = 3
 
 
@@ -187,7 +180,8 @@ class ScoreBatch:
     def __init__(self, cfg: Config, use_case: str, checkpoint: str, alerts: bool = True):
         self.cfg = cfg
         self.use_case = USE_CASES[use_case]
-        self.source_name, self.target_name, self.suite, self.keep = SCORING[use_case]
+        flow = topology.USE_CASES[use_case]
+        self.source_name, self.target_name, self.suite, self.keep = flow.features, flow.scores, flow.gate, flow.keep
         catalog = Catalog(cfg)
         self.target = catalog.spec(self.target_name)
         self.quarantine = catalog.spec("quarantine.scoring")
@@ -284,8 +278,7 @@ def start_scoring(spark: SparkSession, cfg: Config, use_case: str, available_now
     from lakehouse.streaming import _start
 
     catalog = Catalog(cfg)
-    source_name, target_name, _, _ = SCORING[use_case]
-    source, target = catalog.spec(source_name), catalog.spec(target_name)
+    source, target = catalog.spec(topology.USE_CASES[use_case].features), catalog.spec(topology.USE_CASES[use_case].scores)
     fn = ScoreBatch(cfg, use_case, target.checkpoint, alerts)
     fn.champion.current()  # fail now, in one line, when there is no champion
 

@@ -1,6 +1,5 @@
 """The whole pipeline against the real broker: a known mix lands in exact counts, a SIGKILL
 mid-stream loses and doubles nothing, and no clear PAN is stored anywhere."""
-import itertools
 import json
 import os
 import signal
@@ -8,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest

@@ -57,8 +57,6 @@ def consume(cfg, topic: str, idle_s: float = 6.0) -> list[dict]:
 
 
 def test_streaming_scores_equal_the_booster_and_alerts_match(kafka, spark, ml_cfg, fraud_result, tmp_path):
-    import pandas as pd
-
     from lakehouse.kafka.clients import ensure_topics
     from ml import registry
     from ml.scoring import start_scoring

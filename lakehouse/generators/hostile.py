@@ -12,8 +12,6 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-STREAM_TOPICS = ("transactions", "tx_labels", "market_ticks", "user_events", "bureau_updates", "loan_applications")
-
 
 def luhn_pan(rng: random.Random, length: int = 16, prefix: str = "4") -> str:
     """A random card number of ``length`` digits that passes the Luhn check."""

@@ -11,8 +11,8 @@ from lakehouse.generators.credit import CreditActivity, CreditConfig
 from lakehouse.generators.market import MarketConfig, MarketTicks
 from lakehouse.generators.noise import NoiseConfig
 from lakehouse.generators.world import build_world
+from lakehouse.topology import STREAMS
 
-STREAMS = ("transactions", "tx_labels", "market_ticks", "user_events", "bureau_updates", "loan_applications")
 DEFAULT_MIX = {"transactions": 0.55, "market_ticks": 0.25, "user_events": 0.12, "bureau_updates": 0.06,
                "loan_applications": 0.02}
 TRUTH_TABLES = ("truth.fraud", "truth.trading", "truth.loan_pd")
