@@ -7,7 +7,11 @@ full pass written to Spark's ``noop`` sink, timed after one warm-up pass:
 - build: making the payloads only (the floor every other line includes);
 - tokenize: + ``finlake_tokenize_payload`` (the JVM tokenizer bronze runs);
 - raw parse: + ``from_json`` into ``map<string,string>`` (a parse with no checks);
-- silver parse: + ``parse_bronze`` and the compiled expectation rules (what silver runs).
+- variant map: + ``try_parse_json`` into ``map<string,variant>`` (the first step of silver's parse);
+- types and texts: + each field's JSON type and text (silver's second step);
+- silver parse: + ``parse_bronze`` and the compiled expectation rules (what silver runs);
+- counts: + the silver batch's one count aggregate (every reason and rule, distinct valid ids,
+  the reasons list), and the same without the distinct count and the list.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ def main(argv=None) -> dict:
 
     from lakehouse.config import load_config
     from lakehouse.jvm import set_pan_key
+    from lakehouse.pipeline import SilverBatch
+    from lakehouse.schemas.events import SILVER_FIELDS
     from lakehouse.session import build_session
     from lakehouse.silver import add_rule_failures, parse_bronze
 
@@ -42,11 +48,21 @@ def main(argv=None) -> dict:
     tokenized = rows.select(F.call_function("finlake_tokenize_payload", "payload").alias("payload"))
     bronze_like = tokenized.select("payload", F.lit(0).alias("partition"), F.lit(0).cast("long").alias("offset"),
                                    F.current_timestamp().alias("kafka_timestamp"), F.lit("transactions").alias("topic"))
+    silver = bronze_like.transform(parse_bronze("transactions", 3600, 1e9)).transform(add_rule_failures("transactions"))
+    members = tokenized.select(F.try_variant_get(F.try_parse_json(F.col("payload").cast("string")), "$", "map<string,variant>").alias("_m"))
+    fields = SILVER_FIELDS["transactions"].fields
+    counts = SilverBatch(cfg, "transactions", str(cfg.path("paths.checkpoints") / "bench_parse"))._counts
     plans = {
         "build": rows,
         "tokenize": tokenized,
         "raw parse (from_json to map)": tokenized.select(F.from_json(F.col("payload").cast("string"), "map<string,string>").alias("m")),
-        "silver parse + rules": bronze_like.transform(parse_bronze("transactions", 3600, 1e9)).transform(add_rule_failures("transactions")),
+        "variant map": members,
+        "+ each field's type and text": members.select(
+            "*", *[F.schema_of_variant(F.col("_m").getItem(f.name)).alias(f"k_{f.name}") for f in fields],
+            *[F.try_variant_get(F.col("_m").getItem(f.name), "$", "string").alias(f"s_{f.name}") for f in fields]),
+        "silver parse + rules": silver,
+        "+ batch counts": silver.agg(*counts),
+        "+ batch counts, no distinct/list": silver.agg(*counts[:-2]),
     }
     out = {"rows": args.rows, "cores": spark.sparkContext.defaultParallelism, "rows_per_s": {}}
     for name, df in plans.items():

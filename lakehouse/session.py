@@ -125,6 +125,28 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def _launch_jvm_quietly(cfg: Config, props: Mapping[str, str]) -> None:
+    """Start Spark's JVM (unless one runs) with its stdout and stderr in ``<logs>/spark-jvm.log``.
+
+    What the java launcher prints before log4j starts (Spark 4.1's ``WARNING: Using incubator
+    modules: jdk.incubator.vector``) and anything a library writes to the JVM's stderr would
+    otherwise reach the console. The command and the properties are pyspark's own
+    (``launch_gateway``); only where the output goes differs."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._active_spark_context is not None or SparkContext._gateway is not None:
+        return
+    conf = SparkConf(loadDefaults=False)
+    for key, value in props.items():
+        conf.set(key, value)
+    logs = cfg.path("paths.logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "spark-jvm.log", "ab") as out:   # the child keeps its own copy of the descriptor
+        gateway = launch_gateway(conf, popen_kwargs={"stdout": out, "stderr": out})
+    SparkContext(conf=conf, gateway=gateway)
+
+
 def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, str] | None = None):
     """Build (or join) the SparkSession for ``cfg``.
 
@@ -158,6 +180,8 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
                 props.pop(key, None)
     for key, value in props.items():
         builder = builder.config(key, value)
+    if not under_spark_submit() and not cfg["spark.console_log"]:
+        _launch_jvm_quietly(cfg, props)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(cfg["spark.log_level"]))
     register_functions(spark)
