@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
 	@echo "make test    run the test suite (starts its own Kafka broker and Spark)"
-	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads"
+	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads, then the ingest capacity (jobs/bench_pipeline.py)"
 	@echo "make chaos   run the chaos and fuzz run (bench/chaos.py): hostile input, SIGKILLs, broker restart"
 	@echo "make up | down | status   manage the local Kafka broker"
 	@echo "make sql-server | sql-server-stop   Spark's Thrift JDBC/ODBC server over every table (127.0.0.1:10000)"
@@ -60,8 +60,12 @@ unschedule:
 demo: install
 	$(PY) jobs/demo.py
 
+# The whole stack at offered loads (bench/run.py), then the ingest capacity against the raw
+# Spark limit taken in the same run (jobs/bench_pipeline.py).
+BENCH_BACKLOG ?= 200000
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) jobs/bench_pipeline.py --streams all --backlog $(BENCH_BACKLOG)
 
 chaos: install
 	$(PY) -m bench.chaos $(CHAOS_ARGS)

@@ -8,7 +8,10 @@ with them) to the real broker. Two queries run with the same trigger:
 - the fraud decision path (parse, rules, per-customer state, gate, champion, Kafka);
 - a stateless Kafka -> Kafka pass-through of the same topic (the floor).
 Latency = Kafka timestamp of the output record minus that of its transaction. ``--with-lakehouse``
-runs bronze and silver of both topics beside them. The champion is a booster trained on random
+runs bronze and silver of both topics beside them. ``--scoring-rows N`` also times the path's
+scoring step (the ``mapInPandas`` decider: gate result in, scores, decisions and alert
+contributions out, Arrow both ways) on N feature rows against raw ``inplace_predict`` of the
+same booster on the same rows. The champion is a booster trained on random
 feature rows (speed does not depend on what it learnt). Results: bench/results/decide.json.
 """
 from __future__ import annotations
@@ -147,6 +150,46 @@ def stage_times(spark, since_ms: int) -> list[dict]:
             for k, v in sorted(rows.items(), key=lambda kv: -sum(w for w, _, _ in kv[1]))]
 
 
+def scoring_ratio(spark, cfg, rows: int) -> dict:
+    """The decision path's scoring step against raw ``inplace_predict`` on the same rows (best of 3)."""
+    import datetime as dt
+
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from lakehouse.decision import DecideBatch, make_decider
+    from ml.scoring import _booster
+
+    decider = DecideBatch(cfg, "fraud")
+    model = decider.champion.current()
+    rng = np.random.default_rng(1)
+    pdf = pd.DataFrame(rng.normal(size=(rows, len(model.features))), columns=list(model.features))
+    now = pd.Timestamp.now()
+    pdf.insert(0, "event_id", [f"e{i}" for i in range(rows)])
+    pdf.insert(1, "event_time", now)
+    pdf["card_token"] = "t"
+    pdf["customer_id"] = [f"c{i % 5000}" for i in range(rows)]
+    pdf["amount"] = rng.uniform(1, 500, rows).round(2)
+    pdf["kafka_timestamp"] = now
+    gated = (spark.createDataFrame(pdf).withColumn("amount", F.col("amount").cast("decimal(18,2)"))
+             .withColumn("reasons", F.array().cast("array<string>")).localCheckpoint(eager=True))
+    schema = decider.out_schema(gated)
+    fn = make_decider(decider.use_case, model, decider._raw(spark, model), decider.keep, schema, dt.datetime.now())
+    step, raw = [], []
+    booster = _booster(model.name, model.version, model.raw)
+    x = pdf[list(model.features)].astype("float64")
+    for _ in range(4):
+        t = time.perf_counter()
+        gated.mapInPandas(fn, schema).write.format("noop").mode("overwrite").save()
+        step.append(rows / (time.perf_counter() - t))
+        t = time.perf_counter()
+        booster.inplace_predict(x)
+        raw.append(rows / (time.perf_counter() - t))
+    best_step, best_raw = max(step[1:]), max(raw[1:])
+    return {"rows": rows, "step_rows_per_s": round(best_step), "raw_inplace_predict_rows_per_s": round(best_raw),
+            "share_of_raw": round(best_step / best_raw, 4), "cpus": os.cpu_count()}
+
+
 def summarise(records, first_ms=None):
     lat = np.array([o - i for o, i, _ in records], dtype=float)
     if len(lat) == 0:
@@ -156,7 +199,7 @@ def summarise(records, first_ms=None):
             "p50_last_third_ms": float(np.percentile(lat[-len(lat) // 3:], 50)) if len(lat) >= 3 else None}
 
 
-def run(rates, seconds, with_lakehouse, trigger, conf=()):
+def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0):
     import pyspark  # noqa: F401
 
     from lakehouse.session import build_session
@@ -223,6 +266,10 @@ def run(rates, seconds, with_lakehouse, trigger, conf=()):
                "foreach_batch_phases_ms": [h.get("phases_ms") for h in fn.history if h.get("phases_ms")], "stages": stage_times(spark, since_ms)}
         print(json.dumps(row), flush=True)
         results.append(row)
+    if scoring_rows and spark is not None:
+        row = {"scoring_step": scoring_ratio(spark, cfg, scoring_rows)}
+        print(json.dumps(row), flush=True)
+        results.append(row)
     out = ROOT / "bench" / "results" / "decide.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
@@ -236,10 +283,11 @@ def main(argv=None):
     p.add_argument("--with-lakehouse", action="store_true")
     p.add_argument("--trigger", default="0 seconds")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
+    p.add_argument("--scoring-rows", type=int, default=0, help="also time the scoring step on this many rows against raw inplace_predict")
     a = p.parse_args(argv)
-    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf)
+    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf, a.scoring_rows)
     short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
-             if r["distinct_decided"] != r["transactions"]]
+             if "rate" in r and r["distinct_decided"] != r["transactions"]]
     if short:
         print(f"bench.decide: error: {'; '.join(short)}", file=sys.stderr)
         return 1
