@@ -24,9 +24,10 @@ def _use_cases(text: str) -> list[str]:
     return common.pick("use case", text, DECISION_PATHS)
 
 
-def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigger=None):
+def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigger=None, land_from=None):
     """Start the decision (and landing) queries; returns [(restart function, query)] and the
-    decision batch functions by use case."""
+    decision batch functions by use case. ``land_from``: a new landing checkpoint's starting
+    offsets per use case (default earliest: every decision on the topic)."""
     from lakehouse.decision import start_decisions, start_landing
     from lakehouse.kafka.clients import ensure_topics
 
@@ -39,7 +40,7 @@ def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigg
             return q
         running.append((decide, decide()))
         if land:
-            start = lambda name=name: start_landing(spark, cfg, name)[0]
+            start = lambda name=name: start_landing(spark, cfg, name, starting_offsets=(land_from or {}).get(name, "earliest"))[0]
             running.append((start, start()))
     return running, fns
 

@@ -174,7 +174,7 @@ def decision_performance(spark, cfg) -> dict:
 
 def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     """Continuous pipeline and scoring while a paced producer sends every stream; drain; stop."""
-    from lakehouse.kafka.clients import end_offsets, topic_name
+    from lakehouse.kafka.clients import end_offsets, ensure_topics, topic_name
     from lakehouse.metrics import ProgressCollector
     from lakehouse.streaming import kafka_query, start_pipeline, wait_until_idle
     from lakehouse.topology import DECISION_PATHS, GOLD_VIEWS, LAKEHOUSE_SCORED, STREAMS
@@ -201,7 +201,13 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
         queries.append(q)
         scorers[name] = fn
     decide_from = {s: json.dumps({topic_name(cfg, s): ends[topic_name(cfg, s)]}) for p in DECISION_PATHS.values() for s in p.streams}
-    running, deciders = start_all(spark, cfg, list(DECISION_PATHS), starting_offsets=decide_from)
+    # The decision topics too: on a reused broker they hold an earlier run's decisions, which
+    # the new landing checkpoints would otherwise land into this run's tables.
+    ensure_topics(cfg)
+    out_ends = end_offsets(cfg, [p.decisions_topic for p in DECISION_PATHS.values()])
+    land_from = {n: json.dumps({topic_name(cfg, p.decisions_topic): out_ends[topic_name(cfg, p.decisions_topic)]})
+                 for n, p in DECISION_PATHS.items()}
+    running, deciders = start_all(spark, cfg, list(DECISION_PATHS), starting_offsets=decide_from, land_from=land_from)
     queries += [q for _, q in running]
     steps.log(f"{len(queries)} streaming queries running (trigger {trig})")
     ctx = mp.get_context("fork")

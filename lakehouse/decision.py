@@ -413,15 +413,19 @@ def decision_rows(use_case: str, dedup_window: str):
     return transform
 
 
-def start_landing(spark: SparkSession, cfg: Config, use_case: str, trigger: str | None = None):
-    """Start the Kafka -> Delta landing query of a decision path; returns (query, batch function)."""
+def start_landing(spark: SparkSession, cfg: Config, use_case: str, trigger: str | None = None,
+                  starting_offsets: str = "earliest"):
+    """Start the Kafka -> Delta landing query of a decision path; returns (query, batch function).
+    ``starting_offsets`` applies to a new checkpoint only: by default it lands every decision
+    the topic holds; the demo on a reused broker starts at the topic's end (this run's only)."""
     from lakehouse.kafka.clients import topic_name
     from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
     checkpoint = f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/land_{use_case}"
     fn = LandBatch(cfg, use_case, checkpoint)
-    df = read_kafka(spark, cfg, topic_name(cfg, path.decisions_topic)).transform(decision_rows(use_case, str(cfg["decisions.dedup_window"])))
+    df = (read_kafka(spark, cfg, topic_name(cfg, path.decisions_topic), starting_offsets)
+          .transform(decision_rows(use_case, str(cfg["decisions.dedup_window"]))))
     writer = (df.writeStream.queryName(f"land_{use_case}").option("checkpointLocation", checkpoint).foreachBatch(fn)
               .trigger(processingTime=trigger or str(cfg["decisions.landing_trigger"])))
     return writer.start(), fn

@@ -151,16 +151,14 @@ def log_booster(client, booster, reg_name: str, example, example_scores, tags: d
     import mlflow.xgboost
     from mlflow.models import infer_signature
 
-    from mlflow.utils.logging_utils import disable_logging, enable_logging
+    import contextlib
+    import io
 
     # MLflow prints "Successfully registered model ..." / "Created version ..." to stderr; the
     # jobs report the registered version themselves (a quiet console). Errors still raise.
-    disable_logging()
-    try:
+    with contextlib.redirect_stderr(io.StringIO()):
         info = mlflow.xgboost.log_model(booster, name="model", registered_model_name=reg_name, input_example=example,
                                         signature=infer_signature(example, example_scores))
-    finally:
-        enable_logging()
     version = str(info.registered_model_version)
     for k, v in tags.items():
         client.set_model_version_tag(reg_name, version, k, v)
