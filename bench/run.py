@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from jobs import common  # noqa: E402
-from lakehouse.procs import ProcessSampler, listener_pid  # noqa: E402
+from lakehouse.procs import ProcessSampler, bootstrap_pid  # noqa: E402
 
 STUDY_TABLE1 = [(500, 37, 12, 12), (1000, 55, 18, 17), (2500, 68, 32, 25), (5000, 82, 61, 41)]
 STUDY_TABLE3 = {"transactions": (18, 46, 99.2, 0.08), "market_ticks": (11, 31, 98.1, 0.12),
@@ -138,7 +138,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     queries = start_pipeline(spark, cfg, STREAMS, GOLD_VIEWS, trig)
     time.sleep(10)
     sampler = ProcessSampler(dict(sampler_roots))
-    broker_pid = info.get("pid") or listener_pid(int(str(cfg["kafka.bootstrap_servers"]).split(",")[0].rpartition(":")[2]))
+    broker_pid = info.get("pid") or bootstrap_pid(cfg["kafka.bootstrap_servers"])
     if broker_pid:
         sampler.add("kafka broker", int(broker_pid))
     sampler.start()

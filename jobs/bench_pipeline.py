@@ -85,7 +85,7 @@ def run(spark, cfg, args) -> dict:
     bcfg = load_config(cfg.env, list(args.conf) + [f"kafka.topic_prefix={tag}"], home=home)
     ensure_broker(bcfg)
     catalog = Catalog(bcfg)
-    streams = [s.strip() for s in args.streams.split(",")] if args.streams != "all" else list(STREAMS)
+    streams = common.pick("stream", args.streams, STREAMS)
     catalog.register(spark, [stream_table(l, s) for l in ("bronze", "silver", "quarantine") for s in streams] + ["ops.dq_results"])
     result = {"machine": machine(), "streams": streams}
     if args.backlog:
@@ -207,10 +207,10 @@ def _sampler(cfg):
     """A started sampler of this process tree (driver, Spark's JVM, Python workers) and the broker."""
     import os
 
-    from lakehouse.procs import ProcessSampler, listener_pid
+    from lakehouse.procs import ProcessSampler, bootstrap_pid
 
     roots = {"finlake": os.getpid()}
-    broker = listener_pid(int(str(cfg["kafka.bootstrap_servers"]).split(",")[0].rpartition(":")[2]))
+    broker = bootstrap_pid(cfg["kafka.bootstrap_servers"])
     if broker is not None and broker != os.getpid():
         roots["kafka"] = broker
     sampler = ProcessSampler(roots)

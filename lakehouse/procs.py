@@ -30,6 +30,11 @@ def stop_process(pid: int, timeout: float, group: bool = False) -> None:
         pass
 
 
+def bootstrap_pid(bootstrap_servers: str) -> int | None:
+    """The local process serving the first of ``bootstrap_servers`` (``host:port,...``), if visible."""
+    return listener_pid(int(str(bootstrap_servers).split(",")[0].rpartition(":")[2]))
+
+
 def listener_pid(port: int) -> int | None:
     """The process listening on a local TCP port (the broker a job reused), if visible."""
     import psutil
