@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	@mkdir -p "$(FINLAKE_HOME)/logs"
 	@echo "finlake: installing the Python packages into $(VENV) (log: $(FINLAKE_HOME)/logs/install.log)"
 	@{ $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip setuptools wheel \
-	   && $(PY) -m pip install -q -e '.[dev]'; } >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
+	   && $(PY) -m pip install -q -e '.[dev,sequence]'; } >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
 	 || { tail -n 20 "$(FINLAKE_HOME)/logs/install.log"; echo "finlake: error: installing the Python packages failed; full log: $(FINLAKE_HOME)/logs/install.log"; exit 1; }
 	@touch $@
 

@@ -4,6 +4,7 @@ period against a baseline and the ceiling, log them to MLflow and apply the prom
     python jobs/train.py --use-case all
     python jobs/train.py --use-case fraud --conf ml.search.folds=3
     python jobs/train.py --env gpu --use-case trading      # xgboost on CUDA, RAPIDS for the SQL
+    python jobs/train.py --use-case trading --model sequence   # the BiLSTM challenger (the 'sequence' extra)
 """
 from __future__ import annotations
 
@@ -40,6 +41,35 @@ def summary_line(result: dict) -> str:
             f"({'champion' if promo['promote'] else 'challenger'}: {promo['reason']})\n    " + "\n    ".join(parts))
 
 
+def sequence_summary(result: dict) -> str:
+    """The sequence challenger's lines: its metrics beside the champion's, and the paired test."""
+    key = ("auc_macro", "macro_f1", "log_loss")
+    m = result["metrics"]
+    vs = result["vs_champion"]
+    champ = f"xgboost champion v{result['champion']['version']}"
+    lines = [f"{who} " + " ".join(f"{k}={m[who][k]:.4f}" for k in key if m[who].get(k) is not None) for who in m]
+    if not result["ceiling_available"]:
+        lines.append("ceiling not available (no generator truth for these rows)")
+    lines.append(f"sequence vs {champ}: {vs['test']} p = {vs['p_value']:.3g}: "
+                 + ("beats it" if vs["beats_champion"] else f"does NOT beat it ({vs['reason'].rsplit('; ', 1)[-1]})"))
+    model = result["model"]
+    return (f"trading: {model['name']} v{model['version']} ({model['alias']}; best epoch {result['best_epoch']} of "
+            f"{len(result['history'])}, {result['seconds']['fit']:,.0f} s)\n    " + "\n    ".join(lines))
+
+
+def check_model(model: str, names: list[str]) -> None:
+    """--model sequence trains the trading challenger only, and needs its extra."""
+    if model == "sequence":
+        if names != ["trading"]:
+            common.fail("--model sequence trains the trading use case only: use --use-case trading")
+        from ml.sequence import SequenceUnavailable, _keras
+
+        try:
+            _keras()
+        except SequenceUnavailable as exc:
+            common.fail(str(exc))
+
+
 def run(spark, cfg, args) -> dict:
     from rich.console import Console
 
@@ -47,6 +77,8 @@ def run(spark, cfg, args) -> dict:
     from ml.train import train_use_case
 
     names = parse_use_cases(args.use_case)
+    model = getattr(args, "model", "xgboost")
+    check_model(model, names)
     console = Console(stderr=True)
     results = {}
     started = time.perf_counter()
@@ -57,10 +89,15 @@ def run(spark, cfg, args) -> dict:
                 console.log(f"{n}: {msg}")
 
             try:
-                results[name] = train_use_case(spark, cfg, name, args.as_of, step)
+                if model == "sequence":
+                    from ml.sequence import train_sequence
+
+                    results[name] = train_sequence(spark, cfg, step)
+                else:
+                    results[name] = train_use_case(spark, cfg, name, args.as_of, step)
             except (TrainingDataError, LeakageError) as exc:
                 common.fail(str(exc))
-        print(summary_line(results[name]), flush=True)
+        print(sequence_summary(results[name]) if model == "sequence" else summary_line(results[name]), flush=True)
     return {"use_cases": results, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -69,13 +106,16 @@ def build_parser():
     p.add_argument("--use-case", default="all", help="fraud, trading, loan_pd, a comma list, or all")
     p.add_argument("--as-of", type=float, default=None,
                    help="epoch seconds: train only on labels known at this time (default: every label in the tables)")
+    p.add_argument("--model", default="xgboost", choices=("xgboost", "sequence"),
+                   help="xgboost (the served models), or sequence: the trading BiLSTM challenger, judged against the "
+                        "xgboost champion")
     return p
 
 
 def main(argv=None):
     p = build_parser()
     args_probe = p.parse_args(argv)
-    parse_use_cases(args_probe.use_case)  # fail on a bad name before Spark starts
+    check_model(args_probe.model, parse_use_cases(args_probe.use_case))  # fail on a bad name before Spark starts
     result = common.execute(p, argv, run, app_name="finlake-train")
     common.emit(result)
     return result

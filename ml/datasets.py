@@ -170,7 +170,7 @@ def trading_rows(features: DataFrame, truth: DataFrame | None, flat_bps: float =
         labelled = features.join(truth.select("event_id", idx.alias("label"), F.col("p_down").alias("truth_p_down"),
                                               F.col("p_flat").alias("truth_p_flat"), F.col("p_up").alias("truth_p_up")),
                                  "event_id", "inner")
-    return labelled.select("event_id", "event_time", *USE_CASES["trading"].features, "label",
+    return labelled.select("event_id", "event_time", "symbol", *USE_CASES["trading"].features, "label",
                            "truth_p_down", "truth_p_flat", "truth_p_up")
 
 
