@@ -113,9 +113,9 @@ def test_the_challenger_is_registered_and_judged_against_the_champion_on_the_sam
     try:
         assert result["model"] == {"name": "finlake-trading-sequence", "version": "1", "run_id": result["model"]["run_id"],
                                    "alias": "challenger"}
-        assert client.get_model_version_by_alias("finlake-trading-sequence", "challenger").version == "1"
+        assert str(client.get_model_version_by_alias("finlake-trading-sequence", "challenger").version) == "1"
         assert registry.alias_version(client, "finlake-trading-sequence", "champion") is None
-        assert registry.alias_version(client, "finlake-trading", "champion").version == "1"   # serving is untouched
+        assert str(registry.alias_version(client, "finlake-trading", "champion").version) == "1"   # serving is untouched
         # The champion is scored on exactly the ticks its own run was judged on: same metrics.
         m = result["metrics"]
         assert set(m) == {"sequence", "xgboost_champion_v1", "ceiling"}
