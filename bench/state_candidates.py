@@ -6,13 +6,14 @@ parsed events, beside a parse-only floor taken in the same run.
     python -m bench.state_candidates                       # 60,000 transactions (+ user events)
     python -m bench.state_candidates --transactions 200000 --batch 20000
 
-1. Parity: both functions run over a small backlog into memory tables; every feature of every
-   transaction must agree (nulls alike, numbers within 1e-9 relative).
+1. Parity: both functions run over a small backlog, 500 offsets per topic a batch, into memory
+   tables; every feature of every transaction must agree (nulls alike, numbers within 1e-9
+   relative).
 2. Capacity: a backlog of transactions and user events on the real broker; each candidate
    catches up from the earliest offset with ``--batch`` offsets per topic per micro-batch
    (availableNow, a new checkpoint, RocksDB state, noop sink): transactions per second, and
    the median batch time.
-Results: bench/results/state_candidates.json.
+Results: bench/results/state_candidates_batch<N>.json.
 """
 from __future__ import annotations
 
@@ -56,15 +57,13 @@ def pandas_fraud_state(features: list[str], lateness_ms: int):
             state.remove()
             return
         batch = pd.concat(list(pdfs), ignore_index=True)
+        kinds = {"string": object, "long": "int64", "double": "float64", "boolean": bool}
         if state.exists:
             s = state.get
-            names = [n for n, _ in TX_STATE + UE_STATE]
-            h = {n: np.asarray(s[i] if s[i] is not None else [], dtype=object if t == "string" else None)
-                 for i, (n, t) in enumerate(TX_STATE + UE_STATE)}
-            newest = s[len(names)]
+            h = {n: np.asarray(s[i] if s[i] is not None else [], dtype=kinds[t]) for i, (n, t) in enumerate(TX_STATE + UE_STATE)}
+            newest = s[len(TX_STATE) + len(UE_STATE)]
         else:
-            h = {n: np.asarray([], dtype=object if t == "string" else ("int64" if t == "long" else "float64" if t == "double" else bool))
-                 for n, t in TX_STATE + UE_STATE}
+            h = {n: np.asarray([], dtype=kinds[t]) for n, t in TX_STATE + UE_STATE}
             newest = -(2 ** 63)
         batch = batch.sort_values(["_kts", "kafka_partition", "kafka_offset"], kind="stable")
         seen = set(h["id"].tolist()) | set(h["ue_id"].tolist())
@@ -252,8 +251,9 @@ def parity(spark, cfg, key, base: Path) -> dict:
     from lakehouse.decision import jvm_features
 
     feats = jvm_features(spark, "FraudState")
-    run_query(spark, cfg, key, "jvm", None, str(base / "parity_jvm"), "parity_jvm")
-    run_query(spark, cfg, key, "pandas", None, str(base / "parity_pandas"), "parity_pandas")
+    # Small batches, so that state carries over between them.
+    _, progress = run_query(spark, cfg, key, "jvm", 500, str(base / "parity_jvm"), "parity_jvm")
+    run_query(spark, cfg, key, "pandas", 500, str(base / "parity_pandas"), "parity_pandas")
     a = spark.table("parity_jvm").toPandas().set_index("event_id").sort_index()
     b = spark.table("parity_pandas").toPandas().set_index("event_id").sort_index()
     if list(a.index) != list(b.index):
@@ -269,7 +269,8 @@ def parity(spark, cfg, key, base: Path) -> dict:
     bad = {f: v for f, v in worst.items() if v > 1e-9}
     if bad:
         raise SystemExit(f"bench.state_candidates: error: the pandas features differ from the JVM's: {bad}")
-    return {"transactions": len(a), "features": len(feats), "max_relative_diff": max(worst.values())}
+    return {"transactions": len(a), "features": len(feats), "max_relative_diff": max(worst.values()),
+            "batches": len(progress)}
 
 
 def main(argv=None) -> int:
@@ -322,7 +323,7 @@ def main(argv=None) -> int:
         for w in ("jvm", "pandas"):
             if w in cap:
                 cap[f"{w}_vs_floor"] = round(cap[w]["tx_per_s"] / cap["floor"]["tx_per_s"], 3)
-    out = ROOT / "bench" / "results" / "state_candidates.json"
+    out = ROOT / "bench" / "results" / f"state_candidates_batch{a.batch}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results), flush=True)

@@ -39,6 +39,17 @@ trained = train.run(spark, cfg, argparse.Namespace(use_case=USE_CASES, as_of=Non
 
 # COMMAND ----------
 
+# MAGIC %md
+# MAGIC The study's trading model is a bidirectional LSTM. With trading trained above, train one as
+# MAGIC a challenger over windows of each symbol's ticks (Keras on JAX, the `sequence` extra): it is
+# MAGIC judged on the trading champion's test ticks by the same paired test, and never replaces it.
+
+if "trading" in USE_CASES.split(","):
+    sequence = train.run(spark, cfg, argparse.Namespace(use_case="trading", as_of=None, model="sequence"))["use_cases"]["trading"]
+    display({who: round(m["auc_macro"], 4) for who, m in sequence["metrics"].items()} | {"p_value": sequence["vs_champion"]["p_value"]})
+
+# COMMAND ----------
+
 score.run(spark, cfg, argparse.Namespace(use_case=USE_CASES, available_now=True, timeout=None, alerts=False))
 Catalog(cfg).register(spark)
 display(spark.sql("""SELECT decision, count(*) AS rows, round(avg(score), 4) AS mean_score, max(model_version) AS version
