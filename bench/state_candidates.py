@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.decide import _produce
+
 ROOT = Path(__file__).resolve().parent.parent
 M10, H1, D1 = 600_000, 3_600_000, 86_400_000
 RISKY = ("password_reset", "device_change", "payee_add")
@@ -183,22 +185,6 @@ def _messages(transactions: int, seed: int):
     return out, n_tx
 
 
-def _produce(cfg, prefix: str, msgs) -> None:
-    from confluent_kafka import Producer
-
-    from lakehouse.kafka.clients import client_config
-
-    p = Producer(client_config(cfg, **{"linger.ms": "20", "queue.buffering.max.messages": "2000000"}))
-    for topic, key, value in msgs:
-        while True:
-            try:
-                p.produce(prefix + topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-    p.flush(120)
-
-
 def _events(spark, cfg, key, limit: int | None):
     """Parsed, valid transactions and user events (the decision path's parse and rules), as the
     state functions' input."""
@@ -301,7 +287,7 @@ def main(argv=None) -> int:
         register_functions(spark)
         key = pan_hmac_key(cfg)
         msgs, n_tx = _messages(n, seed=7 if phase == "parity" else 11)
-        _produce(cfg, prefix, msgs)
+        _produce(cfg, msgs, float("inf"), prefix, {})   # as fast as the broker takes them
         base = cfg.path("paths.checkpoints") / "bench-state" / prefix
         if phase == "parity":
             results["parity"] = parity(spark, cfg, key, base)
