@@ -57,11 +57,13 @@ def sequence_summary(result: dict) -> str:
             f"{len(result['history'])}, {result['seconds']['fit']:,.0f} s)\n    " + "\n    ".join(lines))
 
 
-def check_model(model: str, names: list[str]) -> None:
-    """--model sequence trains the trading challenger only, and needs its extra."""
+def check_model(model: str, names: list[str], as_of: float | None = None) -> None:
+    """--model sequence trains the trading challenger only, on every label, and needs its extra."""
     if model == "sequence":
         if names != ["trading"]:
             common.fail("--model sequence trains the trading use case only: use --use-case trading")
+        if as_of is not None:
+            common.fail("--as-of applies to the xgboost models only (trading labels come from the ticks that follow)")
         from ml.sequence import SequenceUnavailable, _keras
 
         try:
@@ -78,7 +80,7 @@ def run(spark, cfg, args) -> dict:
 
     names = parse_use_cases(args.use_case)
     model = getattr(args, "model", "xgboost")
-    check_model(model, names)
+    check_model(model, names, getattr(args, "as_of", None))
     console = Console(stderr=True)
     results = {}
     started = time.perf_counter()
@@ -115,7 +117,7 @@ def build_parser():
 def main(argv=None):
     p = build_parser()
     args_probe = p.parse_args(argv)
-    check_model(args_probe.model, parse_use_cases(args_probe.use_case))  # fail on a bad name before Spark starts
+    check_model(args_probe.model, parse_use_cases(args_probe.use_case), args_probe.as_of)  # fail on a bad name before Spark starts
     result = common.execute(p, argv, run, app_name="finlake-train")
     common.emit(result)
     return result

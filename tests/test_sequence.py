@@ -144,10 +144,31 @@ def test_the_challenger_is_registered_and_judged_against_the_champion_on_the_sam
         registry.connect(ml_cfg)
 
 
-def test_the_job_refuses_the_sequence_model_for_other_use_cases(job_env):
+@pytest.mark.parametrize("argv, line", [
+    (["--use-case", "fraud"], "--model sequence trains the trading use case only: use --use-case trading"),
+    (["--use-case", "trading", "--as-of", "1700000000"],
+     "--as-of applies to the xgboost models only (trading labels come from the ticks that follow)"),
+])
+def test_the_job_refuses_what_the_sequence_model_cannot_do_in_one_line(job_env, argv, line):
     from tests.conftest import ROOT
 
-    out = subprocess.run([sys.executable, "jobs/train.py", "--use-case", "fraud", "--model", "sequence"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "jobs/train.py", *argv, "--model", "sequence"], cwd=ROOT,
                          env=job_env, capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr.strip() == "finlake: error: --model sequence trains the trading use case only: use --use-case trading"
+    assert out.stderr.strip() == f"finlake: error: {line}"
+
+
+@pytest.mark.parametrize("key, value, line", [
+    ("window", 0, "ml.sequence.window must be at least 1, got 0"),
+    ("dropout", 1.0, "ml.sequence.dropout must be in [0, 1), got 1.0"),
+    ("hidden", "many", "ml.sequence.hidden: expected a number, got 'many'"),
+])
+def test_bad_sequence_settings_are_one_line(tmp_path, key, value, line):
+    from lakehouse.config import load_config
+    from ml.sequence import settings
+
+    assert settings(load_config(None, [], home=tmp_path))["window"] == 32   # the shipped defaults pass
+    cfg = load_config(None, [f"ml.sequence.{key}={value}"], home=tmp_path)
+    with pytest.raises(ValueError) as exc:
+        settings(cfg)
+    assert str(exc.value) == line
