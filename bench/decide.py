@@ -281,10 +281,14 @@ def main(argv=None):
     p.add_argument("--rates", default="1000,5000,20000")
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--with-lakehouse", action="store_true")
-    p.add_argument("--trigger", default="0 seconds")
+    p.add_argument("--trigger", default=None, help="the decision and pass-through queries' trigger (default: decisions.trigger)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
     p.add_argument("--scoring-rows", type=int, default=0, help="also time the scoring step on this many rows against raw inplace_predict")
     a = p.parse_args(argv)
+    if a.trigger is None:
+        from lakehouse.config import load_config
+
+        a.trigger = str(load_config(None, list(a.conf))["decisions.trigger"])
     results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf, a.scoring_rows)
     short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
              if "rate" in r and r["distinct_decided"] != r["transactions"]]

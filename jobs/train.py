@@ -64,10 +64,10 @@ def check_model(model: str, names: list[str], as_of: float | None = None) -> Non
             common.fail("--model sequence trains the trading use case only: use --use-case trading")
         if as_of is not None:
             common.fail("--as-of applies to the xgboost models only (trading labels come from the ticks that follow)")
-        from ml.sequence import SequenceUnavailable, _keras
+        from ml.sequence import SequenceUnavailable, load_keras
 
         try:
-            _keras()
+            load_keras()
         except SequenceUnavailable as exc:
             common.fail(str(exc))
 

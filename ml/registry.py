@@ -145,24 +145,31 @@ def version_features(client, name: str, version) -> list[str]:
     return json.loads(client.get_model_version(name, str(version.version if hasattr(version, "version") else version)).tags["features"])
 
 
+def register_logged(client, reg_name: str, tags: dict[str, str], log) -> str:
+    """Run ``log()`` (an MLflow ``log_model`` call registering ``reg_name``), tag the new version
+    and return its number. MLflow prints "Successfully registered model ..." / "Created version
+    ..." to stderr; the jobs report the registered version themselves (a quiet console). Errors
+    still raise."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        info = log()
+    version = str(info.registered_model_version)
+    for k, v in tags.items():
+        client.set_model_version_tag(reg_name, version, k, v)
+    return version
+
+
 def log_booster(client, booster, reg_name: str, example, example_scores, tags: dict[str, str]) -> str:
     """Log a booster to the active run with its signature and input example, register it as a
     new version of ``reg_name``, tag the version; returns the version number."""
     import mlflow.xgboost
     from mlflow.models import infer_signature
 
-    import contextlib
-    import io
-
-    # MLflow prints "Successfully registered model ..." / "Created version ..." to stderr; the
-    # jobs report the registered version themselves (a quiet console). Errors still raise.
-    with contextlib.redirect_stderr(io.StringIO()):
-        info = mlflow.xgboost.log_model(booster, name="model", registered_model_name=reg_name, input_example=example,
-                                        signature=infer_signature(example, example_scores))
-    version = str(info.registered_model_version)
-    for k, v in tags.items():
-        client.set_model_version_tag(reg_name, version, k, v)
-    return version
+    return register_logged(client, reg_name, tags, lambda: mlflow.xgboost.log_model(
+        booster, name="model", registered_model_name=reg_name, input_example=example,
+        signature=infer_signature(example, example_scores)))
 
 
 def load_booster(name: str, version_or_alias: str):

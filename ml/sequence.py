@@ -39,7 +39,7 @@ class SequenceUnavailable(RuntimeError):
     """Keras (and its JAX backend) is not installed."""
 
 
-def _keras():
+def load_keras():
     """Keras on the JAX backend (set before the first import; a user's other backend stays
     theirs if Keras was already imported)."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -115,7 +115,7 @@ def settings(cfg: Config) -> dict:
 
 def build_network(length: int, n_features: int, n_classes: int, hidden: int, dropout: float, learning_rate: float, seed: int):
     """Bidirectional LSTM over the window -> dropout -> softmax over the classes."""
-    keras = _keras()
+    keras = load_keras()
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((length, n_features), name="ticks")
     h = keras.layers.Bidirectional(keras.layers.LSTM(hidden), name="bilstm")(inputs)
@@ -130,7 +130,7 @@ def fit_network(model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
                 batch_size: int, on_epoch: Callable[[int, dict], None] = lambda _e, _l: None) -> list[dict]:
     """Fit with early stopping on the validation loss (the best epoch's weights are kept);
     returns each epoch's losses."""
-    keras = _keras()
+    keras = load_keras()
     history: list[dict] = []
 
     class Report(keras.callbacks.Callback):
@@ -161,7 +161,7 @@ def _python_model_class():
         ticks in the same input that end at it (pass the history that should fill the windows)."""
 
         def load_context(self, context):
-            keras = _keras()
+            keras = load_keras()
             self.network = keras.saving.load_model(context.artifacts["network"])
             self.spec = json.loads(Path(context.artifacts["spec"]).read_text())
 
@@ -176,34 +176,28 @@ def _python_model_class():
 def log_sequence_model(client, network, spec: dict, reg_name: str, example: pd.DataFrame, tags: dict[str, str]) -> str:
     """Log the network and its window spec as a pyfunc to the active run, register a version of
     ``reg_name`` and tag it; returns the version number."""
-    import contextlib
-    import io
-
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
+    from ml import registry
+
+    model = _python_model_class()()
+    model.network, model.spec = network, spec   # what load_context reads back from the artifacts
     with tempfile.TemporaryDirectory() as tmp:
         net_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "spec.json"
         network.save(net_path)
         spec_path.write_text(json.dumps(spec))
-        model = _python_model_class()()
-        model.load_context(type("Ctx", (), {"artifacts": {"network": str(net_path), "spec": str(spec_path)}})())
-        out = model.predict(None, example)
-        with contextlib.redirect_stderr(io.StringIO()):
-            info = mlflow.pyfunc.log_model(name="model", python_model=model, registered_model_name=reg_name,
-                                           artifacts={"network": str(net_path), "spec": str(spec_path)},
-                                           input_example=example, signature=infer_signature(example, out))
-    version = str(info.registered_model_version)
-    for k, v in tags.items():
-        client.set_model_version_tag(reg_name, version, k, v)
-    return version
+        signature = infer_signature(example, model.predict(None, example))
+        return registry.register_logged(client, reg_name, tags, lambda: mlflow.pyfunc.log_model(
+            name="model", python_model=model, registered_model_name=reg_name,
+            artifacts={"network": str(net_path), "spec": str(spec_path)}, input_example=example, signature=signature))
 
 
 def load_sequence_model(name: str, version_or_alias: str):
     """A registered sequence model as an MLflow pyfunc (``predict(ticks) -> class probabilities``)."""
     import mlflow.pyfunc
 
-    _keras()
+    load_keras()
     ref = f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
     return mlflow.pyfunc.load_model(ref)
 
@@ -224,14 +218,14 @@ def train_sequence(spark, cfg: Config, step: Callable[[str], None] = lambda _msg
     from ml import evaluate as ev
     from ml import registry
     from ml.datasets import USE_CASES, TrainingDataError, build_rows, time_split
-    from ml.train import MIN_ROWS, _flat_metrics, booster_scores, judge
+    from ml.train import MIN_ROWS, _flat_metrics, judge, versus_champion
 
     try:
         s = settings(cfg)
         use_case = USE_CASES["trading"].configured(cfg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    _keras()   # the extra is there, before any Spark work
+    load_keras()   # the extra is there, before any Spark work
     started = time.perf_counter()
     client = registry.connect(cfg)
     champ_name = registry.registered_name(cfg, use_case.registered_name)
@@ -280,22 +274,15 @@ def train_sequence(spark, cfg: Config, step: Callable[[str], None] = lambda _msg
 
     step("judging on the test period beside the xgboost champion")
     seq_test = predict(network, windows[parts["test"]])
-    feats = registry.version_features(client, champ_name, champion)
-    booster = registry.load_booster(champ_name, str(champion.version))
-    champ_test = registry.load_calibration(client, champ_name, champion).apply(booster_scores(booster, use_case, test_pd, feats))
+    decision, champ_test = versus_champion(client, cfg, use_case, champ_name, test_pd, seq_test)
+    if champ_test is None:
+        raise TrainingDataError(f"trading: the champion {champ_name} v{champion.version} needs features the ticks lack")
     metrics = {"sequence": judge(use_case, val_pd, test_pd, None, seq_test),
                f"xgboost_champion_v{champion.version}": judge(use_case, val_pd, test_pd, None, champ_test)}
     truth = test_pd[["truth_p_down", "truth_p_flat", "truth_p_up"]].to_numpy(dtype=float) if truth_cols else None
     ceiling = truth is not None and bool(np.isfinite(truth).all())
     if ceiling:
         metrics["ceiling"] = judge(use_case, val_pd, test_pd, None, truth)
-    alpha = float(cfg.get("ml.promotion.alpha") or 0.05)
-    tested = ev.promotion_test(use_case.kind, use_case.promotion_metric, True, y["test"], seq_test, champ_test,
-                               n_boot=int(cfg["ml.promotion.bootstrap"]))
-    decision = registry.decide(use_case.promotion_metric, True, metrics["sequence"][use_case.promotion_metric],
-                               metrics[f"xgboost_champion_v{champion.version}"][use_case.promotion_metric],
-                               str(champion.version), float(cfg["ml.promotion.min_delta"]), float(tested["p_value"]), alpha,
-                               tested["test"])
 
     step("logging to MLflow and registering")
     from ml.train import _test_scores
@@ -326,7 +313,7 @@ def train_sequence(spark, cfg: Config, step: Callable[[str], None] = lambda _msg
                            "ceiling": "available" if ceiling else "not available (no generator truth)"})
         for label, m in metrics.items():
             mlflow.log_metrics(_flat_metrics(f"test_{label}", m))
-        mlflow.log_metrics({"train_seconds_sequence": fit_s, "vs_champion_p_value": float(tested["p_value"])})
+        mlflow.log_metrics({"train_seconds_sequence": fit_s, "vs_champion_p_value": float(decision.p_value)})
         for h in history:
             mlflow.log_metrics({"loss": h["loss"], "val_loss": h["val_loss"]}, step=h["epoch"])
         mlflow.log_dict({"features": features}, "features.json")
@@ -351,8 +338,8 @@ def train_sequence(spark, cfg: Config, step: Callable[[str], None] = lambda _msg
         "champion": {"name": champ_name, "version": str(champion.version)},
         "rows": {p: counts.get(p, 0) for p in ("train", "validation", "test", "embargo")}, "rows_total": total,
         "settings": s, "best_epoch": best_epoch, "history": history, "metrics": metrics, "ceiling_available": ceiling,
-        "vs_champion": {"metric": use_case.promotion_metric, "test": tested["test"], "p_value": float(tested["p_value"]),
-                        "alpha": alpha, "beats_champion": beats, "reason": decision.reason},
+        "vs_champion": {"metric": decision.metric, "test": decision.test, "p_value": float(decision.p_value),
+                        "alpha": decision.alpha, "beats_champion": beats, "reason": decision.reason},
         "seconds": {"fit": round(fit_s, 1), "total": round(time.perf_counter() - started, 1)},
         "split": split.to_dict(), "lineage": lineage, "report_dir": str(report_dir),
     }

@@ -310,12 +310,13 @@ def promotion_value(use_case: UseCase, test: pd.DataFrame, scores: np.ndarray) -
     return float(judge(use_case, test, test, scores if use_case.kind == "binary" else None, scores)[use_case.promotion_metric])
 
 
-def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str, test: pd.DataFrame,
-            challenger_scores: np.ndarray) -> registry.Decision:
-    """Score the current champion on the same test rows, run the paired test and apply the
-    rule (``registry.decide``)."""
+def versus_champion(client, cfg: Config, use_case: UseCase, reg_name: str, test: pd.DataFrame,
+                    challenger_scores: np.ndarray) -> tuple[registry.Decision, np.ndarray | None]:
+    """Score the current champion of ``reg_name`` on the same test rows, run the paired test and
+    apply the rule (``registry.decide``); returns the decision and the champion's scores (None
+    when there is no champion, or it needs features the rows lack)."""
     champion = registry.alias_version(client, reg_name, registry.CHAMPION)
-    champ_value, tested = None, {}
+    champ_value, tested, champ_scores = None, {}, None
     if champion is not None:
         feats = registry.version_features(client, reg_name, champion)
         if set(feats) <= set(test.columns):
@@ -331,6 +332,14 @@ def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str,
                                promotion_value(use_case, test, challenger_scores), champ_value,
                                str(champion.version) if champion is not None else None, float(cfg["ml.promotion.min_delta"]),
                                tested.get("p_value"), None if alpha is None else float(alpha), tested.get("test"))
+    return decision, champ_scores
+
+
+def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str, test: pd.DataFrame,
+            challenger_scores: np.ndarray) -> registry.Decision:
+    """Judge the new version against the champion on the same test rows (``versus_champion``)
+    and move the aliases by the decision."""
+    decision, _ = versus_champion(client, cfg, use_case, reg_name, test, challenger_scores)
     registry.set_aliases(client, reg_name, version, decision)
     return decision
 

@@ -44,7 +44,7 @@ trained = train.run(spark, cfg, argparse.Namespace(use_case=USE_CASES, as_of=Non
 # MAGIC a challenger over windows of each symbol's ticks (Keras on JAX, the `sequence` extra): it is
 # MAGIC judged on the trading champion's test ticks by the same paired test, and never replaces it.
 
-if "trading" in USE_CASES.split(","):
+if "trading" in train.parse_use_cases(USE_CASES):
     sequence = train.run(spark, cfg, argparse.Namespace(use_case="trading", as_of=None, model="sequence"))["use_cases"]["trading"]
     display({who: round(m["auc_macro"], 4) for who, m in sequence["metrics"].items()} | {"p_value": sequence["vs_champion"]["p_value"]})
 

@@ -1,8 +1,5 @@
 package finlake;
 
-import java.util.ArrayList;
-import java.util.List;
-
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
@@ -100,17 +97,5 @@ public final class Trees implements UDF1<scala.collection.Seq<Object>, Double> {
     /** Register the booster's trees (its JSON model) as the Spark SQL function {@code name}. */
     public static void register(SparkSession spark, String name, String json) throws Exception {
         spark.udf().register(name, new Trees(json), DataTypes.DoubleType);
-    }
-
-    /** Scores of rows given as a flat row-major array (for tests). */
-    public static double[] scoreRows(String json, double[] rows, int width) throws Exception {
-        Trees trees = new Trees(json);
-        List<Double> out = new ArrayList<>();
-        float[] x = new float[width];
-        for (int r = 0; r < rows.length / width; r++) {
-            for (int i = 0; i < width; i++) x[i] = (float) rows[r * width + i];
-            out.add(trees.score(x));
-        }
-        return out.stream().mapToDouble(Double::doubleValue).toArray();
     }
 }
