@@ -73,10 +73,11 @@ def main(argv=None) -> None:
         jars = None
         if not args.print:
             from lakehouse.jvm import ensure_jars
-            from lakehouse.session import write_log4j
+            from lakehouse.session import write_log4j, write_pools
 
             jars = ensure_jars(cfg)
             write_log4j(cfg)
+            write_pools(cfg)
         cmd = submit_command(cfg, args.job, args.job_args, args.master, args.conf, jars=jars)
     except Exception as exc:  # bad config, a jar that cannot be fetched or built: one line, not a traceback
         print(f"spark-submit.sh: error: {exc}", file=sys.stderr)

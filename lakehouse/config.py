@@ -25,7 +25,7 @@ DEFAULT_CONF_DIR = PROJECT_ROOT / "conf"
 
 # Mappings whose keys are free-form (Spark properties, topic names, table names): an
 # environment may add keys to these without them existing in base.
-OPEN_MAPPINGS = frozenset({"spark.conf", "kafka.topics", "tables"})
+OPEN_MAPPINGS = frozenset({"spark.conf", "spark.scheduler_pools", "kafka.topics", "tables"})
 
 _REF = re.compile(r"\$\{(env:[A-Za-z_][A-Za-z0-9_]*(?:,[^{}]*(?:\{[^{}]*\}[^{}]*)*)?|home)\}")
 

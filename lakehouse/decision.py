@@ -134,6 +134,8 @@ def make_decider(use_case, model, raw_broadcast, keep: tuple[str, ...], out_sche
     same ``ml.scoring.predict`` the lakehouse scorer uses), the others refused."""
     from ml.scoring import _booster, predict
 
+    model = model.shipped()   # the booster comes from the broadcast
+
     def decide(batches):
         booster = _booster(model.name, model.version, raw_broadcast)
         names = [f.name for f in out_schema.fields]
@@ -269,6 +271,7 @@ class DecideBatch:
             (self.records(scored).write.format("kafka").options(**spark_kafka_options(self.cfg)).save())
             done = time.time()
             self.history.append({"batch_id": batch_id, "version": model.version, "seconds": done - started, "rows": rows,
+                                 "pool": spark.sparkContext.getLocalProperty("spark.scheduler.pool"),
                                  "phases_ms": {"champion": round(1000 * (t_model - started)), "parse_state": round(1000 * (t_state - t_model)),
                                                "risk": round(1000 * (t_risk - t_state)), "gate_score_write": round(1000 * (done - t_risk))}})
         finally:
@@ -299,30 +302,40 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
         features = market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
     fn = DecideBatch(cfg, use_case)
     fn.champion.current()   # no champion: fail now, in one line
+    if fn.risk is not None:
+        fn.risk.warm(spark)   # the current hour's risk snapshot, before the first live batch needs it
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
     writer = (features.writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
               .outputMode("append").foreachBatch(fn).trigger(processingTime=trigger or str(cfg["decisions.trigger"])))
-    with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"])):
+    with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"]),
+                       str(cfg["decisions.scheduler_pool"] or "")):
         return writer.start(), fn
 
 
 @contextmanager
-def decision_conf(spark: SparkSession, state_partitions: int, whole_stage_codegen: bool = True):
+def decision_conf(spark: SparkSession, state_partitions: int, whole_stage_codegen: bool = True, pool: str = ""):
     """Session settings a decision query captures when it starts: its state partitions (fixed in
     the checkpoint at the first start) and no empty batches. A processing-time timeout (the
     state's TTL) would otherwise make Spark run a batch without data back to back forever; the
     TTL is then applied in the batches that carry data. ``whole_stage_codegen`` false: Spark
-    does not generate and look up the Java code of the whole parse plan in every batch."""
+    does not generate and look up the Java code of the whole parse plan in every batch.
+    ``pool``: the fair-scheduler pool its jobs run in (the query's thread inherits this thread's
+    local property when it starts)."""
     keys = {"spark.sql.shuffle.partitions": str(state_partitions), "spark.sql.streaming.noDataMicroBatches.enabled": "false",
             "spark.sql.codegen.wholeStage": "true" if whole_stage_codegen else "false"}
     before = {k: spark.conf.get(k, None) for k in keys}
     for k, v in keys.items():
         spark.conf.set(k, v)
+    sc = spark.sparkContext
+    pool_before = sc.getLocalProperty("spark.scheduler.pool")
+    if pool:
+        sc.setLocalProperty("spark.scheduler.pool", pool)
     try:
         yield
     finally:
         for k, v in before.items():
             spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+        sc.setLocalProperty("spark.scheduler.pool", pool_before)
 
 
 # ---------------------------------------------------------------------------------------------

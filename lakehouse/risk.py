@@ -5,6 +5,7 @@ snapshot was taken."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from functools import reduce
 
@@ -30,6 +31,9 @@ class RiskSnapshots:
         self.cache: dict[int, tuple[float, DataFrame]] = {}
         self.computed = 0
         self._cols: dict | None = None
+        self._lock = threading.Lock()
+        self._fresh: dict[int, tuple[float, DataFrame]] = {}   # refreshed snapshots, swapped in by _current
+        self._refreshing: set[int] = set()
 
     def _read(self, spark: SparkSession, spec, ddl: str) -> DataFrame:
         from lakehouse.catalog import read_delta_if_exists
@@ -61,17 +65,54 @@ class RiskSnapshots:
         return out
 
     def _current(self, spark: SparkSession, asof_ms: int) -> DataFrame:
+        """The hour's snapshot. The first time an hour is asked for it is computed here; after
+        ``refresh_s`` it is recomputed in the background and swapped in at a later call, so a
+        batch never waits for a refresh (it joins the snapshot it has until the new one is in)."""
         from lakehouse.streaming import release_checkpoint
 
-        now = time.time()
+        with self._lock:
+            fresh = self._fresh.pop(asof_ms, None)
+        if fresh is not None:
+            old = self.cache.get(asof_ms)
+            if old is not None:
+                release_checkpoint(old[1])
+            self.cache[asof_ms] = fresh
         held = self.cache.get(asof_ms)
-        if held is None or now - held[0] >= self.refresh_s:
-            if held is not None:
-                release_checkpoint(held[1])
-            self.cache[asof_ms] = (now, self.snapshot(spark, asof_ms))
+        if held is None:
+            self.cache[asof_ms] = (time.time(), self.snapshot(spark, asof_ms))
+        elif time.time() - held[0] >= self.refresh_s:
+            self._refresh_later(spark, asof_ms)
         for old in sorted(self.cache)[:-3]:   # an hour's batches are done once later hours arrive
             release_checkpoint(self.cache.pop(old)[1])
         return self.cache[asof_ms][1]
+
+    def _refresh_later(self, spark: SparkSession, asof_ms: int) -> None:
+        with self._lock:
+            if asof_ms in self._refreshing:
+                return
+            self._refreshing.add(asof_ms)
+
+        def work():
+            try:
+                taken = time.time()
+                snap = self.snapshot(spark, asof_ms)
+                with self._lock:
+                    self._fresh[asof_ms] = (taken, snap)
+            except Exception:  # noqa: BLE001 - the held snapshot stays; the next batch past refresh_s tries again
+                pass
+            finally:
+                with self._lock:
+                    self._refreshing.discard(asof_ms)
+
+        threading.Thread(target=work, name=f"risk-refresh-{asof_ms}", daemon=True).start()
+
+    def warm(self, spark: SparkSession, now_ms: int | None = None) -> None:
+        """Take the current hour's snapshot now (a decision job calls it before its query
+        starts), so that the first live batch does not wait for it."""
+        from lakehouse.gold import RISK_SNAPSHOT_MS
+
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        self._current(spark, now_ms // RISK_SNAPSHOT_MS * RISK_SNAPSHOT_MS)
 
     def _columns(self) -> dict:
         """The Column expressions ``attach`` uses, built once: each pyspark function call is

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from lakehouse.config import Config
+from lakehouse.config import Config, ConfigError
 from lakehouse.jvm import ensure_jars, jar_specs, register_functions, udf_jar_path
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -58,6 +58,9 @@ def spark_properties(cfg: Config, python: str | None = None, jars: list[str] | N
         props["spark.driver.extraClassPath"] = str(udf_jar_path(cfg))
     if not cfg["spark.console_log"]:
         props["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j_file(cfg)}"
+    if cfg["spark.scheduler_pools"]:
+        props["spark.scheduler.mode"] = "FAIR"
+        props["spark.scheduler.allocation.file"] = f"file:{pools_file(cfg)}"
     for key, value in (cfg["spark.conf"] or {}).items():
         props[str(key)] = _as_spark_value(value)
     return props
@@ -90,6 +93,39 @@ def write_log4j(cfg: Config) -> Path:
         "logger.stream.level=ERROR",
         "",
     ]))
+    return path
+
+
+def pools_file(cfg: Config) -> Path:
+    return cfg.path("paths.home") / "spark" / "fairscheduler.xml"
+
+
+def write_pools(cfg: Config) -> Path | None:
+    """Spark's fair-scheduler pools from ``spark.scheduler_pools`` (name -> weight, min_share).
+    A pool with tasks waiting and fewer running than its ``min_share`` takes the next free task
+    slot before any other pool; beyond that, slots are shared in proportion to ``weight``."""
+    pools = cfg["spark.scheduler_pools"] or {}
+    if not pools:
+        return None
+    lines = ['<?xml version="1.0"?>', "<allocations>"]
+    for name, spec in pools.items():
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"spark.scheduler_pools.{name} must be a mapping (weight, min_share), got {spec!r}")
+        unknown = set(spec) - {"weight", "min_share"}
+        if unknown:
+            raise ConfigError(f"spark.scheduler_pools.{name}: unknown setting(s) {sorted(unknown)} (weight, min_share)")
+        try:
+            weight, share = int(spec.get("weight", 1)), int(spec.get("min_share", 0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"spark.scheduler_pools.{name}: weight and min_share must be whole numbers") from None
+        if weight < 1 or share < 0:
+            raise ConfigError(f"spark.scheduler_pools.{name}: weight must be >= 1 and min_share >= 0")
+        lines += [f'  <pool name="{name}">', "    <schedulingMode>FIFO</schedulingMode>",
+                  f"    <weight>{weight}</weight>", f"    <minShare>{share}</minShare>", "  </pool>"]
+    path = pools_file(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([*lines, "</allocations>", ""]))
     return path
 
 
@@ -159,6 +195,7 @@ def build_session(cfg: Config, app_name: str | None = None, extra: Mapping[str, 
     if not under_spark_submit():  # spark-submit brought the jars (--jars) and the log settings
         jars = ensure_jars(cfg)
         write_log4j(cfg)
+    write_pools(cfg)
     props = spark_properties(cfg, jars=jars)
     if app_name:
         props["spark.app.name"] = app_name

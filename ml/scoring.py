@@ -13,6 +13,7 @@ identified by ``event_id``); scores are exactly once.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -48,6 +49,11 @@ class LoadedModel:
     calibration: Calibration = NONE
     # What the threshold is compared with: the score, or the expected loss (score x amount).
     threshold_on: str = "score"
+
+    def shipped(self) -> "LoadedModel":
+        """This model without its booster bytes, for a function Spark pickles into every task:
+        the booster travels once per version as a broadcast (``_booster``)."""
+        return dataclasses.replace(self, raw=b"")
 
 
 class Champion:
@@ -156,6 +162,7 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
 def make_scorer(use_case: UseCase, model: LoadedModel, raw_broadcast, keep: tuple[str, ...]):
     """The ``mapInPandas`` function: Arrow batches of feature rows in, score rows out."""
     name, version = model.name, model.version
+    model = model.shipped()
 
     def score(batches):
         booster = _booster(name, version, raw_broadcast)

@@ -334,7 +334,7 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
 
     def run_until(n):
         """Start the queries (resuming their checkpoints) and stop once n rows have landed."""
-        running, _ = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
+        running, fns = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
         try:
             deadline = time.monotonic() + 300
             land = next(q for _, q in running if q.name == "land_fraud")
@@ -349,6 +349,9 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
         finally:
             for _, q in running:
                 q.stop()
+        # Its jobs ran in the decision pool (they take free task slots before the lakehouse's).
+        pools = {h["pool"] for h in fns["fraud"].history if h["rows"]}
+        assert pools == {cfg["decisions.scheduler_pool"]}, pools
 
     for batch, n in ((first, 60), (second, 90)):   # the second run resumes from the checkpoints
         report = send_raw(cfg, batch)    # logical topic names: the dp_ prefix comes from the config

@@ -112,3 +112,29 @@ def test_local_sessions_write_through_the_fork_free_file_system(spark, tmp_path)
     q.awaitTermination(120)
     assert q.exception() is None and (tmp_path / "ck" / "commits" / "0").exists()
     assert spark.read.format("delta").load(str(tmp_path / "s")).count() == 5
+
+
+def test_scheduler_pools_are_written_from_config_and_bad_ones_refused(tmp_path):
+    """spark.scheduler_pools -> the fair scheduler's allocation file that spark_properties names;
+    a bad setting is one clear error; an empty map keeps Spark's FIFO scheduler."""
+    import xml.etree.ElementTree as ET
+
+    import pytest
+
+    from lakehouse.session import write_pools
+
+    cfg = load_config("local", ["spark.scheduler_pools.lakehouse={weight: 1}"], home=tmp_path)
+    props = spark_properties(cfg)
+    path = write_pools(cfg)
+    assert props["spark.scheduler.mode"] == "FAIR" and props["spark.scheduler.allocation.file"] == f"file:{path}"
+    pools = {p.get("name"): (p.findtext("schedulingMode"), p.findtext("weight"), p.findtext("minShare"))
+             for p in ET.parse(path).getroot()}
+    assert pools == {cfg["decisions.scheduler_pool"]: ("FIFO", "10", "2"), "lakehouse": ("FIFO", "1", "0")}
+    for bad, says in ((["spark.scheduler_pools.decisions={weight: 0}"], "weight must be >= 1"),
+                      (["spark.scheduler_pools.decisions={share: 2}"], "unknown setting(s) ['share']"),
+                      (["spark.scheduler_pools.decisions={min_share: two}"], "must be whole numbers")):
+        with pytest.raises(ValueError) as err:
+            write_pools(load_config("local", bad, home=tmp_path))
+        assert says in str(err.value) and "\n" not in str(err.value)
+    off = load_config("local", ["spark.scheduler_pools={}"], home=tmp_path)
+    assert "spark.scheduler.mode" not in spark_properties(off) and write_pools(off) is None
