@@ -235,7 +235,9 @@ class DecideBatch:
             self._gate = rule_failures(self.suite)
         return self._gate
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, batch_id: int, sink: str = "kafka") -> None:
+        """Gate, score and write one batch. ``sink`` "noop": write nothing and keep no history
+        (the warm-up's run, ``warm_up``)."""
         from lakehouse.kafka.clients import spark_kafka_options
         from lakehouse.streaming import release_checkpoint
 
@@ -256,7 +258,8 @@ class DecideBatch:
             rows, hours = int(first["n"]), [int(h) for h in first["hours"]]
             t_state = time.time()
             if rows == 0:
-                self.history.append({"batch_id": batch_id, "version": model.version, "seconds": time.time() - started, "rows": 0})
+                if sink == "kafka":
+                    self.history.append({"batch_id": batch_id, "version": model.version, "seconds": time.time() - started, "rows": 0})
                 return
             if self.risk is not None:
                 batch = self.risk.attach(batch, hours)
@@ -268,7 +271,11 @@ class DecideBatch:
             gated = batch.withColumn("reasons", self.gate())
             decided_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
             scored = gated.mapInPandas(make_decider(self.use_case, model, self._raw(spark, model), self.keep, schema, decided_at), schema)
-            (self.records(scored).write.format("kafka").options(**spark_kafka_options(self.cfg)).save())
+            records = self.records(scored)
+            if sink == "noop":
+                records.write.format("noop").mode("overwrite").save()
+                return
+            records.write.format("kafka").options(**spark_kafka_options(self.cfg)).save()
             done = time.time()
             self.history.append({"batch_id": batch_id, "version": model.version, "seconds": done - started, "rows": rows,
                                  "pool": spark.sparkContext.getLocalProperty("spark.scheduler.pool"),
@@ -304,12 +311,47 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     fn.champion.current()   # no champion: fail now, in one line
     if fn.risk is not None:
         fn.risk.warm(spark)   # the current hour's risk snapshot, before the first live batch needs it
+    if cfg["decisions.warm_up"]:
+        warm_up(spark, cfg, use_case, fn, key)
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
     writer = (features.writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
               .outputMode("append").foreachBatch(fn).trigger(processingTime=trigger or str(cfg["decisions.trigger"])))
     with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"]),
                        str(cfg["decisions.scheduler_pool"] or "")):
         return writer.start(), fn
+
+
+def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", pan_key: bytes | None) -> None:
+    """Run the path's code once, in batch mode, over a few generated events of its streams, and
+    write nothing: the parse, the state function, the gate, the Python workers with the
+    champion's booster and the Kafka record building are loaded and compiled before the first
+    live batch, which otherwise takes several seconds more than the next ones (and so after a
+    restart too). The events go nowhere: no state store, no topic, no table."""
+    import json
+
+    from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, TimestampType
+
+    from lakehouse.generators.streams import GeneratorConfig, generate
+
+    path = DECISION_PATHS[use_case]
+    now = time.time()
+    rows: dict[str, list] = {s: [] for s in path.streams}
+    stamp = dt.datetime.fromtimestamp(now, dt.timezone.utc).replace(tzinfo=None)
+    for e in generate(GeneratorConfig(seed=7, start=now - 30, rate=50.0, streams=path.streams)):
+        if e.is_truth or e.topic not in rows or len(rows[e.topic]) >= 20:
+            continue
+        rows[e.topic].append(((e.key or "").encode(), json.dumps(e.event).encode(), e.topic, 0, len(rows[e.topic]), stamp, 0))
+        if all(len(r) >= 20 for r in rows.values()):
+            break
+    schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
+                         StructField("partition", IntegerType()), StructField("offset", LongType()),
+                         StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType())])
+    frames = {s: spark.createDataFrame(rows[s], schema).transform(valid_events(s, cfg, pan_key)) for s in path.streams}
+    if use_case == "fraud":
+        features = fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
+    else:
+        features = market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
+    fn(features, -1, sink="noop")
 
 
 @contextmanager
