@@ -8,7 +8,8 @@ with them) to the real broker. Two queries run with the same trigger:
 - the fraud decision path (parse, rules, per-customer state, gate, champion, Kafka);
 - a stateless Kafka -> Kafka pass-through of the same topic (the floor).
 Latency = Kafka timestamp of the output record minus that of its transaction. ``--with-lakehouse``
-runs bronze and silver of both topics beside them. ``--scoring-rows N`` also times the path's
+runs bronze and silver of both topics beside them. ``--inline`` runs the gate and the score inline
+in the streaming plan with Spark's Kafka sink instead of in ``foreachBatch`` (``start_inline``). ``--scoring-rows N`` also times the path's
 scoring step (the ``mapInPandas`` decider: gate result in, scores, decisions and alert
 contributions out, Arrow both ways) on N feature rows against raw ``inplace_predict`` of the
 same booster on the same rows. The champion is a booster trained on random
@@ -128,6 +129,40 @@ def start_passthrough(spark, cfg, topic, out_topic, checkpoint, trigger):
             .option("checkpointLocation", checkpoint).trigger(processingTime=trigger).start())
 
 
+def start_inline(spark, cfg, trigger: str, checkpoint: str):
+    """The other shape #12 asks to measure: the gate and the score inline in the streaming plan
+    instead of in ``foreachBatch``. One query: Kafka -> the same parse, rules and per-customer
+    state -> the current hour's risk snapshot (a stream-static join) -> the same gate ->
+    ``mapInPandas`` with the same decider -> the same records -> Spark's Kafka sink. What it
+    gives up, and why the path keeps ``foreachBatch``: the champion is fixed when the query
+    starts (a moved alias needs a restart), the risk snapshot too (transactions of another hour
+    get no risk features), and ``decided_at`` is not stamped. Returns (query, batch function)."""
+    from lakehouse.decision import DecideBatch, decision_conf, fraud_features, make_decider, valid_events
+    from lakehouse.gold import RISK_SNAPSHOT_MS
+    from lakehouse.jvm import register_functions
+    from lakehouse.kafka.clients import spark_kafka_options, topic_name
+    from lakehouse.security import pan_hmac_key
+    from lakehouse.streaming import read_kafka
+
+    register_functions(spark)
+    key = pan_hmac_key(cfg)
+    frames = {s: read_kafka(spark, cfg, topic_name(cfg, s), "latest").transform(valid_events(s, cfg, key))
+              for s in ("transactions", "user_events")}
+    features = fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
+    fn = DecideBatch(cfg, "fraud")
+    model = fn.champion.current()
+    hour = int(time.time() * 1000) // RISK_SNAPSHOT_MS * RISK_SNAPSHOT_MS
+    fn.risk.warm(spark)
+    gated = fn.risk.attach(features, [hour]).withColumn("reasons", fn.gate())
+    schema = fn.out_schema(gated)
+    scored = gated.mapInPandas(make_decider(fn.use_case, model, fn._raw(spark, model), fn.keep, schema, None), schema)
+    writer = (fn.records(scored).writeStream.queryName("decide_fraud_inline").format("kafka").options(**spark_kafka_options(cfg))
+              .option("checkpointLocation", checkpoint).outputMode("append").trigger(processingTime=trigger))
+    with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"]),
+                       str(cfg["decisions.scheduler_pool"] or "")):
+        return writer.start(), fn
+
+
 def stage_times(spark, since_ms: int) -> list[dict]:
     """Spark's completed stages since ``since_ms`` grouped by query and task count:
     how many, median wall time and median executor run time, in ms (from Spark's status store,
@@ -199,7 +234,7 @@ def summarise(records, first_ms=None):
             "p50_last_third_ms": float(np.percentile(lat[-len(lat) // 3:], 50)) if len(lat) >= 3 else None}
 
 
-def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0):
+def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0, inline=False):
     import pyspark  # noqa: F401
 
     from lakehouse.session import build_session
@@ -232,7 +267,10 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0):
         if with_lakehouse:
             from lakehouse.streaming import start_pipeline
             queries += start_pipeline(spark, cfg, ["transactions", "user_events"], [], "5 seconds")
-        q, fn = start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))
+        if inline:
+            q, fn = start_inline(spark, cfg, trigger, str(base / "decide"))
+        else:
+            q, fn = start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))
         queries.append(q)
         queries.append(start_passthrough(spark, cfg, topic_name(cfg, "transactions"), prefix + "passthrough", str(base / "pass"), trigger))
         time.sleep(15)   # both queries running and idle before the load starts
@@ -259,7 +297,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0):
         row = {"rate": rate, "seconds": seconds, "achieved_rate": round(produced.get("achieved", 0)), "transactions": n_tx,
                "decisions": d.get("records", 0), "distinct_decided": len({e for _, _, e in decided}), "decision": d, "passthrough": p,
                "p50_ratio_to_floor": round(d["p50_ms"] / p["p50_ms"], 2) if d.get("records") and p.get("records") else None,
-               "with_lakehouse": with_lakehouse, "trigger": trigger, "conf": list(conf), "model_version": version,
+               "with_lakehouse": with_lakehouse, "inline": inline, "trigger": trigger, "conf": list(conf), "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
                "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
                "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history],
@@ -284,12 +322,13 @@ def main(argv=None):
     p.add_argument("--trigger", default=None, help="the decision and pass-through queries' trigger (default: decisions.trigger)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
     p.add_argument("--scoring-rows", type=int, default=0, help="also time the scoring step on this many rows against raw inplace_predict")
+    p.add_argument("--inline", action="store_true", help="gate and score inline in the streaming plan (Kafka sink), not in foreachBatch")
     a = p.parse_args(argv)
     if a.trigger is None:
         from lakehouse.config import load_config
 
         a.trigger = str(load_config(None, list(a.conf))["decisions.trigger"])
-    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf, a.scoring_rows)
+    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf, a.scoring_rows, a.inline)
     short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
              if "rate" in r and r["distinct_decided"] != r["transactions"]]
     if short:
