@@ -235,9 +235,9 @@ class DecideBatch:
             self._gate = rule_failures(self.suite)
         return self._gate
 
-    def __call__(self, batch: DataFrame, batch_id: int, sink: str = "kafka") -> None:
-        """Gate, score and write one batch. ``sink`` "noop": write nothing and keep no history
-        (the warm-up's run, ``warm_up``)."""
+    def __call__(self, batch: DataFrame, batch_id: int, sink: str = "kafka") -> int | None:
+        """Gate, score and write one batch. ``sink`` "noop": write nothing, keep no history and
+        return the number of rows decided (the warm-up's run, ``warm_up``)."""
         from lakehouse.kafka.clients import spark_kafka_options
         from lakehouse.streaming import release_checkpoint
 
@@ -260,7 +260,7 @@ class DecideBatch:
             if rows == 0:
                 if sink == "kafka":
                     self.history.append({"batch_id": batch_id, "version": model.version, "seconds": time.time() - started, "rows": 0})
-                return
+                return 0
             if self.risk is not None:
                 batch = self.risk.attach(batch, hours)
             missing = [f for f in model.features if f not in batch.columns]
@@ -274,7 +274,7 @@ class DecideBatch:
             records = self.records(scored)
             if sink == "noop":
                 records.write.format("noop").mode("overwrite").save()
-                return
+                return rows
             records.write.format("kafka").options(**spark_kafka_options(self.cfg)).save()
             done = time.time()
             self.history.append({"batch_id": batch_id, "version": model.version, "seconds": done - started, "rows": rows,
@@ -321,12 +321,13 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
         return writer.start(), fn
 
 
-def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", pan_key: bytes | None) -> None:
+def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", pan_key: bytes | None) -> int:
     """Run the path's code once, in batch mode, over a few generated events of its streams, and
     write nothing: the parse, the state function, the gate, the Python workers with the
     champion's booster and the Kafka record building are loaded and compiled before the first
     live batch, which otherwise takes several seconds more than the next ones (and so after a
-    restart too). The events go nowhere: no state store, no topic, no table."""
+    restart too). The events go nowhere: no state store, no topic, no table. Returns how many
+    rows went through the gate and the scorer."""
     import json
 
     from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, TimestampType
@@ -336,8 +337,10 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", 
     path = DECISION_PATHS[use_case]
     now = time.time()
     rows: dict[str, list] = {s: [] for s in path.streams}
-    stamp = dt.datetime.fromtimestamp(now, dt.timezone.utc).replace(tzinfo=None)
-    for e in generate(GeneratorConfig(seed=7, start=now - 30, rate=50.0, streams=path.streams)):
+    stamp = dt.datetime.fromtimestamp(now, dt.timezone.utc)   # aware: the same instant whatever the local zone
+    for i, e in enumerate(generate(GeneratorConfig(seed=7, start=now - 30, rate=50.0, streams=path.streams))):
+        if i >= 5000:   # enough of every stream long before this
+            break
         if e.is_truth or e.topic not in rows or len(rows[e.topic]) >= 20:
             continue
         rows[e.topic].append(((e.key or "").encode(), json.dumps(e.event).encode(), e.topic, 0, len(rows[e.topic]), stamp, 0))
@@ -351,7 +354,7 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", 
         features = fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
     else:
         features = market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
-    fn(features, -1, sink="noop")
+    return int(fn(features, -1, sink="noop") or 0)
 
 
 @contextmanager

@@ -370,6 +370,13 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     alerts = {d["event_id"] for d in consume(cfg, "fraud_alerts", idle_s=3)}
     assert alerts == {r.event_id for r in landed.where("decision = 'alert'").collect()}
 
+    # The warm-up's events are valid (the parse, the state, the gate and the scorer all ran
+    # over them), whatever the machine's local time zone.
+    from lakehouse.decision import DecideBatch, warm_up
+    from lakehouse.security import pan_hmac_key
+
+    assert warm_up(spark, cfg, "fraud", DecideBatch(cfg, "fraud"), pan_hmac_key(cfg)) == 20
+
     # A new landing checkpoint started at the topic's end (the demo on a reused broker) lands
     # only what arrives after it: five re-sent decisions, not the 90 already on the topic.
     from lakehouse.decision import start_landing
