@@ -330,9 +330,8 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", 
     rows went through the gate and the scorer."""
     import json
 
-    from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, TimestampType
-
     from lakehouse.generators.streams import GeneratorConfig, generate
+    from lakehouse.streaming import KAFKA_SOURCE_DDL
 
     path = DECISION_PATHS[use_case]
     now = time.time()
@@ -346,10 +345,7 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", 
         rows[e.topic].append(((e.key or "").encode(), json.dumps(e.event).encode(), e.topic, 0, len(rows[e.topic]), stamp, 0))
         if all(len(r) >= 20 for r in rows.values()):
             break
-    schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
-                         StructField("partition", IntegerType()), StructField("offset", LongType()),
-                         StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType())])
-    frames = {s: spark.createDataFrame(rows[s], schema).transform(valid_events(s, cfg, pan_key)) for s in path.streams}
+    frames = {s: spark.createDataFrame(rows[s], KAFKA_SOURCE_DDL).transform(valid_events(s, cfg, pan_key)) for s in path.streams}
     if use_case == "fraud":
         features = fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
     else:

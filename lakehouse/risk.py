@@ -84,6 +84,10 @@ class RiskSnapshots:
             self._refresh_later(spark, asof_ms)
         for old in sorted(self.cache)[:-3]:   # an hour's batches are done once later hours arrive
             release_checkpoint(self.cache.pop(old)[1])
+            with self._lock:
+                orphan = self._fresh.pop(old, None)   # a refresh that finished after its hour's last batch
+            if orphan is not None:
+                release_checkpoint(orphan[1])
         return self.cache[asof_ms][1]
 
     def _refresh_later(self, spark: SparkSession, asof_ms: int) -> None:

@@ -46,6 +46,10 @@ def kafka_query(cfg: Config, stream: str) -> str:
     return INGEST_QUERY if ingest_mode(cfg) == "one_query" else f"bronze_{stream}"
 
 
+# The columns of Spark's Kafka source (what ``read_kafka`` returns), for batch frames of records.
+KAFKA_SOURCE_DDL = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+
+
 def read_kafka(spark: SparkSession, cfg: Config, topic: str, starting_offsets: str = "earliest",
                max_offsets_per_trigger: int | None = None) -> DataFrame:
     """A streaming DataFrame over one topic (or a comma list) with the configured broker and security."""
