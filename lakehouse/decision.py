@@ -51,7 +51,8 @@ def valid_events(stream: str, cfg: Config, pan_key: bytes | None = None):
         if pan_key is not None:
             bronze = bronze.transform(tokenize_pan(pan_key))
         parsed = (bronze.transform(parse_bronze(stream, float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]),
-                                                int(cfg["pipeline.max_payload_bytes"]), int(cfg["pipeline.max_field_chars"])))
+                                                int(cfg["pipeline.max_payload_bytes"]), int(cfg["pipeline.max_field_chars"]),
+                                                str(cfg["pipeline.parser"])))
                   .transform(add_rule_failures(stream)))
         # The filter must not be pushed below the parse: Spark would substitute every column it
         # reads by its expression, inlining the tokenizer and the JSON parse thousands of times

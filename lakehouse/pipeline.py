@@ -26,7 +26,7 @@ from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, rule_name
 from lakehouse import observe
 from lakehouse.topology import GOLD_VIEWS, STREAMS, stream_table
-from lakehouse.silver import add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
+from lakehouse.silver import PARSERS, add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
 
 
 
@@ -49,6 +49,7 @@ class Settings:
     max_offsets_per_trigger: int
     max_payload_bytes: int
     max_field_chars: int
+    parser: str = "jvm"
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -58,10 +59,13 @@ class Settings:
         rate = float(cfg["pipeline.max_failure_rate"])
         if not 0 <= rate <= 1:
             raise ConfigError(f"pipeline.max_failure_rate must be between 0 and 1, got {rate}")
+        parser = str(cfg["pipeline.parser"])
+        if parser not in PARSERS:
+            raise ConfigError(f"pipeline.parser must be one of {', '.join(PARSERS)}, got '{parser}'")
         return cls(float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]), rate,
                    int(cfg["pipeline.min_rows_for_failure_rate"]), policy, str(cfg["pipeline.trigger_interval"]),
                    int(cfg["pipeline.max_offsets_per_trigger"]), int(cfg["pipeline.max_payload_bytes"]),
-                   int(cfg["pipeline.max_field_chars"]))
+                   int(cfg["pipeline.max_field_chars"]), parser)
 
 
 def app_id(checkpoint: str, query: str, writer: str | None = None) -> str:
@@ -158,7 +162,8 @@ class SilverBatch:
         # Transforms and aggregate columns built once and reused by every batch (each build is
         # hundreds of JVM round trips).
         s = self.settings
-        self._parse = parse_bronze(stream, s.allowed_lateness_s, s.max_clock_skew_s, s.max_payload_bytes, s.max_field_chars)
+        self._parse = parse_bronze(stream, s.allowed_lateness_s, s.max_clock_skew_s, s.max_payload_bytes, s.max_field_chars,
+                                   s.parser)
         self._rules = add_rule_failures(stream)
         failed = F.size("reasons") > 0
         self._counts = [
