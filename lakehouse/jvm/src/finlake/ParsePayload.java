@@ -160,7 +160,7 @@ public final class ParsePayload implements UDF1<byte[], Row> {
             Object cast = null;
             boolean ok = false;
             if (present) {
-                String s = text(m);
+                String s = kinds[i] == Kind.MAP ? null : text(m);   // a map reads each member's text
                 switch (kinds[i]) {
                     case STRING:
                         ok = t == VariantUtil.Type.STRING;
