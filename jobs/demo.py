@@ -451,6 +451,7 @@ def run(spark, cfg, args) -> dict:
         "seed": seed, "machine": machine(), "seconds": round(time.perf_counter() - started, 1), "steps": steps.seconds,
         "produced": {"history": hist["delivered"], "live": live["sent"]["delivered"], "live_noise": live["sent"]["per_noise"]},
         "counts": counts, "reconciled": all(c["reconciled"] == "yes" for c in counts.values()),
+        "quarantine_spikes": quarantine_spikes(cfg, counts),
         "models": models, "streams": perf, "scoring": scoring, "decisions": decisions,
         "live": {"rate": args.live_rate, "seconds": args.live_seconds, "trigger": args.trigger,
                  "achieved_rate": live["sent"]["achieved_rate"]},
@@ -465,10 +466,19 @@ def run(spark, cfg, args) -> dict:
     return summary
 
 
+def quarantine_spikes(cfg, counts: dict) -> list[str]:
+    """Streams whose quarantined share is above ``pipeline.max_quarantine_share``, one line each."""
+    from lakehouse.quarantine import max_share, min_rows, spikes
+
+    shares = {f"silver.{s}": {"checked": c["silver"] + c["quarantine"], "quarantined": c["quarantine"],
+                              "reasons": c["quarantine_reasons"]} for s, c in counts.items()}
+    return spikes(shares, max_share(cfg), min_rows(cfg))
+
+
 def demo_shortfalls(summary: dict) -> list[str]:
     """What the run fell short of, one phrase each: a stream that does not reconcile (and by how
-    much), a live phase that scored nothing."""
-    out = []
+    much), a quarantine spike, a live phase that scored nothing."""
+    out = list(summary.get("quarantine_spikes", []))
     for s, c in summary["counts"].items():
         if c["reconciled"] != "yes":
             missing = c["produced"] - c["bronze"]

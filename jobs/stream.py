@@ -28,6 +28,7 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.metrics import ProgressCollector
+    from lakehouse.quarantine import Watch, counts_since, max_share, min_rows, session_now, spikes
     from lakehouse.streaming import ingest_mode, start_bronze, start_gold, start_ingest, start_silver
 
     streams = _parse_streams(args.streams)
@@ -39,9 +40,11 @@ def run(spark, cfg, args) -> dict:
     if one_query and "bronze" in layers and "silver" not in layers:
         common.fail("pipeline.ingest=one_query writes bronze and silver in one query: use --layers bronze,silver "
                     "or --conf pipeline.ingest=per_layer")
+    bound = max_share(cfg)
     if "bronze" in layers:
         ensure_broker(cfg)
     catalog = Catalog(cfg)
+    since = session_now(spark)
     metrics_spec = catalog.spec("ops.stream_metrics")
     collector = ProgressCollector()
     spark.streams.addListener(collector)
@@ -74,9 +77,10 @@ def run(spark, cfg, args) -> dict:
 
         print(f"pipeline: started in {time.time() - psutil.Process().create_time():.1f} s", flush=True)
         print(f"pipeline: {len(running)} queries running; stop with Ctrl-C", flush=True)
+        watch = Watch(spark, cfg, catalog)   # a quarantine spike warns, window by window, and the job goes on
         common.supervise(running, cfg, "pipeline",
                          lambda: stop["stop"] or (args.timeout is not None and time.monotonic() - started >= args.timeout),
-                         tick=lambda: collector.flush(spark, metrics_spec))
+                         tick=lambda: (collector.flush(spark, metrics_spec), watch.tick()))
     time.sleep(0.5)  # let the listener deliver the last progress events
     written = collector.flush(spark, metrics_spec)
     spark.streams.removeListener(collector)
@@ -90,6 +94,12 @@ def run(spark, cfg, args) -> dict:
     for t in _gold_tables(streams):
         if t in catalog.register(spark, [t]):
             counts[t] = spark.table(t).count()
+    if args.available_now and "silver" in layers:
+        # A run that quarantined more than its share of a stream did not do its job.
+        shares = counts_since(spark, catalog, streams, since)
+        problems = spikes(shares, bound, min_rows(cfg))
+        if problems:
+            common.fail("; ".join(problems))
     return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_rows": written, "metrics_endpoint": metrics_url}
 
 

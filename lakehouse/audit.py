@@ -2,23 +2,59 @@
 every other file read as bytes, searched for card numbers in the clear.
 
 Independent of the JVM tokenizer on purpose: it reads what landed on disk with another reader
-and its own rules (digit runs of 13-19 after dropping spaces, dashes and JSON digit escapes,
-Luhn-valid, not inside one of our 64-hex tokens), so a bug in the tokenizer cannot hide itself.
+and its own rules, so a bug in the tokenizer cannot hide itself. The text is read as UTF-8 (an
+undecodable byte stands for itself), JSON escapes resolved (``\\u0034``, ``\\u0020``, surrogate
+pairs, ``\\t``); then any Unicode decimal digit counts as a digit, and groups of digits joined by
+one to three separators (white space, control and format characters, dashes) form a run.
+Without ``known``: a run laid out as cards are printed (one group, fours with a shorter last
+group, 4-6-5 / 4-6-4, or single digits), 13-19 digits, Luhn-valid, not the fraction, integer part,
+mantissa or exponent of a decimal number, not inside one of our 64-hex tokens.
 """
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
-_ESCAPED_DIGIT = re.compile(rb"\\u003([0-9])")
-_TOKEN = re.compile(rb"(?<![0-9A-Za-z])[0-9a-f]{64}(?![0-9A-Za-z])")
-_RUN = re.compile(rb"[0-9](?:[0-9]|[ -](?=[0-9]))*")
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([dD][c-fC-F][0-9a-fA-F]{2}))?|\\([ntrbf\"\\/])")
+_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
+_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{64}(?![0-9A-Za-z])")
+# a decimal number's fraction, integer part or exponent: never a card number
+_DECIMAL = re.compile(r"(?<![A-Za-z])\.\d+|\d+(?=\.\d)|\d+(?=[eE][-+]?\d)|(?<=[\d.][eE])[-+]?\d+|(?<=[\d.][eE][-+])\d+")
 
 
-def _luhn(digits: bytes) -> bool:
+@lru_cache(maxsize=1)
+def _run_pattern() -> re.Pattern:
+    seps = [cp for cp in range(sys.maxunicode + 1)
+            if (cp in (0x20, 0x2D, 0x2212) or unicodedata.category(chr(cp)) in ("Cc", "Cf", "Pd", "Zs", "Zl", "Zp"))
+            and not 0xD800 <= cp <= 0xDFFF]
+    ranges, lo = [], seps[0]
+    for prev, cp in zip(seps, seps[1:] + [None]):
+        if cp != prev + 1:
+            ranges.append(re.escape(chr(lo)) + ("-" + re.escape(chr(prev)) if prev != lo else ""))
+            lo = cp
+    sep = "[" + "".join(ranges) + "]"
+    return re.compile(rf"\d(?:\d|{sep}{{1,3}}(?=\d))*"), re.compile(rf"{sep}{{1,3}}")
+
+
+def _unescape(m: re.Match) -> str:
+    if m.group(3):
+        return _SIMPLE[m.group(3)]
+    hi = int(m.group(1), 16)
+    if m.group(2):
+        lo = int(m.group(2), 16)
+        if 0xD800 <= hi <= 0xDBFF:
+            return chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+        return chr(hi) + chr(lo)
+    return chr(hi)
+
+
+def _luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
-        d = ch - 48
+        d = int(ch)
         if i % 2:
             d *= 2
             d -= 9 if d > 9 else 0
@@ -26,26 +62,38 @@ def _luhn(digits: bytes) -> bool:
     return total % 10 == 0
 
 
+def _ascii_digits(text: str) -> str:
+    return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
+
+
+def _laid_out(groups: list[int]) -> bool:
+    return len(groups) == 1 or all(g == 1 for g in groups) \
+        or (groups[:-1] == [4] * (len(groups) - 1) and 1 <= groups[-1] <= 4) \
+        or (len(groups) == 3 and groups[:2] == [4, 6] and groups[2] in (4, 5))
+
+
 def clear_pans(data: bytes | str | None, known: set[str] | None = None) -> list[str]:
     """Card numbers readable in ``data``: any of ``known`` (anywhere in a digit run), or with
-    ``known`` None any Luhn-valid 13-19 digit window of a run."""
+    ``known`` None any run that reads as a card number (module docstring)."""
     if data is None:
         return []
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    raw = _TOKEN.sub(b"#", _ESCAPED_DIGIT.sub(rb"\1", raw))
+    raw = bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+    text = raw.decode("utf-8", "surrogateescape")
+    text = _TOKEN.sub("#", _ESCAPE.sub(_unescape, text))
+    run, sep = _run_pattern()
     found = []
-    for m in _RUN.finditer(raw):
-        digits = m.group(0).replace(b" ", b"").replace(b"-", b"")
+    if known is None:
+        text = _DECIMAL.sub("#", text)
+    for m in run.finditer(text):
+        digits = _ascii_digits(m.group(0))
         if known is None:
-            groups = [len(x) for x in re.split(rb"[ -]", m.group(0))]
-            laid_out = len(groups) == 1 or groups[:-1] == [4] * (len(groups) - 1) and 1 <= groups[-1] <= 4 \
-                or (len(groups) == 3 and groups[:2] == [4, 6] and groups[2] in (4, 5))
-            if laid_out and 13 <= len(digits) <= 19 and _luhn(digits):
-                found.append(digits.decode())
+            groups = [len(_ascii_digits(g)) for g in sep.split(m.group(0))]
+            if _laid_out(groups) and 13 <= len(digits) <= 19 and _luhn(digits):
+                found.append(digits)
             continue
         for size in range(13, min(19, len(digits)) + 1):
             for start in range(0, len(digits) - size + 1):
-                window = digits[start:start + size].decode()
+                window = digits[start:start + size]
                 if window in known:
                     found.append(window)
     return found
@@ -77,15 +125,26 @@ def scan_tables(root: Path, known: set[str] | None = None) -> dict[str, dict]:
     return out
 
 
+def _parquet_text(path: Path) -> str:
+    """Every value of a Parquet file as text (a Delta checkpoint keeps file statistics there)."""
+    import pyarrow.parquet as pq
+
+    return repr(pq.read_table(path).to_pylist())
+
+
 def scan_files(root: Path, known: set[str] | None = None, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """Every file under ``root`` except Parquet data (read through ``scan_tables``) and the
-    ``skip`` folders, read as bytes: the files that hold a clear card number."""
+    """Every file under ``root`` except table data (Parquet outside ``_delta_log``, read through
+    ``scan_tables``) and the ``skip`` folders, read as bytes, Delta checkpoints read as Parquet:
+    the files that hold a clear card number."""
     out = {}
     for path in Path(root).rglob("*"):
-        if not path.is_file() or path.suffix == ".parquet" or any(part in skip for part in path.relative_to(root).parts):
+        parts = path.relative_to(root).parts
+        if not path.is_file() or any(part in skip for part in parts):
+            continue
+        if path.suffix == ".parquet" and "_delta_log" not in parts:
             continue
         try:
-            hits = clear_pans(path.read_bytes(), known)
+            hits = clear_pans(_parquet_text(path) if path.suffix == ".parquet" else path.read_bytes(), known)
         except OSError:
             continue
         if hits:

@@ -34,6 +34,7 @@ from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse import observe
 from lakehouse.config import Config
 from lakehouse.risk import RiskSnapshots  # noqa: F401  (the decision path's risk features)
+from lakehouse.quality import min_amount
 from lakehouse.silver import add_rule_failures, parse_bronze
 from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY
 
@@ -53,7 +54,7 @@ def valid_events(stream: str, cfg: Config, pan_key: bytes | None = None):
         parsed = (bronze.transform(parse_bronze(stream, float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]),
                                                 int(cfg["pipeline.max_payload_bytes"]), int(cfg["pipeline.max_field_chars"]),
                                                 str(cfg["pipeline.parser"])))
-                  .transform(add_rule_failures(stream)))
+                  .transform(add_rule_failures(stream, min_amount(cfg))))
         # The filter must not be pushed below the parse: Spark would substitute every column it
         # reads by its expression, inlining the tokenizer and the JSON parse thousands of times
         # (1,897 tokenizer calls per row were measured; 70 rows/s). A non-deterministic
@@ -233,7 +234,7 @@ class DecideBatch:
         if self._gate is None:
             from lakehouse.quality import rule_failures
 
-            self._gate = rule_failures(self.suite)
+            self._gate = rule_failures(self.suite, min_amount(self.cfg))
         return self._gate
 
     def __call__(self, batch: DataFrame, batch_id: int, sink: str = "kafka") -> int | None:

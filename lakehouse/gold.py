@@ -101,7 +101,7 @@ def add_velocity_features(tx: DataFrame) -> DataFrame:
     return (df
             .withColumn("km_from_prev_tx", haversine_km(F.col("_prev_lat"), F.col("_prev_lon"), F.col("lat"), F.col("lon")))
             .withColumn("km_from_home", haversine_km(F.col("_home_lat"), F.col("_home_lon"), F.col("lat"), F.col("lon")))
-            .withColumn("amount_vs_card_mean", F.col("_amt") / F.col("_hist_mean"))
+            .withColumn("amount_vs_card_mean", F.try_divide(F.col("_amt"), F.col("_hist_mean")))   # null over a zero mean
             .withColumn("amount_zscore", F.when(F.col("_hist_sd") > 0, (F.col("_amt") - F.col("_hist_mean")) / F.col("_hist_sd")))
             .withColumn("is_ecommerce", (F.col("channel") == "ecommerce").cast("int"))
             .withColumn("is_atm", (F.col("channel") == "atm").cast("int"))
@@ -121,7 +121,7 @@ def add_customer_features(tx: DataFrame) -> DataFrame:
     hour = F.pmod(F.floor(F.col("_ts") / MS["1h"]), 24)
     weekday = F.pmod(F.floor(F.col("_ts") / MS["24h"]) + 3, 7)   # 1970-01-01 was a Thursday; Monday is 0
     return (df.select("*", *cols, F.avg("_amt").over(by_customer.rangeBetween(-DAYS_MS["30d"], -1)).alias("_cust_mean"))
-            .withColumn("amount_vs_customer_mean_30d", F.col("_amt") / F.col("_cust_mean"))
+            .withColumn("amount_vs_customer_mean_30d", F.try_divide(F.col("_amt"), F.col("_cust_mean")))
             .withColumn("hour_of_day", hour)
             .withColumn("is_night", (hour < 6).cast("int"))
             .withColumn("is_weekend", (weekday >= 5).cast("int"))

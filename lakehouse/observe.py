@@ -33,6 +33,9 @@ REASONS = Counter("finlake_quarantine_reasons", "Reasons given to quarantined ro
 DECISIONS = Counter("finlake_decisions", "Decisions landed, by outcome", ["use_case", "decision"])
 DECISION_LATENCY = Histogram("finlake_decision_latency_seconds", "Kafka event to Kafka decision", ["use_case"],
                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
+CHECKED = Counter("finlake_silver_rows_checked", "Rows a silver batch parsed and checked", ["table"])
+QUARANTINE_SHARE = Gauge("finlake_quarantine_share", "Share of a table's checked rows quarantined in the last window "
+                         "(pipeline.quarantine_window_s)", ["table"])
 MODEL_VERSION = Gauge("finlake_model_version_serving", "Registered model version a job scores with", ["use_case", "model"])
 
 _lock = threading.Lock()
@@ -111,12 +114,32 @@ def attach(spark) -> None:
     spark.streams.addListener(_Listener())
 
 
-def quarantined(table: str, rows: int, reasons: Iterable[str]) -> None:
-    """``rows`` rows of ``table`` quarantined, with every reason they carry."""
+# Per table since the process started: [rows checked, rows quarantined, reasons], read by the
+# continuous job's quarantine watch (lakehouse.quarantine.Watch) window by window.
+_checked: dict[str, list] = {}
+
+
+def quarantined(table: str, rows: int, reasons: Iterable[str], checked: int | None = None) -> None:
+    """``rows`` rows of ``table`` quarantined, with every reason they carry, out of ``checked``
+    rows the batch parsed and checked."""
+    tally = Tally(reasons)
     if rows:
         QUARANTINED.labels(table).inc(rows)
-    for reason, n in Tally(reasons).items():
+    for reason, n in tally.items():
         REASONS.labels(table, reason).inc(n)
+    if checked is not None:
+        CHECKED.labels(table).inc(checked)
+        with _lock:
+            entry = _checked.setdefault(table, [0, 0, Tally()])
+            entry[0] += checked
+            entry[1] += rows
+            entry[2].update(tally)
+
+
+def checked_so_far() -> dict[str, dict]:
+    """A copy of the per-table tallies: {table: {"checked", "quarantined", "reasons"}}."""
+    with _lock:
+        return {t: {"checked": e[0], "quarantined": e[1], "reasons": dict(e[2])} for t, e in _checked.items()}
 
 
 def decisions(use_case: str, outcomes: Iterable[str], latencies_ms: Iterable[float]) -> None:

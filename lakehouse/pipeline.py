@@ -20,10 +20,11 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import Catalog, TableSpec
 from lakehouse.config import Config, ConfigError
 from lakehouse.gold import borrower_features, card_features, market_features
+from lakehouse.quality import min_amount as quality_min_amount
 from lakehouse.quality import validate
 from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
-from lakehouse.schemas.expectations import ALL_SUITES, rule_name
+from lakehouse.schemas.expectations import ALL_SUITES, DEFAULT_MIN_AMOUNT, rule_name
 from lakehouse import observe
 from lakehouse.topology import GOLD_VIEWS, STREAMS, stream_table
 from lakehouse.silver import PARSERS, add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
@@ -50,6 +51,7 @@ class Settings:
     max_payload_bytes: int
     max_field_chars: int
     parser: str = "jvm"
+    min_amount: float = DEFAULT_MIN_AMOUNT
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -65,7 +67,7 @@ class Settings:
         return cls(float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]), rate,
                    int(cfg["pipeline.min_rows_for_failure_rate"]), policy, str(cfg["pipeline.trigger_interval"]),
                    int(cfg["pipeline.max_offsets_per_trigger"]), int(cfg["pipeline.max_payload_bytes"]),
-                   int(cfg["pipeline.max_field_chars"]), parser)
+                   int(cfg["pipeline.max_field_chars"]), parser, quality_min_amount(cfg))
 
 
 def app_id(checkpoint: str, query: str, writer: str | None = None) -> str:
@@ -93,10 +95,10 @@ def idempotent_append(df: DataFrame, spec: TableSpec, app: str, batch_id: int) -
 
 
 def _dq_rows(spark: SparkSession, table: str, batch_id: int, suite: str, results: list[dict]) -> DataFrame:
-    return _dq_frame(spark, batch_id, [(table, suite, results)])
+    return dq_frame(spark, batch_id, [(table, suite, results)])
 
 
-def _dq_frame(spark: SparkSession, batch_id: int, records: list[tuple[str, str, list[dict]]]) -> DataFrame:
+def dq_frame(spark: SparkSession, batch_id: int, records: list[tuple[str, str, list[dict]]]) -> DataFrame:
     """``ops.dq_results`` rows of one batch: (table, suite, results) records, one DataFrame."""
     rows = [(table, suite, r["expectation"], "true" if r["success"] else "false", r.get("unexpected_count"), r.get("element_count"),
              {k: str(v) for k, v in (r.get("details") or {}).items()}) for table, suite, results in records for r in results]
@@ -164,7 +166,7 @@ class SilverBatch:
         s = self.settings
         self._parse = parse_bronze(stream, s.allowed_lateness_s, s.max_clock_skew_s, s.max_payload_bytes, s.max_field_chars,
                                    s.parser)
-        self._rules = add_rule_failures(stream)
+        self._rules = add_rule_failures(stream, s.min_amount)
         failed = F.size("reasons") > 0
         self._counts = [
             F.count("*").alias("rows"),
@@ -191,7 +193,7 @@ class SilverBatch:
             import time
 
             t = time.perf_counter()
-            idempotent_append(_dq_frame(batch.sparkSession, batch_id, staged.dq), self.dq, self.app, batch_id)
+            idempotent_append(dq_frame(batch.sparkSession, batch_id, staged.dq), self.dq, self.app, batch_id)
             self._phase("write_dq", t)
         except BaseException:
             staged.release()
@@ -280,7 +282,7 @@ class SilverBatch:
         staged.dq = [(table, f"finlake.silver.{self.stream}", rules), (table, "finlake.pipeline", pipeline)]
         if self.ge_rows > 0 and batch_id % self.ge_every == 0:
             clean = parsed.where(~failed).select(*[f.name for f in SILVER_FIELDS[self.stream].fields]).limit(self.ge_rows)
-            staged.dq.append((table, f"finlake.silver.{self.stream}:ge_sample", validate(clean, self.stream, self.ge_rows)))
+            staged.dq.append((table, f"finlake.silver.{self.stream}:ge_sample", validate(clean, self.stream, self.ge_rows, s.min_amount)))
             t = self._phase("ge_sample", t)
         # Order matters for crash safety: quarantine, data quality, silver last (module docstring).
         # A batch that quarantined nothing has nothing to write there (a replay finds the same).
@@ -289,7 +291,8 @@ class SilverBatch:
             t = self._phase("write_quarantine", t)
         staged.new_rows = new_rows
         extra = ["batch_failure_rate_exceeded"] * counts["rows"] if excess else ["conflicting_duplicate"] * conflicts
-        staged.observed = (table, counts["rows"] if excess else counts["failed"] + conflicts, [*counts["all_reasons"], *extra])
+        staged.observed = (table, counts["rows"] if excess else counts["failed"] + conflicts, [*counts["all_reasons"], *extra],
+                           counts["rows"] - duplicates)
         return staged
 
 
@@ -357,7 +360,7 @@ class IngestBatch:
                 # Every stream's data-quality rows in one commit, before any silver write.
                 t1 = time.perf_counter()
                 if staged:
-                    idempotent_append(_dq_frame(batch.sparkSession, batch_id, [r for x in staged for r in x.dq]),
+                    idempotent_append(dq_frame(batch.sparkSession, batch_id, [r for x in staged for r in x.dq]),
                                       self.dq, self.dq_app, batch_id)
                 record["dq_ms"] = round((time.perf_counter() - t1) * 1000)
             except BaseException:

@@ -11,7 +11,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
-from lakehouse.schemas.expectations import ALL_SUITES, rule_name, suite_name
+from lakehouse.config import Config, ConfigError
+from lakehouse.schemas.expectations import ALL_SUITES, DEFAULT_MIN_AMOUNT, MAX_AMOUNT, rule_name, suite_name, suites
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # One Great Expectations context serves every query of the process, and foreachBatch functions
@@ -42,9 +43,21 @@ def predicate(expectation: dict) -> Column:
     raise ValueError(f"no row-level predicate for {kind}")
 
 
-def rule_failures(stream: str) -> Column:
+def min_amount(cfg: Config) -> float:
+    """The setting ``quality.min_amount`` (see ``DEFAULT_MIN_AMOUNT``), checked."""
+    value = cfg.get("quality.min_amount", DEFAULT_MIN_AMOUNT)
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        amount = -1.0
+    if not 0 <= amount < MAX_AMOUNT:
+        raise ConfigError(f"quality.min_amount must be a number from 0 to {MAX_AMOUNT:,}, got {value!r}")
+    return amount
+
+
+def rule_failures(stream: str, min_amount: float = DEFAULT_MIN_AMOUNT) -> Column:
     """An array of the names of every rule of ``stream``'s suite that the row breaks."""
-    checks = [F.when(predicate(e), F.lit(rule_name(e))) for e in ALL_SUITES[stream]]
+    checks = [F.when(predicate(e), F.lit(rule_name(e))) for e in suites(min_amount)[stream]]
     return F.filter(F.array(*checks), lambda x: x.isNotNull())
 
 
@@ -70,25 +83,26 @@ def _context():
     return ctx, {"spark": spark_batches, "pandas": pandas_batches}
 
 
-def build_suite(stream: str):
+def build_suite(stream: str, min_amount: float = DEFAULT_MIN_AMOUNT):
     """A Great Expectations suite object for ``stream``, built from its configuration."""
     import great_expectations as gx
     from great_expectations.expectations.registry import get_expectation_impl
 
-    s = gx.ExpectationSuite(name=suite_name(stream))
-    for e in ALL_SUITES[stream]:
+    name = suite_name(stream) if min_amount == DEFAULT_MIN_AMOUNT else f"{suite_name(stream)}@min_amount={min_amount}"
+    s = gx.ExpectationSuite(name=name)
+    for e in suites(min_amount)[stream]:
         s.add_expectation(get_expectation_impl(e["type"])(**{k: v for k, v in e.items() if k != "type"}))
     return s
 
 
 @lru_cache(maxsize=None)
-def suite(stream: str):
+def suite(stream: str, min_amount: float = DEFAULT_MIN_AMOUNT):
     """The suite of ``stream``, registered in the ephemeral validation context."""
     ctx, _ = _context()
-    return ctx.suites.add(build_suite(stream))
+    return ctx.suites.add(build_suite(stream, min_amount))
 
 
-def validate(df: DataFrame, stream: str, rows: int | None = None) -> list[dict]:
+def validate(df: DataFrame, stream: str, rows: int | None = None, min_amount: float = DEFAULT_MIN_AMOUNT) -> list[dict]:
     """Run ``stream``'s suite on ``df``; one result per expectation (rule, success, counts).
     ``rows`` (when the caller knows it) picks the engine: pandas up to PANDAS_MAX_ROWS."""
     engine = "pandas" if rows is not None and rows <= PANDAS_MAX_ROWS else "spark"
@@ -102,7 +116,7 @@ def validate(df: DataFrame, stream: str, rows: int | None = None) -> list[dict]:
     with _GX_LOCK:
         _, batch_definitions = _context()
         batch = batch_definitions[engine].get_batch(batch_parameters={"dataframe": data})
-        result = batch.validate(suite(stream), result_format={"result_format": "SUMMARY"})
+        result = batch.validate(suite(stream, min_amount), result_format={"result_format": "SUMMARY"})
     out = []
     for r in result.results:
         kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}

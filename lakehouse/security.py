@@ -62,7 +62,10 @@ def tokenize_pan_value(key: bytes, pan: str) -> tuple[str, str]:
     """(token, last four) of a PAN in Python; equal to what ``hmac_sha256_col`` gives in Spark."""
     import hmac
 
-    digits = "".join(ch for ch in str(pan) if ch.isdigit())
+    import unicodedata
+
+    # every script's decimal digits, as ASCII: the JVM tokenizer reads them the same way
+    digits = "".join(str(unicodedata.decimal(ch)) for ch in str(pan) if ch.isdecimal())
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest(), digits[-4:]
 
 

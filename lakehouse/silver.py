@@ -15,6 +15,8 @@ Structural reasons:
   digits are refused), numbers must be finite; ``oversized_field:<f>`` over the field limit;
 - ``event_time_out_of_range`` / ``timestamp_out_of_range:<f>``: a time outside what pandas and
   Arrow hold (1677-09-22 .. 2262-04-11), so no later step can choke on it;
+- ``invalid_card_pan``: the producer's ``card_pan`` was not 12-19 digits (separators aside),
+  as bronze's tokenizer marked it (``PAN_REJECTED_MEMBER``; the token is still taken);
 - ``late_event`` and ``event_time_in_future`` from the event time against the Kafka timestamp.
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pyspark.sql.types import (ArrayType, BooleanType, DecimalType, DoubleType, 
                                StringType, StructField, StructType, TimestampType)
 
 from lakehouse.quality import rule_failures
-from lakehouse.schemas.events import EVENT_TIME_FIELD, FIELD_DEFAULTS, SILVER_FIELDS
+from lakehouse.schemas.expectations import DEFAULT_MIN_AMOUNT
+from lakehouse.schemas.events import EVENT_TIME_FIELD, FIELD_DEFAULTS, INVALID_CARD_PAN, PAN_REJECTED_MEMBER, SILVER_FIELDS
 from lakehouse.schemas.tables import QUARANTINE, SCHEMAS
 
 # The instants pandas (datetime64[ns]) can hold; Arrow and Python's datetime hold more.
@@ -158,19 +161,23 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
         first, second, final = built[0]
         return df.select("*", *first).select("*", *second).select(*final[0]).withColumn("reasons", final[1])
 
+    tokenized = any(f.name == "card_token" for f in fields)
+
     def provenance(reasons: Column, unknown: Column):
+        rejected = F.when(F.array_contains(unknown, PAN_REJECTED_MEMBER), F.lit(INVALID_CARD_PAN)) if tokenized \
+            else F.lit(None).cast("string")
         out = [
             F.col("partition").alias("kafka_partition"),
             F.col("offset").alias("kafka_offset"),
             F.col("kafka_timestamp"),
             F.col("payload"), F.col("topic"),
             reasons.alias("reasons"),
-            unknown.alias("unknown_fields"),
+            (F.array_remove(unknown, PAN_REJECTED_MEMBER) if tokenized else unknown).alias("unknown_fields"),
         ]
         lag = F.col("kafka_timestamp").cast("double") - F.col(time_field).cast("double")
         late = F.when((F.col("kafka_partition") >= 0) & (lag > allowed_lateness_s), F.lit("late_event"))
         future = F.when(-lag > max_clock_skew_s, F.lit("event_time_in_future"))
-        return out, F.filter(F.concat("reasons", F.array(late, future)), lambda x: x.isNotNull())
+        return out, F.filter(F.concat("reasons", F.array(rejected, late, future)), lambda x: x.isNotNull())
 
     def jvm_columns(name: str):
         parsed = F.call_function(name, F.col("payload").cast("binary")).alias("_p")
@@ -222,14 +229,14 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
     return transform
 
 
-def add_rule_failures(stream: str):
+def add_rule_failures(stream: str, min_amount: float = DEFAULT_MIN_AMOUNT):
     """Append the names of every expectation-suite rule the row breaks to ``reasons``."""
 
     built: list = []
 
     def transform(df: DataFrame) -> DataFrame:
         if not built:   # built once, reused for every DataFrame (see parse_bronze)
-            built.append(F.concat("reasons", rule_failures(stream)))
+            built.append(F.concat("reasons", rule_failures(stream, min_amount)))
         return df.withColumn("reasons", built[0])
 
     return transform

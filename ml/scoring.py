@@ -28,7 +28,7 @@ from lakehouse import observe, topology
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
 from lakehouse.pipeline import _dq_rows, app_id, idempotent_append
-from lakehouse.quality import rule_failures, validate
+from lakehouse.quality import min_amount, rule_failures, validate
 from lakehouse.schemas.expectations import suite_name
 from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
 from ml import registry
@@ -189,6 +189,7 @@ class ScoreBatch:
         self.use_case = USE_CASES[use_case]
         flow = topology.USE_CASES[use_case]
         self.source_name, self.target_name, self.suite, self.keep = flow.features, flow.scores, flow.gate, flow.keep
+        self.min_amount = min_amount(cfg)
         catalog = Catalog(cfg)
         self.target = catalog.spec(self.target_name)
         self.quarantine = catalog.spec("quarantine.scoring")
@@ -212,12 +213,12 @@ class ScoreBatch:
         started = time.time()
         model = self.champion.current()  # a moved alias takes effect from this batch on
         observe.serving(self.use_case.name, model.name, model.version)
-        rows = batch.withColumn("reasons", rule_failures(self.suite)).persist()
+        rows = batch.withColumn("reasons", rule_failures(self.suite, self.min_amount)).persist()
         try:
             n = rows.count()
             if n == 0:
                 return
-            ge = validate(rows.drop("reasons"), self.suite, n)
+            ge = validate(rows.drop("reasons"), self.suite, n, self.min_amount)
             bad = rows.where(F.size("reasons") > 0)
             quarantined = bad.select(
                 F.lit(self.target_name).alias("source_table"), F.lit(batch_id).cast("long").alias("batch_id"), "reasons",

@@ -43,6 +43,7 @@ def test_tokenize_pan_replaces_every_form_of_the_pan(spark):
         ("4111-1111-1111-1111", '{"event_id":"g"}'),
         ("c8", None),
         ("c9", '{"event_id":"h","card_pan":"41111111111'),  # cut off inside the PAN
+        ("card:４１１１ １１１１ １１１１ １１１１", '{"event_id":"i"}'),  # full-width digits in the key
     ]
     df = spark.createDataFrame([(k.encode(), v.encode() if v else None) for k, v in rows], "key binary, payload binary")
     member = f'"card_token":"{tok(PAN)}","card_last4":"1111"'
@@ -55,7 +56,9 @@ def test_tokenize_pan_replaces_every_form_of_the_pan(spark):
         ("c6", '{"event_id":"f","card_token":null,"card_last4":null}'),
         (tok(PAN), '{"event_id":"g"}'),
         ("c8", None),
-        ("c9", '{"event_id":"h","card_token":"' + tok("41111111111") + '","card_last4":"1111"'),
+        # too few digits for a card: the token is taken all the same, and silver is told
+        ("c9", '{"event_id":"h","card_token":"' + tok("41111111111") + '","card_last4":"1111","card_pan_rejected":true'),
+        ("card:" + tok(PAN), '{"event_id":"i"}'),
     ]
     assertDataFrameEqual(df.transform(tokenize_pan(KEY)),
                          spark.createDataFrame([(k.encode(), v.encode() if v else None) for k, v in expected], "key binary, payload binary"))
@@ -66,11 +69,12 @@ AMEX, MC = "378282246310005", "5500000000000004"
 
 @pytest.mark.parametrize("raw, clean", [
     # Member names only a JSON parser reads as card_pan, and other places a PAN hides.
-    ('{"card\\u005fpan":"4111111111111111"}', '{"card\\u005fpan":"T4111111111111111"}'),
+    ('{"card\\u005fpan":"4111111111111111"}', '{"card_token":"T4111111111111111","card_last4":"1111"}'),
     ('{"CARD_PAN":"4111111111111111"}', '{"CARD_PAN":"T4111111111111111"}'),
     ('{"card_pan ":"4111 1111 1111 1111"}', '{"card_pan ":"T4111111111111111"}'),
-    ('{"card_pan":{"number":"4111-1111-1111-1111"}}', '{"card_pan":{"number":"T4111111111111111"}}'),
-    ('{"card_pan":["378282246310005"]}', '{"card_pan":["T378282246310005"]}'),
+    # a card_pan that is not a string or an integer: replaced whole, and marked for silver
+    ('{"card_pan":{"number":"4111-1111-1111-1111"}}', '{"card_token":"T4111111111111111","card_last4":"1111","card_pan_rejected":true}'),
+    ('{"card_pan":["378282246310005"]}', '{"card_token":"T378282246310005","card_last4":"0005","card_pan_rejected":true}'),
     ('{"merchant_id":"m-5500000000000004-x"}', '{"merchant_id":"m-T5500000000000004-x"}'),
     ('{"note":"paid with 5500 0000 0000 0004 today"}', '{"note":"paid with T5500000000000004 today"}'),
     ('{"n":5500000000000004}', '{"n":"T5500000000000004"}'),  # a bare number becomes a JSON string
@@ -82,6 +86,17 @@ AMEX, MC = "378282246310005", "5500000000000004"
     ('{"t":"' + "4" * 62 + 'ab","when":"2026-01-01T00:00:00.000Z"}', None),
     ('{"event_id":"tx-990086-0-000100007"}', None),  # an id whose dashed digits pass Luhn: not laid out as a card
     ('\xff\xfe{"a":"378282246310005"}', '\xff\xfe{"a":"T378282246310005"}'),  # bytes around it kept
+    # Separators and digits only a JSON parser or a Unicode reader sees.
+    ('{"d":"4111\\u00201111\\u00201111\\u00201111","t":"4111\\u002d1111\\u002d1111\\u002d1111",'
+     '"n":"4111\\u00001111\\u00001111\\u00001111","z":"4111\u200b1111\u200b1111\u200b1111"}',
+     '{"d":"T4111111111111111","t":"T4111111111111111","n":"T4111111111111111","z":"T4111111111111111"}'),
+    ('{"m":"m-４１１１１１１１１１１１１１１１","a":"٤١١١ ١١١١ ١١١١ ١١١١"}', '{"m":"m-T4111111111111111","a":"T4111111111111111"}'),
+    ('{"5500000000000004":1,"k":"\\ud83d\\udcb3 5500000000000004 \\"ok\\" \\u00e9\\n"}',
+     '{"T5500000000000004":1,"k":"\U0001F4B3 T5500000000000004 \\"ok\\" \u00e9\\n"}'),  # a text with a card is written back validly escaped
+    # Numbers and texts whose digits pass Luhn but are no card number stay byte for byte:
+    # fractions, integer parts, mantissas (5500000000000004 passes Luhn), 20 digits, Luhn failures.
+    ('{"lon":-60.5500000000000004,"x":"-29.5500000000000004","e":5500000000000004e3,"f":"5500000000000004.25",'
+     '"g":"1.5e5500000000000004","w":55000000000000041234,"id":4111111111111112, "s": [ 1.0E-7 ]}', None),
 ])
 def test_every_card_number_is_tokenized_wherever_it_stands(spark, raw, clean):
     def render(text):

@@ -103,6 +103,13 @@ SILVER_TRANSACTIONS = StructType(
     + [f for f in TRANSACTION_MESSAGE.fields if f.name != "card_pan"][2:]
 )
 
+# The member bronze's tokenizer (lakehouse/jvm: finlake.Pan.REJECTED) adds beside card_token
+# when the card_pan value cannot be a card number (anything but 12-19 digits and separators):
+# the token is still taken and nothing clear is kept, and silver quarantines the row as
+# INVALID_CARD_PAN.
+PAN_REJECTED_MEMBER = "card_pan_rejected"
+INVALID_CARD_PAN = "invalid_card_pan"
+
 # The fields silver expects in a bronze payload (after the PAN was tokenized).
 SILVER_FIELDS = {
     "transactions": SILVER_TRANSACTIONS,

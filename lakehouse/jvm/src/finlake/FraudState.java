@@ -240,7 +240,7 @@ public final class FraudState {
             f[16] = haversine(nLat == 0 ? null : hLat / nLat, nLon == 0 ? null : hLon / nLon, lat, lon);
             Double histMean = sn == 0 ? null : sumAmt / sn;
             Double histSd = sn < 2 ? null : Math.sqrt(m2 / (sn - 1));
-            f[17] = histMean == null ? null : amt / histMean;
+            f[17] = histMean == null || histMean == 0 ? null : amt / histMean;   // zero-amount history: null, as try_divide
             f[18] = (histSd != null && histSd > 0) ? (amt - histMean) / histSd : null;
             long risky1 = 0, risky24 = 0, devices = 0;
             HashSet<String> ipCountries = new HashSet<>();
@@ -279,7 +279,7 @@ public final class FraudState {
                     hn30++; hsum30 += x.amt;
                 }
             }
-            f[31] = hn30 == 0 ? null : amt / (hsum30 / hn30);
+            f[31] = hn30 == 0 || hsum30 == 0 ? null : amt / (hsum30 / hn30);
             long hour = Math.floorMod(Math.floorDiv(t, H1), 24L);
             f[32] = (double) hour;
             f[33] = hour < 6 ? 1.0 : 0.0;
