@@ -252,3 +252,33 @@ def test_concurrent_validations_of_different_suites_do_not_mix(spark):
     with ThreadPoolExecutor(3) as pool:
         got = list(pool.map(lambda s: (s, validate(frames[s], s)), [*frames] * 2))
     assert all(results == expected[s] for s, results in got)
+
+
+def test_a_card_pan_that_is_no_card_number_is_quarantined_and_zero_amounts_follow_the_setting(spark):
+    """card_pan must be 12-19 digits once separators are removed (the token is taken either
+    way, nothing clear kept); amounts from quality.min_amount (0.00 by default) up."""
+    from lakehouse.bronze import tokenize_pan
+
+    def card(event_id, pan, amount="12.50"):
+        event = tx(event_id, card_token="<drop>", card_last4="<drop>", amount=amount)
+        event["card_pan"] = pan
+        return event
+
+    payloads = [card("card", "4111 1111 1111 1111"), card("twelve", "123456789012"), card("long", "4" * 2000),
+                card("short", "41111111111"), card("words", "4111 1111 1111 1111 exp 12/27"), card("object", {"n": "4111111111111111"}),
+                card("zero", "4111111111111111", "0.00"), card("cent", "4111111111111111", "0.01"),
+                card("minus", "4111111111111111", "-0.01")]
+    rows = bronze(spark, payloads).withColumn("key", F.lit(None).cast("binary")).transform(tokenize_pan(b"silver-test-key"))
+
+    def reasons(min_amount):
+        parsed = rows.transform(parse_bronze("transactions", 3600, 300)).transform(add_rule_failures("transactions", min_amount))
+        return parsed.select("event_id", "reasons", "unknown_fields")
+
+    bad = ["invalid_card_pan"]
+    expected = [("card", []), ("twelve", []), ("long", bad), ("short", bad), ("words", bad), ("object", bad),
+                ("zero", []), ("cent", []), ("minus", ["be_between:amount"])]
+    schema = "event_id string, reasons array<string>, unknown_fields array<string>"
+    assertDataFrameEqual(reasons(0.0), spark.createDataFrame([(e, r, []) for e, r in expected], schema))
+    stricter = [(e, ["be_between:amount"] if e == "zero" else r, []) for e, r in expected]
+    assertDataFrameEqual(reasons(0.01), spark.createDataFrame(stricter, schema))
+    assert "4444" * 10 not in " ".join(bytes(r["payload"]).decode() for r in rows.collect())
