@@ -57,6 +57,8 @@ def _load(spark, cfg, args, mapping, topics, counts, started) -> dict:
         common.fail(f"loaded fewer messages than the source holds: {short} read, {loaded} loaded")
     for t, n in loaded.items():
         print(f"{t}: {n:,} messages -> {'Kafka' if args.to == 'kafka' else 'bronze'}", flush=True)
+    print("check after jobs/stream.py: each stream's silver + quarantine + duplicates dropped = the messages sent "
+          "(README, 'Your own data'); a stream with more than pipeline.max_quarantine_share quarantined fails the run", flush=True)
     return {"mapping": args.mapping, "source": args.source, "to": args.to, "per_topic": loaded, **extra,
             "seconds": round(time.perf_counter() - started, 1)}
 

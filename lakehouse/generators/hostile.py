@@ -31,6 +31,7 @@ class Corpus:
     messages: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)  # (topic, key, value)
     pans: set[str] = field(default_factory=set)
     kinds: dict[str, int] = field(default_factory=dict)
+    clean_ids: set[str] = field(default_factory=set)   # hostile-looking events that must reach silver
 
     def add(self, kind: str, topic: str, key, value) -> None:
         enc = lambda v: v if v is None or isinstance(v, bytes) else (v if isinstance(v, str) else json.dumps(v)).encode("utf-8", "surrogatepass")
@@ -57,6 +58,16 @@ def hostile_corpus(n: int, seed: int = 7, now: datetime | None = None) -> Corpus
     def spaced(p: str) -> str:
         sep = rng.choice([" ", "-"])
         return sep.join(p[i:i + 4] for i in range(0, len(p), 4))
+
+    def grouped(p: str, sep: str) -> str:
+        return sep.join(p[i:i + 4] for i in range(0, len(p), 4))
+
+    def script(p: str, zero: int) -> str:   # the digits of another script: full-width, Arabic-Indic
+        return "".join(chr(zero + int(d)) if d.isdigit() else d for d in p)
+
+    def escaped_separators(i: int) -> str:   # groups joined by \u0020, \u002d or \u0000 as JSON escapes
+        sep = rng.choice(["\\u0020", "\\u002d", "\\u0000"])
+        return json.dumps(tx(i, device_id="@PAN@")).replace('"@PAN@"', '"' + grouped(pan(), sep) + '"')
 
     def tx(i: int, **over) -> dict:
         t = now - timedelta(seconds=rng.uniform(0, 600))
@@ -88,6 +99,14 @@ def hostile_corpus(n: int, seed: int = 7, now: datetime | None = None) -> Corpus
         ("pan_whole_message", lambda i: pan()),
         ("pan_json_escaped_digits", lambda i: json.dumps(tx(i, merchant_id="m-" + "".join(f"\\u003{d}" for d in pan())))
          .replace("\\\\u", "\\u")),
+        ("pan_escaped_separators", escaped_separators),
+        ("pan_fullwidth", lambda i: tx(i, merchant_id="m-" + script(pan(), 0xFF10))),
+        ("pan_arabic_indic", lambda i: tx(i, terminal_id=script(grouped(pan(), " "), 0x660))),
+        ("pan_zero_width", lambda i: tx(i, device_id=grouped(pan(), "\u200b"))),
+        ("pan_in_extras", lambda i: tx(i, extras={"note": f"card {spaced(pan())}"})),
+        # clean events whose numbers trip a digit scan: 16-digit fractions (one in ten pass Luhn)
+        ("long_fractions", lambda i: tx(i, lat=round(rng.uniform(-60, 60), 16), lon=round(rng.uniform(-179, 179), 16),
+                                        extras={"bill_lat": f"{rng.uniform(-60, 60):.16f}", "bill_lon": f"{rng.uniform(-179, 179):.16f}"})),
         ("pan_in_other_stream", lambda i: {"event_id": f"fz-ue-{i}", "event_time": _iso(now), "customer_id": pan(),
                                             "event_type": "login", "device_id": None, "ip_country": "FR", "session_id": None}),
         # sizes and shapes
@@ -149,4 +168,6 @@ def hostile_corpus(n: int, seed: int = 7, now: datetime | None = None) -> Corpus
             value = make(i)
             topic = "user_events" if kind == "pan_in_other_stream" else "transactions"
             c.add(kind, topic, rng.choice([None, f"k-{i}", pan()]) if kind.startswith("pan") else None, value)
+            if kind == "long_fractions":
+                c.clean_ids.add(json.loads(value)["event_id"] if isinstance(value, str) else value["event_id"])
     return c
