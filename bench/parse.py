@@ -6,6 +6,9 @@ Rows are transaction payloads built in Spark (card numbers in ``card_pan``). Eac
 full pass written to Spark's ``noop`` sink, timed after one warm-up pass:
 - build: making the payloads only (the floor every other line includes);
 - tokenize: + ``finlake_tokenize_payload`` (the JVM tokenizer bronze runs);
+- the same two on payloads whose coordinates are doubles with 16-digit fractions and whose
+  extras hold such decimals as text (what an outside export sends; a digit scanner trips on one
+  fraction in ten);
 - raw parse: + ``from_json`` into ``map<string,string>`` (a parse with no checks);
 - variant map: + ``try_parse_json`` into ``map<string,variant>`` (the first step of silver's parse);
 - types and texts: + each field's JSON type and text (silver's second step);
@@ -47,6 +50,11 @@ def main(argv=None) -> dict:
         '"mcc":"5411","amount":"12.50","currency":"EUR","channel":"ecommerce","terminal_id":null,"lat":48.8,"lon":2.3,'
         '"device_id":"d-1"}')).cast("binary")
     rows = spark.range(args.rows).select(payload.alias("payload"))
+    frac = lambda k: F.format_string("%.16f", (F.col("id") * k % 1_000_003) / F.lit(8_333.0) - 60)  # noqa: E731
+    decimals = spark.range(args.rows).select(F.concat(
+        F.lit('{"event_id":"tx-'), F.col("id").cast("string"), F.lit('","card_pan":"'), pan, F.lit('","lat":'), frac(7919),
+        F.lit(',"lon":'), frac(104729), F.lit(',"extras":{"bill_lat":"'), frac(1299709), F.lit('","bill_lon":"'), frac(15485863),
+        F.lit('"},"amount":"12.50"}')).cast("binary").alias("payload"))
     tokenized = rows.select(F.call_function("finlake_tokenize_payload", "payload").alias("payload"))
     bronze_like = tokenized.select("payload", F.lit(0).alias("partition"), F.lit(0).cast("long").alias("offset"),
                                    F.current_timestamp().alias("kafka_timestamp"), F.lit("transactions").alias("topic"))
@@ -58,6 +66,8 @@ def main(argv=None) -> dict:
     plans = {
         "build": rows,
         "tokenize": tokenized,
+        "build (16-digit fractions)": decimals,
+        "tokenize (16-digit fractions)": decimals.select(F.call_function("finlake_tokenize_payload", "payload").alias("payload")),
         "raw parse (from_json to map)": tokenized.select(F.from_json(F.col("payload").cast("string"), "map<string,string>").alias("m")),
         "variant map": members,
         "+ each field's type and text": members.select(
