@@ -8,7 +8,7 @@ pairs, ``\\t``); then any Unicode decimal digit counts as a digit, and groups of
 one to three separators (white space, control and format characters, dashes) form a run.
 Without ``known``: a run laid out as cards are printed (one group, fours with a shorter last
 group, 4-6-5 / 4-6-4, or single digits), 13-19 digits, Luhn-valid, not the fraction, integer part,
-mantissa or exponent of a decimal number, not inside one of our 64-hex tokens.
+mantissa or exponent of a decimal number, not inside a lowercase-hex run of 64 or more (our tokens).
 """
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from pathlib import Path
 
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([dD][c-fC-F][0-9a-fA-F]{2}))?|\\([ntrbf\"\\/])")
 _SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
-_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{64}(?![0-9A-Za-z])")
+# our tokens, also where a card number glued to a word was replaced ("card<token>y"): any
+# lowercase-hex run of 64 or more characters is read as token material, never as digits
+_TOKEN = re.compile(r"[0-9a-f]{64,}")
 # a decimal number's fraction, integer part or exponent: never a card number
 _DECIMAL = re.compile(r"(?<![A-Za-z])\.\d+|\d+(?=\.\d)|\d+(?=[eE][-+]?\d)|(?<=[\d.][eE])[-+]?\d+|(?<=[\d.][eE][-+])\d+")
 

@@ -164,32 +164,23 @@ def _object(children):
         n = draw(st.integers(0, 4))
         parts, names = [("lit", "{" + draw(WS))], set()
         for i in range(n):
-            if i:
-                parts.append(("lit", "," + draw(WS)))
             kind = draw(st.sampled_from(["plain", "plain", "plain", "card_name", "card_pan"]))
+            # member names stay unique after tokenizing too: one card number names one member
+            pan = draw(pans())
+            if (kind == "card_pan" and "card_pan" in names) or (kind == "card_name" and pan in names):
+                kind = "plain"
+            if len(parts) > 1:
+                parts.append(("lit", "," + draw(WS)))
             if kind == "card_pan":
-                if "card_pan" in names:
-                    kind = "plain"
-                else:
-                    names.add("card_pan")
-                    pan = draw(pans())
-                    as_number = draw(st.booleans()) and True
-                    value = pan if as_number else '"' + draw(disguised(pan)) + '"'
-                    parts.append(("pan", pan, '"card_pan"' + draw(WS) + ":" + draw(WS) + value))
-                    continue
+                names.add("card_pan")
+                value = pan if draw(st.booleans()) else '"' + draw(disguised(pan)) + '"'
+                parts.append(("pan", pan, '"card_pan"' + draw(WS) + ":" + draw(WS) + value))
+                continue
             if kind == "card_name":
-                pan = draw(pans())
-                name = draw(disguised(pan))
-                if name in names:
-                    continue
-                names.add(name)
-                parts.append(("text", "", pan, name, ""))
+                names.add(pan)
+                parts.append(("text", "", pan, draw(disguised(pan)), ""))
             else:
-                name = f"k{i}_" + draw(plain_text())
-                if name in names:
-                    continue
-                names.add(name)
-                parts.append(("lit", '"' + name + '"'))
+                parts.append(("lit", f'"k{i}_' + draw(plain_text()) + '"'))
             parts.append(("lit", draw(WS) + ":" + draw(WS)))
             parts.extend(draw(children))
         parts.append(("lit", draw(WS) + "}"))
