@@ -113,3 +113,19 @@ def test_pan_key_required_on_cluster_and_generated_privately_on_laptop(tmp_path,
     assert stat.S_IMODE(os.stat(tmp_path / "secrets" / "pan_hmac_key").st_mode) == 0o600
     monkeypatch.setenv("FINLAKE_PAN_HMAC_KEY", "from-env")
     assert pan_hmac_key(load_config("cluster", home=tmp_path)) == b"from-env"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("quality.min_amount=-1", "quality.min_amount must be a number from 0 to 1,000,000, got -1"),
+    ("quality.min_amount=free", "quality.min_amount must be a number from 0 to 1,000,000, got 'free'"),
+    ("pipeline.max_quarantine_share=1.5", "pipeline.max_quarantine_share must be a share from 0 to 1, got 1.5"),
+])
+def test_quality_bounds_fail_in_one_line(tmp_path, override, message):
+    from lakehouse.quality import min_amount
+    from lakehouse.quarantine import max_share
+
+    cfg = load_config("local", [override], home=tmp_path)
+    with pytest.raises(ConfigError) as err:
+        (min_amount if override.startswith("quality") else max_share)(cfg)
+    assert str(err.value) == message
+    assert min_amount(load_config("local", [], home=tmp_path)) == 0.0
