@@ -7,7 +7,8 @@ undecodable byte stands for itself), JSON escapes resolved (``\\u0034``, ``\\u00
 pairs, ``\\t``); then any Unicode decimal digit counts as a digit, and groups of digits joined by
 one to three separators (white space, control and format characters, dashes) form a run.
 Without ``known``: a run laid out as cards are printed (one group, fours with a shorter last
-group, 4-6-5 / 4-6-4, or single digits), 13-19 digits, Luhn-valid, not the fraction, integer part,
+group, 4-6-5 / 4-6-4, or single digits), 13-19 digits from a payment network's first digits
+(2-6; 1 at 15 digits; 81, 82), Luhn-valid, not the fraction, integer part,
 mantissa or exponent of a decimal number, not inside a lowercase-hex run of 64 or more (our tokens).
 """
 from __future__ import annotations
@@ -64,6 +65,11 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _issued(digits: str) -> bool:
+    """ISO/IEC 7812 first digits of the payment networks (epoch times and most ids are not)."""
+    return "2" <= digits[0] <= "6" or (digits[0] == "1" and len(digits) == 15) or digits[:2] in ("81", "82")
+
+
 def _ascii_digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
@@ -90,7 +96,7 @@ def clear_pans(data: bytes | str | None, known: set[str] | None = None) -> list[
         digits = _ascii_digits(m.group(0))
         if known is None:
             groups = [len(_ascii_digits(g)) for g in sep.split(m.group(0))]
-            if _laid_out(groups) and 13 <= len(digits) <= 19 and _luhn(digits):
+            if _laid_out(groups) and 13 <= len(digits) <= 19 and _issued(digits) and _luhn(digits):
                 found.append(digits)
             continue
         for size in range(13, min(19, len(digits)) + 1):

@@ -170,3 +170,13 @@ def test_kafka_to_bronze_keeps_payload_and_provenance(spark):
     assertDataFrameEqual(out.drop("ingest_time", "ingest_date"),
                          spark.createDataFrame([(b"k", b'{"x":1}', "t", 1, 7, ts)],
                                                "key binary, payload binary, topic string, partition int, offset long, kafka_timestamp timestamp"))
+
+
+def test_only_numbers_a_payment_network_issues_are_card_numbers(spark):
+    """Luhn-valid 13-19 digits that no network issues (epoch times from 1, ids from 0, 7, 9)
+    stay as they are; UATP (1, 15 digits) and UnionPay / RuPay (81, 82) are tokenized."""
+    kept = '{"us":1733419554123459,"ms":"1796497556714","ref":"7000000000000005","n":900000000000000001}'
+    raw = '{"uatp":"100000000000009","up":810000000000000}'
+    df = spark.createDataFrame([(kept.encode(),), (raw.encode(),)], "payload binary").withColumn("key", F.lit(None).cast("binary"))
+    got = [bytes(r["payload"]).decode() for r in df.transform(tokenize_pan(KEY)).collect()]
+    assert got == [kept, f'{{"uatp":"{tok("100000000000009")}","up":"{tok("810000000000000")}"}}']

@@ -2,6 +2,7 @@
 may stop a stream, vanish without a reason, or leave a card number in the clear anywhere
 finlake writes; an outside reader (delta-rs) must read every table afterwards."""
 import argparse
+import json
 
 import pytest
 from pyspark.sql import functions as F
@@ -65,16 +66,18 @@ def test_every_message_is_in_silver_or_quarantined_with_a_reason_or_a_counted_du
             "invalid_card_pan"} <= reasons
     # Events whose numbers only look like card digits (16-digit fractions) all reach silver.
     assert corpus.clean_ids
-    kept = {r[0] for r in _table(spark, hcfg, "silver.transactions").where(F.col("event_id").isin(sorted(corpus.clean_ids)))
-            .select("event_id").collect()}
-    assert kept == corpus.clean_ids
+    kept = {r[0]: r[1] for r in _table(spark, hcfg, "silver.transactions").where(F.col("event_id").isin(sorted(corpus.clean_ids)))
+            .select("event_id", "device_id").collect()}
+    assert set(kept) == corpus.clean_ids
+    sent = {e["event_id"]: e["device_id"] for e in (json.loads(v) for t, _, v in corpus.messages if t == "transactions" and v
+                                                     and b"bill_lat" in v) if e["event_id"] in corpus.clean_ids}
+    assert kept == sent   # a 16-digit id that passes Luhn but no network issues arrives unchanged
     # Replays of an event with another time or amount are conflicts, not silently dropped. Which
     # copy wins silver depends on arrival order (copies with and without a key go to different
     # partitions, and a Kafka timestamp tie can put the altered copy first; exact copies of the
     # other version are then conflicts too), so the count is bounded per event id: every copy of
     # an id sent in more than one version, except the silver one, is a conflict or a duplicate.
     import collections
-    import json
 
     versions, copies = collections.defaultdict(set), collections.Counter()
     for topic, _, value in corpus.messages:
@@ -121,3 +124,4 @@ def test_the_audit_finds_card_numbers_in_every_disguise_and_not_in_tokens():
     token = "4" * 62 + "ab"
     assert clear_pans(token) == [] and clear_pans("4111111111111112") == [] and clear_pans("2026-01-01T00:00:00Z") == []
     assert clear_pans("tx-990086-0-000100007") == []  # Luhn-valid digits, but not laid out as a card
+    assert clear_pans("1733419554123459") == clear_pans("7000000000000005") == []  # Luhn-valid, issued by no network

@@ -1,5 +1,5 @@
 """An outside export whose numbers trip a digit scanner: terminal coordinates as doubles with
-16-digit fractions, kept extras written as long decimals, a numeric id column. Through
+16-digit fractions, kept extras written as long decimals, 16-digit transaction ids. Through
 ``jobs/load.py`` (the real broker) and ``jobs/stream.py --available-now``, nothing is quarantined
 that the source does not deserve and the extras reach silver byte for byte. A second export
 with a fifth of its rows broken makes the run exit non-zero with one line naming the stream,
@@ -71,12 +71,13 @@ def test_an_export_of_long_decimals_loads_whole_and_a_broken_one_fails_in_one_li
     ecfg = load_config("local", [*overrides, "security.pan_hmac_key_missing=generate", "kafka.topic_prefix=export_"], home=home)
     mapping = home / "mapping.yaml"
     mapping.write_text(yaml.safe_dump(MAPPING))
-    good, broken = export(11, 3000, 1_000_000), export(12, 1000, 2_000_000, broken_share=0.2)
+    # 16-digit transaction ids from 1: one in ten passes Luhn, and none is a card number
+    good, broken = export(11, 3000, 10**15), export(12, 1000, 11 * 10**14, broken_share=0.2)
     for name, frame in (("good", good), ("broken", broken)):
         (home / name).mkdir()
         frame.to_csv(home / name / "tx.csv", index=False)
     # a sixth of these 16-digit fractions pass the Luhn check: the old byte scan broke them
-    assert any(_luhn(v.split(".")[1]) for v in good["TERMINAL_LON"])
+    assert any(_luhn(v.split(".")[1]) for v in good["TERMINAL_LON"]) and any(_luhn(str(i)) for i in good["TRANSACTION_ID"])
     args = argparse.Namespace(streams="transactions,tx_labels", layers="bronze,silver", available_now=True, timeout=None)
     try:
         Catalog(ecfg).register(spark)

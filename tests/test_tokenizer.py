@@ -101,7 +101,8 @@ SHORT_NUMBERS = st.integers(0, 999_999).map(str)
 @st.composite
 def plain_text(draw) -> str:
     """JSON string content with no card number: words and numbers with no more than six digits
-    in a row, decimals with long fractions, ids, times, one of our own tokens."""
+    in a row, decimals with long fractions, ids (16 Luhn-valid digits no network issues too),
+    times, one of our own tokens."""
     parts = []
     for _ in range(draw(st.integers(0, 4))):
         parts.append(draw(st.one_of(
@@ -110,15 +111,23 @@ def plain_text(draw) -> str:
             st.builds(lambda i, f: f"{i}.{f}", st.integers(-180, 180), st.from_regex(r"[0-9]{10,20}", fullmatch=True)),
             st.builds(lambda a, b: f"tx-{a}-0-{b:09d}", st.integers(100_000, 999_999), st.integers(0, 10**9 - 1)),
             st.just("2026-12-05T10:00:00.123456Z"),
+            st.builds(lambda w, n: f"{w} {n}", WORDS, st.composite(lambda d: _unissued_id(d))()),
             st.just("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))))
     return " ".join(parts)
+
+
+def _unissued_id(draw) -> str:
+    body = draw(st.sampled_from(["1", "7", "9"])) + draw(st.from_regex(r"[0-9]{14}", fullmatch=True))
+    return body + luhn_check_digit(body)
 
 
 @st.composite
 def plain_numbers(draw) -> str:
     """JSON numbers that are no card number: any fraction or exponent, integers that are not
-    13-19 Luhn-valid digits."""
-    kind = draw(st.sampled_from(["int", "big", "fraction", "exponent", "double"]))
+    13-19 Luhn-valid digits, 16-digit Luhn-valid ids from a first digit no network issues."""
+    kind = draw(st.sampled_from(["int", "big", "id", "fraction", "exponent", "double"]))
+    if kind == "id":   # Luhn-valid, but from a first digit no card network issues
+        return _unissued_id(draw)
     if kind == "int":
         return str(draw(st.integers(-10**12, 10**12)))
     if kind == "big":

@@ -104,8 +104,10 @@ def hostile_corpus(n: int, seed: int = 7, now: datetime | None = None) -> Corpus
         ("pan_arabic_indic", lambda i: tx(i, terminal_id=script(grouped(pan(), " "), 0x660))),
         ("pan_zero_width", lambda i: tx(i, device_id=grouped(pan(), "\u200b"))),
         ("pan_in_extras", lambda i: tx(i, extras={"note": f"card {spaced(pan())}"})),
-        # clean events whose numbers trip a digit scan: 16-digit fractions (one in ten pass Luhn)
+        # clean events whose numbers trip a digit scan: 16-digit fractions (one in ten pass Luhn),
+        # a 16-digit Luhn-valid id that no card network issues (from 1, 7 or 9)
         ("long_fractions", lambda i: tx(i, lat=round(rng.uniform(-60, 60), 16), lon=round(rng.uniform(-179, 179), 16),
+                                        device_id=luhn_pan(rng, 16, rng.choice(["1", "7", "9"])),
                                         extras={"bill_lat": f"{rng.uniform(-60, 60):.16f}", "bill_lon": f"{rng.uniform(-179, 179):.16f}"})),
         ("pan_in_other_stream", lambda i: {"event_id": f"fz-ue-{i}", "event_time": _iso(now), "customer_id": pan(),
                                             "event_type": "login", "device_id": None, "ip_country": "FR", "session_id": None}),

@@ -10,7 +10,7 @@ import java.util.Arrays;
  * Arabic-Indic, ...) joined by runs of one to {@value #MAX_SEPARATOR_RUN} separators (white
  * space, control and format characters such as NUL or a zero-width space, dashes), laid out as
  * cards are printed (one run, groups of four with a shorter last group, 4-6-5 or 4-6-4, or one
- * digit a group), 13-19 digits long and Luhn-valid. Digits that belong to a decimal number (the
+ * digit a group) that {@link #isCardNumber reads as a card number}. Digits that belong to a decimal number (the
  * fraction after a point, the integer part before a point and a digit, a mantissa or an
  * exponent) are never a card number, and neither is one of finlake's own 64-hex tokens.
  */
@@ -58,6 +58,21 @@ final class Cards {
             dbl = !dbl;
         }
         return sum % 10 == 0;
+    }
+
+    /**
+     * Whether these ASCII digits can be a card number outside {@code card_pan}: 13-19 of them,
+     * issued by a payment network (ISO/IEC 7812: a first digit of 2-6; 1 only at 15 digits, UATP;
+     * 81 or 82, UnionPay and RuPay), and Luhn-valid. Epoch times (13, 16 or 19 digits from 1) and
+     * ids that start with 0, 7, 9 or another 1 are never read as one, whatever their check digit.
+     */
+    static boolean isCardNumber(CharSequence d) {
+        int n = d.length();
+        if (n < MIN_DIGITS || n > MAX_DIGITS) return false;
+        char first = d.charAt(0);
+        boolean issued = (first >= '2' && first <= '6') || (first == '1' && n == 15)
+                || (first == '8' && (d.charAt(1) == '1' || d.charAt(1) == '2'));
+        return issued && luhn(d);
     }
 
     /** Whether a string may hold a digit at all (a cheap test before the code-point pass). */
@@ -129,7 +144,7 @@ final class Cards {
                         if (!cardLayout(g, a, b)) continue;
                         StringBuilder d = new StringBuilder();
                         for (int k = a; k <= b; k++) d.append(g.digits[k]);
-                        if (d.length() >= MIN_DIGITS && luhn(d)) found = b;
+                        if (isCardNumber(d)) found = b;
                     }
                 }
                 if (found >= 0) {

@@ -18,9 +18,9 @@ import java.nio.charset.StandardCharsets;
  *   <li>a string value or member name is read with its escapes resolved; where {@link Cards#find}
  *       finds card numbers in it, the whole string is written back with each number replaced by
  *       its token, validly escaped;</li>
- *   <li>a number is a card number only when it is an integer of 13-19 digits that passes the
- *       Luhn check; it becomes its token as a JSON string. A fraction or an exponent is never
- *       read as digits.</li>
+ *   <li>a number is a card number only when it is an integer whose digits {@link
+ *       Cards#isCardNumber read as one}; it becomes its token as a JSON string. A fraction or an
+ *       exponent is never read as digits.</li>
  * </ul>
  * Every byte outside a replaced token stays as it was. {@link #tokenize} returns null when the
  * payload is not JSON that Jackson reads as UTF-8 bytes; the caller then scans the bytes.
@@ -122,7 +122,7 @@ final class JsonScan {
                     int s = start(p, in, -1);
                     int e = numberEnd(in, s, text);
                     String digits = text.startsWith("-") ? text.substring(1) : text;
-                    if (digits.length() >= Cards.MIN_DIGITS && digits.length() <= Cards.MAX_DIGITS && Cards.luhn(digits)) {
+                    if (Cards.isCardNumber(digits)) {
                         ed.replace(s, e, "\"" + Pan.token(digits) + "\"");
                     }
                 }

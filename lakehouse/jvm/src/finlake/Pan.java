@@ -93,10 +93,6 @@ public final class Pan {
         return ByteScan.tokenize(in, false);
     }
 
-    public static boolean luhn(CharSequence digits) {
-        return Cards.luhn(digits);
-    }
-
     /**
      * The members that replace a {@code card_pan} member whose value reads as {@code cps} (null
      * for a JSON null): the token of its digits and their last four, plus {@link #REJECTED} when
