@@ -44,7 +44,7 @@ def run(spark, cfg, args) -> dict:
     if "bronze" in layers:
         ensure_broker(cfg)
     catalog = Catalog(cfg)
-    since = session_now(spark)
+    since = session_now(spark) if args.available_now and "silver" in layers else None   # what this run quarantined
     metrics_spec = catalog.spec("ops.stream_metrics")
     collector = ProgressCollector()
     spark.streams.addListener(collector)

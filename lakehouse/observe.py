@@ -114,32 +114,30 @@ def attach(spark) -> None:
     spark.streams.addListener(_Listener())
 
 
-# Per table since the process started: [rows checked, rows quarantined, reasons], read by the
-# continuous job's quarantine watch (lakehouse.quarantine.Watch) window by window.
-_checked: dict[str, list] = {}
-
-
 def quarantined(table: str, rows: int, reasons: Iterable[str], checked: int | None = None) -> None:
     """``rows`` rows of ``table`` quarantined, with every reason they carry, out of ``checked``
     rows the batch parsed and checked."""
-    tally = Tally(reasons)
     if rows:
         QUARANTINED.labels(table).inc(rows)
-    for reason, n in tally.items():
+    for reason, n in Tally(reasons).items():
         REASONS.labels(table, reason).inc(n)
     if checked is not None:
         CHECKED.labels(table).inc(checked)
-        with _lock:
-            entry = _checked.setdefault(table, [0, 0, Tally()])
-            entry[0] += checked
-            entry[1] += rows
-            entry[2].update(tally)
 
 
 def checked_so_far() -> dict[str, dict]:
-    """A copy of the per-table tallies: {table: {"checked", "quarantined", "reasons"}}."""
-    with _lock:
-        return {t: {"checked": e[0], "quarantined": e[1], "reasons": dict(e[2])} for t, e in _checked.items()}
+    """Per silver table since the process started, from the counters above: {table: {"checked",
+    "quarantined", "reasons": {reason: n}}} (read by the continuous job's quarantine watch)."""
+    samples = {m.name: [s for s in m.samples if s.name.endswith("_total")] for m in REGISTRY.collect()}
+    totals = lambda counter: samples.get(counter.describe()[0].name, [])  # noqa: E731
+    out = {s.labels["table"]: {"checked": int(s.value), "quarantined": 0, "reasons": {}} for s in totals(CHECKED)}
+    for s in totals(QUARANTINED):
+        if s.labels["table"] in out:
+            out[s.labels["table"]]["quarantined"] = int(s.value)
+    for s in totals(REASONS):
+        if s.labels["table"] in out:
+            out[s.labels["table"]]["reasons"][s.labels["reason"]] = int(s.value)
+    return out
 
 
 def decisions(use_case: str, outcomes: Iterable[str], latencies_ms: Iterable[float]) -> None:

@@ -155,29 +155,30 @@ def parse_bronze(stream: str, allowed_lateness_s: float, max_clock_skew_s: float
                 built.append((name, spec, *jvm_columns(name)))
             name, spec, parsed, final = built[0]
             _ensure_registered(df.sparkSession, stream, name, spec)
-            return df.select("*", parsed).select(*final[0]).withColumn("reasons", final[1]).drop("_pan_rejected")
+            return df.select("*", parsed).select(*final[0]).withColumn("reasons", final[1])
         if not built:
             built.append(columns())
         first, second, final = built[0]
-        return (df.select("*", *first).select("*", *second).select(*final[0]).withColumn("reasons", final[1])
-                .drop("_pan_rejected"))
+        return df.select("*", *first).select("*", *second).select(*final[0]).withColumn("reasons", final[1])
 
     tokenized = any(f.name == "card_token" for f in fields)
 
     def provenance(reasons: Column, unknown: Column):
-        rejected = F.when(F.col("_pan_rejected"), F.lit(INVALID_CARD_PAN)) if tokenized else F.lit(None).cast("string")
+        if tokenized:   # the tokenizer's mark is a reason, not an unknown field
+            reasons = F.concat(reasons, F.array(F.when(F.array_contains(unknown, PAN_REJECTED_MEMBER), F.lit(INVALID_CARD_PAN))))
+            unknown = F.array_remove(unknown, PAN_REJECTED_MEMBER)
         out = [
             F.col("partition").alias("kafka_partition"),
             F.col("offset").alias("kafka_offset"),
             F.col("kafka_timestamp"),
             F.col("payload"), F.col("topic"),
             reasons.alias("reasons"),
-            (F.array_remove(unknown, PAN_REJECTED_MEMBER) if tokenized else unknown).alias("unknown_fields"),
-        ] + ([F.array_contains(unknown, PAN_REJECTED_MEMBER).alias("_pan_rejected")] if tokenized else [])
+            unknown.alias("unknown_fields"),
+        ]
         lag = F.col("kafka_timestamp").cast("double") - F.col(time_field).cast("double")
         late = F.when((F.col("kafka_partition") >= 0) & (lag > allowed_lateness_s), F.lit("late_event"))
         future = F.when(-lag > max_clock_skew_s, F.lit("event_time_in_future"))
-        return out, F.filter(F.concat("reasons", F.array(rejected, late, future)), lambda x: x.isNotNull())
+        return out, F.filter(F.concat("reasons", F.array(late, future)), lambda x: x.isNotNull())
 
     def jvm_columns(name: str):
         parsed = F.call_function(name, F.col("payload").cast("binary")).alias("_p")
