@@ -1,6 +1,6 @@
 """The bronze tokenizer and the silver parse against raw Spark limits, on the same rows.
 
-    python -m bench.parse --rows 1000000
+    python -m bench.parse --rows 1000000      # record: bench/results/parse.json
 
 Rows are transaction payloads built in Spark (card numbers in ``card_pan``). Each figure is a
 full pass written to Spark's ``noop`` sink, timed after one warm-up pass:
@@ -92,6 +92,15 @@ def main(argv=None) -> dict:
         print(f"{name:32s} {rate:>12,} rows/s")
     print(f"silver parse + rules at {out['silver_parse_vs_raw_parse_expressions']:.0%} (expressions) and "
           f"{out['silver_parse_vs_raw_parse_jvm']:.0%} (jvm) of the raw parse")
+    # the record, with the limits of the same run (build floor, raw parse) beside each figure
+    import os
+    import platform
+    from pathlib import Path
+
+    record = {"command": f"python -m bench.parse --rows {args.rows}", "date": time.strftime("%Y-%m-%d"),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **out}
+    target = Path(__file__).resolve().parent / "results" / "parse.json"
+    target.write_text(json.dumps(record, indent=1) + "\n")
     print("FINLAKE_RESULT " + json.dumps(out))
     spark.stop()
     return out
