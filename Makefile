@@ -1,16 +1,34 @@
 # finlake: one-command local stack. Everything lands under FINLAKE_HOME (default .finlake/).
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The newest supported Python on PATH (3.13, 3.12, 3.11); `make install PYTHON=python3.11` picks one.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export FINLAKE_HOME ?= $(CURDIR)/.finlake
 PYTEST_ARGS ?=
+# Installs come from uv.lock (versions and hashes) through uv, pinned here and bootstrapped into
+# .tools/ with the chosen Python. cpu: xgboost-cpu; gpu: xgboost with CUDA (the RAPIDS profile).
+UV_VERSION := 0.13.9
+UV ?= .tools/uv-$(UV_VERSION)/bin/uv
+XGBOOST ?= cpu
+EXTRAS := --extra spark --extra $(XGBOOST)
+DEV_EXTRAS := $(EXTRAS) --extra dev --extra sequence
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+# The system's certificate store, so that a TLS-inspecting company proxy works as it does for pip.
+export UV_SYSTEM_CERTS ?= 1
+# Tests that need no Kafka broker and no long Spark job: what CI runs on the other Pythons.
+FAST_TESTS ?= tests/test_config.py tests/test_calibration.py tests/test_generators.py tests/test_schedule.py \
+	tests/test_stats.py tests/test_topology.py tests/test_cli.py tests/test_jvm_trees.py tests/test_sequence.py
 
-.PHONY: help install jars up down status demo bench chaos test clean sql-server sql-server-stop schedule unschedule
+.PHONY: help preflight install install-dev jars up down status demo bench chaos test test-fast lock clean sql-server sql-server-stop schedule unschedule
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
 	@echo "make test    run the test suite (starts its own Kafka broker and Spark)"
+	@echo "make install | install-dev   the locked environment in $(VENV) (install-dev adds the test and sequence extras)"
+	@echo "make test-fast   the tests that need no broker (PYTHON=python3.11 VENV=.venv-3.11 for another Python)"
+	@echo "make lock    re-resolve uv.lock after a change to pyproject.toml"
 	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads, then the ingest capacity (jobs/bench_pipeline.py)"
 	@echo "make chaos   run the chaos and fuzz run (bench/chaos.py): hostile input, SIGKILLs, broker restart"
 	@echo "make up | down | status   manage the local Kafka broker"
@@ -18,18 +36,33 @@ help:
 	@echo "make schedule | unschedule   install (remove) the monitor, retrain, report and maintenance crontab entries"
 	@echo "make clean   stop services and remove FINLAKE_HOME and the venv"
 
-$(VENV)/.installed: pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "finlake: error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
-	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "finlake: error: Java 17+ is required: no java on PATH and JAVA_HOME unset"; exit 2; }
-	@command -v javac >/dev/null || [ -x "$$JAVA_HOME/bin/javac" ] || { echo "finlake: error: a JDK 17+ is required (javac builds finlake's JVM functions): apt-get install openjdk-17-jdk-headless, or set JAVA_HOME to a JDK"; exit 2; }
-	@mkdir -p "$(FINLAKE_HOME)/logs"
-	@echo "finlake: installing the Python packages into $(VENV) (log: $(FINLAKE_HOME)/logs/install.log)"
-	@{ $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip setuptools wheel \
-	   && $(PY) -m pip install -q -e '.[dev,sequence]'; } >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
-	 || { tail -n 20 "$(FINLAKE_HOME)/logs/install.log"; echo "finlake: error: installing the Python packages failed; full log: $(FINLAKE_HOME)/logs/install.log"; exit 1; }
-	@touch $@
+# A supported Python and a JDK (not macOS's stub), each missing one named in one line.
+preflight:
+	@[ -n "$(PYTHON)" ] || { echo "finlake: error: Python 3.11, 3.12 or 3.13 is required and none of python3.13, python3.12, python3.11 runs here: install one (Debian/Ubuntu: sudo apt-get install python3.13 python3.13-venv; macOS: brew install python@3.13) or name it: make install PYTHON=/path/to/python3.x" >&2; exit 2; }
+	@$(PYTHON) -m lakehouse.preflight
 
-install: $(VENV)/.installed
+$(UV):
+	@mkdir -p "$(FINLAKE_HOME)/logs"
+	@{ $(PYTHON) -m venv $(dir $(UV)).. && $(dir $(UV))pip install -q uv==$(UV_VERSION); } >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
+	 || { tail -n 5 "$(FINLAKE_HOME)/logs/install.log"; echo "finlake: error: installing uv $(UV_VERSION) with $(PYTHON) failed (Debian/Ubuntu: sudo apt-get install python3-venv for its venv module); log: $(FINLAKE_HOME)/logs/install.log" >&2; rm -rf $(dir $(UV))..; exit 1; }
+
+# $(1): the extras. uv sync makes the venv exactly the lock's packages for them (a no-op when it is).
+define sync
+	@mkdir -p "$(FINLAKE_HOME)/logs"
+	@start=$$(date +%s); $(UV) sync --locked --python $(PYTHON) $(1) >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
+	 || { tail -n 20 "$(FINLAKE_HOME)/logs/install.log"; echo "finlake: error: installing the locked Python packages into $(VENV) failed; full log: $(FINLAKE_HOME)/logs/install.log" >&2; exit 1; }; \
+	 if grep -q "^Installed\|^Uninstalled" "$(FINLAKE_HOME)/logs/install.log"; then \
+	   echo "finlake: $(VENV) synced to uv.lock with $$($(PY) -c 'import platform; print("Python", platform.python_version())') in $$(( $$(date +%s) - start )) s ($$(grep -h "^Installed\|^Uninstalled" "$(FINLAKE_HOME)/logs/install.log" | paste -sd, -))"; fi
+endef
+
+install: preflight $(UV)
+	$(call sync,$(EXTRAS))
+
+install-dev: preflight $(UV)
+	$(call sync,$(DEV_EXTRAS))
+
+lock: $(UV)
+	$(UV) lock
 
 # Resolve the JVM jars (Kafka broker, Delta, the Kafka connector) into FINLAKE_HOME's caches.
 jars: install
@@ -67,11 +100,14 @@ bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) jobs/bench_pipeline.py --streams all --backlog $(BENCH_BACKLOG)
 
-chaos: install
+chaos: install-dev
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
-test: install
+test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-fast: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS) $(FAST_TESTS)
+
 clean: down sql-server-stop
-	rm -rf "$(FINLAKE_HOME)" $(VENV) spark-warehouse metastore_db derby.log
+	rm -rf "$(FINLAKE_HOME)" $(VENV) .tools spark-warehouse metastore_db derby.log

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import zipfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from lakehouse.config import Config
 from lakehouse.jars import JarResolutionError, resolve
+from lakehouse.java import JavaMissingError, javac_executable
 
 SRC = Path(__file__).resolve().parent / "jvm" / "src"
 # name -> (class, return type as Spark DDL)
@@ -90,12 +90,10 @@ def ensure_packages(cfg: Config) -> list[Path]:
 
 
 def _javac() -> str:
-    home = os.environ.get("JAVA_HOME")
-    found = os.path.join(home, "bin", "javac") if home else shutil.which("javac")
-    if not found or not os.path.exists(found):
-        raise JarResolutionError("the JDK's javac is required to build finlake's JVM functions (install a JDK 17, "
-                                 "e.g. apt-get install openjdk-17-jdk-headless, or set JAVA_HOME to one)")
-    return found
+    try:
+        return javac_executable()
+    except JavaMissingError as e:
+        raise JarResolutionError(str(e)) from None
 
 
 def ensure_udf_jar(cfg: Config) -> Path:
