@@ -1,16 +1,29 @@
-"""Manage the local services: the Kafka broker (and its jars).
+"""Manage the local services: the Kafka broker (and its jars); build finlake's own jar.
 
     python -m jobs.stack up | down | status | fetch
+    python -m jobs.stack jar --out dist    # finlake-jvm.jar, to attach as a cluster library (databricks.yml)
 """
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from jobs import common
 from lakehouse.kafka.broker import LocalKafka
 
 
+JAR_NAME = "finlake-jvm.jar"
+
+
 def run(_spark, cfg, args) -> dict:
+    if args.action == "jar":
+        from lakehouse.jvm import ensure_udf_jar
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ensure_udf_jar(cfg), out / JAR_NAME)
+        return {"jar": str(out / JAR_NAME)}
     if not cfg["kafka.managed"]:
         from lakehouse.kafka.clients import admin_client
 
@@ -31,7 +44,8 @@ def run(_spark, cfg, args) -> dict:
 
 def main(argv=None):
     p = common.parser(__doc__)
-    p.add_argument("action", choices=["up", "down", "status", "fetch"])
+    p.add_argument("action", choices=["up", "down", "status", "fetch", "jar"])
+    p.add_argument("--out", default="dist", help="jar: the folder finlake-jvm.jar is written to (default: dist)")
     result = common.execute(p, argv, run, app_name="finlake-stack", needs_spark=False)
     print(json.dumps(result, indent=2, default=str))
     return result

@@ -3,6 +3,7 @@ import importlib
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from tests.conftest import ROOT
 
 
 def _finlake(*args, env=None):
-    exe = shutil.which("finlake", path=str(ROOT / ".venv" / "bin")) or shutil.which("finlake")
+    exe = shutil.which("finlake", path=str(Path(sys.executable).parent))   # the environment running the tests
     cmd = [exe, *args] if exe else [sys.executable, "-m", "jobs.cli", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 

@@ -104,3 +104,46 @@ def test_the_bundle_runs_stream_decide_monitor_retrain_and_report_through_their_
     load_config("cluster", home=tmp_path)   # the profile the tasks run with loads
     secrets = [v for job in jobs.values() for c in job.get("job_clusters", []) for v in c["new_cluster"]["spark_env_vars"].values()]
     assert not [v for v in secrets if re.search(r"(?i)key|password", str(v)) and not str(v).startswith("{{secrets/")]
+
+
+# The Spark each Databricks Runtime major ships (its release notes): the bundle's runtime must
+# be the Spark finlake pins, or the jar and the plans are built against another Spark.
+DBR_SPARK = {"17": "4.0", "18": "4.1", "19": "4.2"}
+
+
+def test_the_bundle_has_the_shape_databricks_accepts_on_the_runtime_whose_spark_finlake_pins():
+    import tomllib
+
+    from databricks.bundles.jobs import Job
+
+    bundle = _bundle()
+    for key, job in bundle["resources"]["jobs"].items():
+        Job.from_dict(job)   # ValueError on any field Databricks' bundle schema does not have
+    runtime = bundle["variables"]["spark_version"]["default"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    spark_pin = next(r for r in pyproject["project"]["optional-dependencies"]["spark"] if r.startswith("pyspark=="))
+    assert spark_pin.split("==")[1].rsplit(".", 1)[0] == DBR_SPARK[runtime.split(".")[0]], (runtime, spark_pin)
+    assert "-ml-" in runtime   # XGBoost and MLflow come with the runtime
+    # The wheel's own requirements leave the runtime's Spark, Delta and XGBoost alone.
+    names = {re.split(r"[<>=!;\[ ]", r)[0].lower() for r in pyproject["project"]["dependencies"]}
+    assert not names & {"pyspark", "delta-spark", "xgboost", "xgboost-cpu"}, names
+    # Every task carries the wheel and finlake's jar, and both are built artifacts.
+    assert {a["type"] for a in bundle["artifacts"].values()} == {"whl", "jar"}
+    jar_build = next(a["build"] for a in bundle["artifacts"].values() if a["type"] == "jar")
+    for job in bundle["resources"]["jobs"].values():
+        for task in job["tasks"]:
+            kinds = {k: v for lib in task["libraries"] for k, v in lib.items()}
+            assert kinds["whl"] == "./dist/*.whl" and kinds["jar"] == "./dist/finlake-jvm.jar", task["task_key"]
+    assert jar_build.split()[:4] == ["python", "-m", "jobs.stack", "jar"]
+
+
+def test_the_jar_artifact_is_built_by_its_job(tmp_path, job_env):
+    import subprocess
+    import sys
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "jobs.stack", "jar", "--out", str(tmp_path / "dist")], cwd=ROOT, env=job_env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = zipfile.ZipFile(tmp_path / "dist" / "finlake-jvm.jar").namelist()
+    assert {"finlake/Pan.class", "finlake/ParsePayload.class", "finlake/FraudState.class", "finlake/Trees.class"} <= set(names)
