@@ -13,6 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 from lakehouse.config import load_config
 from lakehouse.generators.streams import GeneratorConfig, generate
 from lakehouse.generators.world import luhn_valid
+from lakehouse.java import INSTALL_JDK
 from lakehouse.kafka.broker import BrokerError, LocalKafka
 from lakehouse.kafka.clients import admin_client
 from lakehouse.kafka.produce import send_json
@@ -45,7 +46,7 @@ def test_missing_java_is_a_clear_error(tmp_path, job_env):
     out = subprocess.run([sys.executable, "-m", "jobs.stack", "up"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 2
     assert out.stderr.strip() == (f"finlake: error: Java 17+ is required (Spark and the Kafka broker run on it): "
-                                  f"JAVA_HOME={tmp_path / 'nojava'} has no bin/java")
+                                  f"JAVA_HOME={tmp_path / 'nojava'} has no bin/java; {INSTALL_JDK}")
 
 
 def test_produce_n_events_and_a_streaming_query_lands_exactly_n_rows(spark, cfg, kafka):
