@@ -3,6 +3,7 @@ import sys
 from importlib.metadata import version
 
 import pyspark
+import xgboost
 
 from jobs.submit import submit_command
 from lakehouse.config import load_config
@@ -16,7 +17,7 @@ KAFKA = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
 def test_pins_agree_with_each_other():
     # The Delta jar must match the pip package and the Spark line it is built for.
     assert pyspark.__version__ == "4.1.1"
-    assert version("xgboost") == "3.2.0"
+    assert xgboost.__version__ == "3.2.0"   # the xgboost-cpu or the xgboost distribution: the same module
     assert DELTA == "io.delta:delta-spark_4.1_2.13:4.3.1"
     assert int(version("pandas").split(".")[0]) < 3
 
