@@ -7,7 +7,10 @@ raw ``inplace_predict`` taken in the same run.
 - Python in Spark: ``mapInPandas`` with the same booster (Arrow to Python and back), the way
   the decision path's scoring step runs, without its calibration, threshold and alerts;
 - JVM in Spark: ``finlake.Trees``, the booster's JSON model evaluated by a Java SQL function
-  on an ``array<double>`` of the features.
+  on an ``array<double>`` of the features;
+- JVM scorer in Spark: ``finlake.Scorer``, the served version as the decision path needs it
+  (the trees, an isotonic calibration map, the threshold on the expected loss: score,
+  decision, threshold, model name and version per row).
 Each Spark variant writes to the ``noop`` sink; best of 3 after a warm-up. The Spark floor reads
 the same rows and every feature column (their ``greatest``) into the same sink. The JVM scores must
 equal the booster's (largest absolute difference printed; 10% of the values are missing).
@@ -87,12 +90,22 @@ def main(argv=None) -> int:
 
     python_df = df.mapInPandas(score_partitions, "id long, score double")
     jvm_df = df.select("id", F.expr(f"finlake_trees(array({', '.join(names)}))").alias("score"))
+    from ml import calibration
+    from ml.scoring import LoadedModel, jvm_score, register_jvm_scorer
+
+    fit_rows = frame[names].iloc[:5000]
+    cal = calibration.fit("isotonic", (np.nan_to_num(fit_rows[names[0]].to_numpy()) > 1.0).astype(int), booster.inplace_predict(fit_rows))
+    served = LoadedModel("bench", "1", tuple(names), 25.0, (), bytes(raw), cal, "expected_loss")
+    register_jvm_scorer(spark, "finlake_bench_scorer", served)
+    scorer_df = df.withColumn("amount", F.abs(F.col(names[1])) * 100).select(
+        "id", jvm_score("finlake_bench_scorer", tuple(names), "amount").alias("s")).select("id", "s.*")
     x = frame[names].astype("float64")
     results = {
         "rows": a.rows, "features": a.features, "trees": a.rounds, "depth": a.depth, "cpus": os.cpu_count(),
         "raw_inplace_predict_rows_per_s": round(best_rate(lambda: booster.inplace_predict(x), a.rows)),
         "python_mapinpandas_rows_per_s": round(best_rate(lambda: python_df.write.format("noop").mode("overwrite").save(), a.rows)),
         "jvm_trees_rows_per_s": round(best_rate(lambda: jvm_df.write.format("noop").mode("overwrite").save(), a.rows)),
+        "jvm_scorer_rows_per_s": round(best_rate(lambda: scorer_df.write.format("noop").mode("overwrite").save(), a.rows)),
         # The Spark floor: the same rows read and written to noop, every feature column read.
         "spark_scan_floor_rows_per_s": round(best_rate(
             lambda: df.select("id", F.greatest(*names).alias("any")).write.format("noop").mode("overwrite").save(), a.rows)),
@@ -100,7 +113,7 @@ def main(argv=None) -> int:
     expected = booster.inplace_predict(x)
     got = jvm_df.toPandas().sort_values("id")["score"].to_numpy()
     results["jvm_max_abs_diff"] = float(np.max(np.abs(got - expected)))
-    for k in ("python_mapinpandas", "jvm_trees"):
+    for k in ("python_mapinpandas", "jvm_trees", "jvm_scorer"):
         results[f"{k}_share_of_raw"] = round(results[f"{k}_rows_per_s"] / results["raw_inplace_predict_rows_per_s"], 4)
     out = ROOT / "bench" / "results" / "jvm_scoring.json"
     out.parent.mkdir(parents=True, exist_ok=True)

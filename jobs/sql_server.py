@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from jobs import common
-from lakehouse.procs import port_open, stop_process
+from lakehouse.procs import port_open, stop_process, who_holds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def serve(spark, cfg, stop: threading.Event | None = None) -> dict:
     stop = stop or threading.Event()
     host, port = str(cfg["sql_server.host"]), int(cfg["sql_server.port"])
     if port_open(host, port):
-        common.fail(f"port {port} on {host} is already in use; stop what holds it or set --conf sql_server.port=<free port>")
+        common.fail(f"port {port} on {host} is already in use; stop what holds it ({who_holds(port)}) or set --conf sql_server.port=<free port>")
     # The server reads its settings from the session's Hadoop configuration.
     spark.conf.set("hive.server2.thrift.bind.host", host)
     spark.conf.set("hive.server2.thrift.port", str(port))
@@ -83,7 +83,7 @@ def start(cfg, args) -> dict:
     if pid is not None:
         return {"jdbc_url": jdbc_url(cfg), "pid": pid, "already_running": True}
     if port_open(host, port):
-        common.fail(f"port {port} on {host} is already in use; stop what holds it or set --conf sql_server.port=<free port>")
+        common.fail(f"port {port} on {host} is already in use; stop what holds it ({who_holds(port)}) or set --conf sql_server.port=<free port>")
     log = cfg.path("paths.logs") / "sql_server.out"
     log.parent.mkdir(parents=True, exist_ok=True)
     _pid_file(cfg).parent.mkdir(parents=True, exist_ok=True)

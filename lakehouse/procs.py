@@ -15,6 +15,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def who_holds(port: int) -> str:
+    """The commands that show what listens on ``port``, for a message about a port in use."""
+    return f"`ss -ltnp 'sport = :{port}'` (Linux) or `lsof -nP -iTCP:{port} -sTCP:LISTEN` (macOS) shows it"
+
+
 def stop_process(pid: int, timeout: float, group: bool = False) -> None:
     """SIGTERM ``pid`` (its whole process group with ``group``), SIGKILL after ``timeout``."""
     import psutil

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -157,6 +159,52 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
     else:
         out["pd"] = pred
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring in the JVM (finlake.Scorer): the same outputs as ``predict``, inside the Spark plan
+
+
+def served_spec(model: LoadedModel) -> str:
+    """The JSON spec ``finlake.Scorer`` serves a version from: its booster (JSON model), its
+    calibration knots, threshold (and what it is compared with) and class names."""
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model.raw))
+    return json.dumps({"name": model.name, "version": model.version, "booster": booster.save_raw("json").decode(),
+                       "calibration": model.calibration.to_dict(), "threshold": model.threshold,
+                       "threshold_on": model.threshold_on, "classes": list(model.classes), "features": list(model.features)})
+
+
+def write_served(path: str, model: LoadedModel) -> None:
+    """Write ``model``'s spec to ``path`` for a ``served`` JVM scorer, atomically (a scorer
+    re-reading the file sees the old version or the new one, never a part)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".served-")
+    with os.fdopen(fd, "w") as f:
+        f.write(served_spec(model))
+    os.replace(tmp, path)
+
+
+def register_jvm_scorer(spark: SparkSession, name: str, model: LoadedModel | None = None, served: str | None = None,
+                        refresh_s: float = 2.0) -> None:
+    """Register the Spark SQL function ``name(features array<double>, amount)`` returning
+    ``struct<score, probabilities, decision, threshold, model_name, model_version>``: ``model``
+    inline, or the version whose spec is at ``served`` (``write_served``), re-read when the file
+    changes (checked at most every ``refresh_s``)."""
+    scorer = spark.sparkContext._jvm.finlake.Scorer
+    if served is not None:
+        scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000))
+    else:
+        scorer.register(spark._jsparkSession, name, served_spec(model))
+
+
+def jvm_score(name: str, features: tuple[str, ...], amount: str | None = None):
+    """The column scoring each row with the JVM scorer ``name`` (``register_jvm_scorer``)."""
+    args = ", ".join(f"CAST(`{f}` AS DOUBLE)" for f in features)
+    return F.expr(f"{name}(array({args}), {f'CAST(`{amount}` AS DOUBLE)' if amount else 'CAST(NULL AS DOUBLE)'})")
 
 
 def make_scorer(use_case: UseCase, model: LoadedModel, raw_broadcast, keep: tuple[str, ...]):

@@ -39,9 +39,9 @@ def test_jvm_trees_score_as_the_booster_does(spark, objective):
     np.testing.assert_allclose(got["score"].to_numpy(), booster.inplace_predict(frame[names]), rtol=0, atol=1e-6)
 
 
-def test_jvm_trees_refuse_a_multiclass_model_in_one_line(spark):
+def test_jvm_trees_send_a_multiclass_model_to_the_scorer_in_one_line(spark):
     from pyspark.errors import IllegalArgumentException   # pyspark's own, for the JVM's
 
     booster, _ = _booster("multi:softprob", num_class=3)
-    with pytest.raises(IllegalArgumentException, match="finlake.Trees: objective multi:softprob is not supported"):
+    with pytest.raises(IllegalArgumentException, match="finlake.Trees: objective multi:softprob gives one probability per class: serve it with finlake.Scorer"):
         spark.sparkContext._jvm.finlake.Trees.register(spark._jsparkSession, "finlake_test_multi", booster.save_raw("json").decode())

@@ -15,7 +15,7 @@ from pathlib import Path
 from lakehouse.config import Config, ConfigError
 from lakehouse.jars import resolve
 from lakehouse.java import java_executable
-from lakehouse.procs import port_open, stop_process
+from lakehouse.procs import port_open, stop_process, who_holds
 
 # Kafka 4.1's log calls go through SLF4J 1.7; this binding routes them to log4j2 and a file.
 LOG_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"
@@ -162,7 +162,7 @@ class LocalKafka:
                 if port_open(self.host, port):
                     raise BrokerError(
                         f"port {port} on {self.host} is already in use by {_owner_of_port(port)}; "
-                        "stop it or point FINLAKE_KAFKA_BOOTSTRAP / kafka.controller_port elsewhere")
+                        f"stop it ({who_holds(port)}) or point FINLAKE_KAFKA_BOOTSTRAP / kafka.controller_port elsewhere")
             self._write_properties()
             self._format_storage()
             out = open(self.log_dir / "broker.out", "ab")

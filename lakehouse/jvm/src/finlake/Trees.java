@@ -3,42 +3,62 @@ package finlake;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
+import java.io.Serializable;
+
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.api.java.UDF1;
 import org.apache.spark.sql.types.DataTypes;
 
 /**
- * An xgboost booster's trees evaluated in the JVM, as a Spark SQL function of an
- * {@code array<double>} of the features in the booster's order: the probability of the positive
- * class for {@code binary:logistic} and {@code reg:logistic}, the margin for
- * {@code reg:squarederror}. Built from the booster's JSON model ({@code save_raw("json")}), with
- * xgboost's own arithmetic: features as 32-bit floats, a split goes left when the value is below
- * the condition, a missing value (null or NaN) follows the node's default, and the leaf values
- * are summed in 32-bit floats onto the base margin. Multi-class and categorical splits are
- * refused when the model is read.
+ * An xgboost booster's trees evaluated in the JVM. Built from the booster's JSON model
+ * ({@code save_raw("json")}), with xgboost's own arithmetic: features as 32-bit floats, a split
+ * goes left when the value is below the condition, a missing value (null or NaN) follows the
+ * node's default, and each output's leaf values are summed in 32-bit floats onto its base
+ * margin. Outputs: the probability of the positive class for {@code binary:logistic} and
+ * {@code reg:logistic}, the margin for {@code reg:squarederror}, one probability per class
+ * (softmax over the class margins) for {@code multi:softprob}. Categorical splits are refused
+ * when the model is read.
+ *
+ * <p>As a Spark SQL function ({@link #register}) it takes an {@code array<double>} of the
+ * features in the booster's order and returns the single output; {@link Scorer} serves every
+ * objective, with the version's calibration and threshold.
  */
-public final class Trees implements UDF1<scala.collection.Seq<Object>, Double> {
+public final class Trees implements UDF1<scala.collection.Seq<Object>, Double>, Serializable {
     private final int[][] left, right, feature;
     private final float[][] value;       // split condition, or the leaf value at a leaf
     private final boolean[][] defaultLeft;
-    private final float baseMargin;
-    private final boolean logistic;
+    private final int[] treeClass;       // the output each tree adds to
+    private final float[] baseMargin;    // per output
+    private final boolean logistic, softmax;
     private final int features;
+    final String objective;
 
     Trees(String json) throws Exception {
-        JsonNode learner = new ObjectMapper().readTree(json).get("learner");
-        String objective = learner.get("objective").get("name").asText();
-        if (!objective.equals("binary:logistic") && !objective.equals("reg:logistic") && !objective.equals("reg:squarederror")) {
+        this(new ObjectMapper().readTree(json));
+    }
+
+    Trees(JsonNode model) {
+        JsonNode learner = model.get("learner");
+        objective = learner.get("objective").get("name").asText();
+        softmax = objective.equals("multi:softprob");
+        logistic = objective.equals("binary:logistic") || objective.equals("reg:logistic");
+        if (!softmax && !logistic && !objective.equals("reg:squarederror")) {
             throw new IllegalArgumentException("finlake.Trees: objective " + objective + " is not supported");
         }
-        logistic = !objective.equals("reg:squarederror");
         JsonNode param = learner.get("learner_model_param");
-        if (param.get("num_class").asInt() > 1) throw new IllegalArgumentException("finlake.Trees: multi-class models are not supported");
+        int classes = Math.max(1, param.get("num_class").asInt());
         features = param.get("num_feature").asInt();
-        float base = Float.parseFloat(param.get("base_score").asText().replace("[", "").replace("]", ""));
-        baseMargin = logistic ? (float) -Math.log(1.0f / base - 1.0f) : base;
-        JsonNode trees = learner.get("gradient_booster").get("model").get("trees");
+        String[] base = param.get("base_score").asText().replace("[", "").replace("]", "").split(",");
+        baseMargin = new float[classes];
+        for (int c = 0; c < classes; c++) {
+            float b = Float.parseFloat(base[base.length == 1 ? 0 : c].trim());
+            // A logistic model stores its intercept as a probability; softmax stores class margins.
+            baseMargin[c] = logistic ? (float) -Math.log(1.0f / b - 1.0f) : b;
+        }
+        JsonNode gbm = learner.get("gradient_booster").get("model");
+        JsonNode trees = gbm.get("trees");
         int n = trees.size();
+        treeClass = gbm.has("tree_info") ? ints(gbm.get("tree_info")) : new int[n];
         left = new int[n][]; right = new int[n][]; feature = new int[n][]; value = new float[n][]; defaultLeft = new boolean[n][];
         for (int t = 0; t < n; t++) {
             JsonNode tree = trees.get(t);
@@ -63,9 +83,18 @@ public final class Trees implements UDF1<scala.collection.Seq<Object>, Double> {
         return out;
     }
 
-    /** The score of one row of features (null or NaN: missing). */
-    public double score(float[] x) {
-        float margin = baseMargin;
+    /** How many values {@link #predict} gives: the classes of a multi-class model, else 1. */
+    public int outputs() {
+        return baseMargin.length;
+    }
+
+    public int features() {
+        return features;
+    }
+
+    /** Each output's margin for one row of features (NaN: missing). */
+    public float[] margins(float[] x) {
+        float[] margin = baseMargin.clone();
         for (int t = 0; t < left.length; t++) {
             int[] l = left[t], r = right[t], f = feature[t];
             float[] v = value[t];
@@ -75,14 +104,39 @@ public final class Trees implements UDF1<scala.collection.Seq<Object>, Double> {
                 float fv = x[f[node]];
                 node = Float.isNaN(fv) ? (d[node] ? l[node] : r[node]) : (fv < v[node] ? l[node] : r[node]);
             }
-            margin += v[node];
+            margin[treeClass[t]] += v[node];
         }
-        return logistic ? 1.0f / (1.0f + (float) Math.exp(-margin)) : margin;
+        return margin;
     }
 
-    @Override
-    public Double call(scala.collection.Seq<Object> xs) {
-        if (xs == null) return null;
+    /** The model's outputs for one row: probability (logistic), margin (squared error), or the
+     *  class probabilities (softmax, computed as xgboost does: in floats, from the largest margin). */
+    public double[] predict(float[] x) {
+        float[] m = margins(x);
+        double[] out = new double[m.length];
+        if (softmax) {
+            float max = m[0];
+            for (float v : m) max = Math.max(max, v);
+            float sum = 0f;
+            float[] e = new float[m.length];
+            for (int c = 0; c < m.length; c++) {
+                e[c] = (float) Math.exp(m[c] - max);
+                sum += e[c];
+            }
+            for (int c = 0; c < m.length; c++) out[c] = e[c] / sum;
+        } else {
+            out[0] = logistic ? 1.0f / (1.0f + (float) Math.exp(-m[0])) : m[0];
+        }
+        return out;
+    }
+
+    /** The single output of one row (a model with one output). */
+    public double score(float[] x) {
+        return predict(x)[0];
+    }
+
+    /** An {@code array<double>} (elements null or NaN: missing) as the booster's float row. */
+    float[] row(scala.collection.Seq<Object> xs) {
         if (xs.length() != features) {
             throw new IllegalArgumentException("finlake.Trees: expected " + features + " features, got " + xs.length());
         }
@@ -91,11 +145,22 @@ public final class Trees implements UDF1<scala.collection.Seq<Object>, Double> {
             Object o = xs.apply(i);
             x[i] = o == null ? Float.NaN : (float) ((Number) o).doubleValue();
         }
-        return score(x);
+        return x;
     }
 
-    /** Register the booster's trees (its JSON model) as the Spark SQL function {@code name}. */
+    @Override
+    public Double call(scala.collection.Seq<Object> xs) {
+        return xs == null ? null : score(row(xs));
+    }
+
+    /** Register the booster's trees (its JSON model) as the Spark SQL function {@code name}: one
+     *  output per row, so a multi-class model is refused here ({@link Scorer} serves it). */
     public static void register(SparkSession spark, String name, String json) throws Exception {
-        spark.udf().register(name, new Trees(json), DataTypes.DoubleType);
+        Trees trees = new Trees(json);
+        if (trees.outputs() > 1) {
+            throw new IllegalArgumentException("finlake.Trees: objective " + trees.objective
+                + " gives one probability per class: serve it with finlake.Scorer");
+        }
+        spark.udf().register(name, trees, DataTypes.DoubleType);
     }
 }
