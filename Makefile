@@ -51,8 +51,10 @@ define sync
 	@mkdir -p "$(FINLAKE_HOME)/logs"
 	@start=$$(date +%s); $(UV) sync --locked --python $(PYTHON) $(1) >"$(FINLAKE_HOME)/logs/install.log" 2>&1 \
 	 || { tail -n 20 "$(FINLAKE_HOME)/logs/install.log"; echo "finlake: error: installing the locked Python packages into $(VENV) failed; full log: $(FINLAKE_HOME)/logs/install.log" >&2; exit 1; }; \
-	 if grep -q "^Installed\|^Uninstalled" "$(FINLAKE_HOME)/logs/install.log"; then \
-	   echo "finlake: $(VENV) synced to uv.lock with $$($(PY) -c 'import platform; print("Python", platform.python_version())') in $$(( $$(date +%s) - start )) s ($$(grep -h "^Installed\|^Uninstalled" "$(FINLAKE_HOME)/logs/install.log" | paste -sd, -))"; fi
+	 added=$$(sed -n 's/^Installed \([0-9]*\) package.*/\1/p' "$(FINLAKE_HOME)/logs/install.log"); \
+	 removed=$$(sed -n 's/^Uninstalled \([0-9]*\) package.*/\1/p' "$(FINLAKE_HOME)/logs/install.log"); \
+	 if [ -n "$$added$$removed" ]; then \
+	   echo "finlake: $(VENV) now holds what uv.lock names for $$($(PY) -c 'import platform; print("Python", platform.python_version())'): $${added:-0} packages installed, $${removed:-0} removed, in $$(( $$(date +%s) - start )) s"; fi
 endef
 
 install: preflight $(UV)
