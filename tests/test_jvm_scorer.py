@@ -4,11 +4,13 @@ loss) on the three objectives finlake trains, and a served spec replaced on disk
 version in the same plan."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
@@ -22,8 +24,6 @@ CLASSES = ("down", "flat", "up")
 
 
 def _train(objective: str, seed: int):
-    import xgboost as xgb
-
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(4000, len(FEATURES)))
     x[rng.random(x.shape) < 0.15] = np.nan
@@ -91,8 +91,6 @@ SCHEMA = StructType([StructField("id", LongType()), StructField("score", DoubleT
 def _expected(spark, model: LoadedModel, kind: str, rows: pd.DataFrame):
     """The Python scorer's outputs for ``rows``, in the JVM scorer's columns."""
     use_case = next(u for u in USE_CASES.values() if u.kind == kind)
-    import xgboost as xgb
-
     booster = xgb.Booster()
     booster.load_model(bytearray(model.raw))
     out = predict(booster, rows, use_case, model)
@@ -169,12 +167,12 @@ def test_a_moved_champion_alias_is_served_by_the_same_plan(spark, overrides, tmp
     versions = {}
     for seed in (3, 11):
         model = _model("binary:logistic", seed, "0", rows=rows)
-        booster = __import__("xgboost").Booster()
+        booster = xgb.Booster()
         booster.load_model(bytearray(model.raw))
         x = rows[list(FEATURES)].head(3)
         with mlflow.start_run(experiment_id=registry.experiment(cfg, client, "fraud")):
             v = registry.log_booster(client, booster, name, x, booster.inplace_predict(x),
-                                     {"features": __import__("json").dumps(list(FEATURES)), "threshold": str(model.threshold),
+                                     {"features": json.dumps(list(FEATURES)), "threshold": str(model.threshold),
                                       "classes": "[]"})
         versions[v] = model
     first, second = sorted(versions, key=int)
