@@ -201,6 +201,25 @@ def register_jvm_scorer(spark: SparkSession, name: str, model: LoadedModel | Non
         scorer.register(spark._jsparkSession, name, served_spec(model))
 
 
+class ServedChampion:
+    """Keeps a use case's served spec file on its registry champion: ``refresh`` writes the
+    champion's spec (``write_served``) when the alias has moved, so a JVM scorer registered on
+    the file (``register_jvm_scorer(served=...)``) serves the new version from its next check
+    on, in the same plan: no restart, no new query."""
+
+    def __init__(self, cfg: Config, use_case: UseCase, path: str):
+        self.champion = Champion(cfg, use_case)
+        self.path = path
+        self.served: str | None = None
+
+    def refresh(self) -> LoadedModel:
+        model = self.champion.current()
+        if model.version != self.served:
+            write_served(self.path, model)
+            self.served = model.version
+        return model
+
+
 def jvm_score(name: str, features: tuple[str, ...], amount: str | None = None):
     """The column scoring each row with the JVM scorer ``name`` (``register_jvm_scorer``)."""
     args = ", ".join(f"CAST(`{f}` AS DOUBLE)" for f in features)

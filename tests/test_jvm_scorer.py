@@ -4,11 +4,13 @@ loss) on the three objectives finlake trains, and a served spec replaced on disk
 version in the same plan."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
@@ -22,8 +24,6 @@ CLASSES = ("down", "flat", "up")
 
 
 def _train(objective: str, seed: int):
-    import xgboost as xgb
-
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(4000, len(FEATURES)))
     x[rng.random(x.shape) < 0.15] = np.nan
@@ -91,8 +91,6 @@ SCHEMA = StructType([StructField("id", LongType()), StructField("score", DoubleT
 def _expected(spark, model: LoadedModel, kind: str, rows: pd.DataFrame):
     """The Python scorer's outputs for ``rows``, in the JVM scorer's columns."""
     use_case = next(u for u in USE_CASES.values() if u.kind == kind)
-    import xgboost as xgb
-
     booster = xgb.Booster()
     booster.load_model(bytearray(model.raw))
     out = predict(booster, rows, use_case, model)
@@ -151,3 +149,46 @@ def test_a_spec_that_does_not_match_its_model_fails_on_the_driver_in_one_line(sp
     bad = LoadedModel(bad.name, bad.version, bad.features, None, ("down", "up"), bad.raw)
     with pytest.raises(IllegalArgumentException, match="has 3 class outputs but 2 class names"):
         register_jvm_scorer(spark, "finlake_test_bad", bad)
+
+
+def test_a_moved_champion_alias_is_served_by_the_same_plan(spark, overrides, tmp_path):
+    """The registry's champion, written to the served spec by ``ServedChampion``, scores rows in
+    a plan built before the alias moved; after the move, the same plan scores with the new one."""
+    import mlflow
+
+    from lakehouse.config import load_config
+    from ml import registry
+    from ml.scoring import ServedChampion
+
+    cfg = load_config("local", overrides, home=tmp_path / "home")
+    client = registry.connect(cfg)
+    name = registry.registered_name(cfg, USE_CASES["fraud"].registered_name)
+    rows = _rows(300)
+    versions = {}
+    for seed in (3, 11):
+        model = _model("binary:logistic", seed, "0", rows=rows)
+        booster = xgb.Booster()
+        booster.load_model(bytearray(model.raw))
+        x = rows[list(FEATURES)].head(3)
+        with mlflow.start_run(experiment_id=registry.experiment(cfg, client, "fraud")):
+            v = registry.log_booster(client, booster, name, x, booster.inplace_predict(x),
+                                     {"features": json.dumps(list(FEATURES)), "threshold": str(model.threshold),
+                                      "classes": "[]"})
+        versions[v] = model
+    first, second = sorted(versions, key=int)
+    client.set_registered_model_alias(name, registry.CHAMPION, first)
+    served = ServedChampion(cfg, USE_CASES["fraud"], str(tmp_path / "serving" / "fraud.json"))
+    served.refresh()
+    register_jvm_scorer(spark, "finlake_test_champion", served=served.path, refresh_s=0.2)
+    plan = _scored(_frame(spark, rows), "finlake_test_champion")
+
+    def expected(version):
+        m = versions[version]
+        return _expected(spark, LoadedModel(name, version, FEATURES, m.threshold, (), m.raw), "binary", rows)
+
+    assertDataFrameEqual(plan, expected(first), checkRowOrder=False, rtol=0, atol=1e-6)
+    assert served.refresh().version == first   # the alias has not moved: nothing is rewritten
+    client.set_registered_model_alias(name, registry.CHAMPION, second)
+    assert served.refresh().version == second
+    time.sleep(0.5)
+    assertDataFrameEqual(plan, expected(second), checkRowOrder=False, rtol=0, atol=1e-6)
