@@ -5,14 +5,12 @@
 
 For each offered load a paced producer sends valid transactions (and the user events that go
 with them) to the real broker. Two queries run with the same trigger:
-- the fraud decision path (parse, rules, per-customer state, gate, champion, Kafka);
+- the fraud decision path: one streaming plan (parse, rules, per-customer state, risk lookup,
+  gate, the JVM scorer on the served champion, Spark's Kafka sink);
 - a stateless Kafka -> Kafka pass-through of the same topic (the floor).
 Latency = Kafka timestamp of the output record minus that of its transaction. ``--with-lakehouse``
-runs bronze and silver of both topics beside them. ``--inline`` runs the gate and the score inline
-in the streaming plan with Spark's Kafka sink instead of in ``foreachBatch`` (``start_inline``). ``--scoring-rows N`` also times the path's
-scoring step (the ``mapInPandas`` decider: gate result in, scores, decisions and alert
-contributions out, Arrow both ways) on N feature rows against raw ``inplace_predict`` of the
-same booster on the same rows. The champion is a booster trained on random
+runs bronze and silver of both topics beside them. The scoring step alone against raw
+``inplace_predict``: ``python -m bench.jvm_scoring``. The champion is a booster trained on random
 feature rows (speed does not depend on what it learnt). Results: bench/results/decide.json.
 """
 from __future__ import annotations
@@ -129,40 +127,6 @@ def start_passthrough(spark, cfg, topic, out_topic, checkpoint, trigger):
             .option("checkpointLocation", checkpoint).trigger(processingTime=trigger).start())
 
 
-def start_inline(spark, cfg, trigger: str, checkpoint: str):
-    """The other shape #12 asks to measure: the gate and the score inline in the streaming plan
-    instead of in ``foreachBatch``. One query: Kafka -> the same parse, rules and per-customer
-    state -> the current hour's risk snapshot (a stream-static join) -> the same gate ->
-    ``mapInPandas`` with the same decider -> the same records -> Spark's Kafka sink. What it
-    gives up, and why the path keeps ``foreachBatch``: the champion is fixed when the query
-    starts (a moved alias needs a restart), the risk snapshot too (transactions of another hour
-    get no risk features), and ``decided_at`` is not stamped. Returns (query, batch function)."""
-    from lakehouse.decision import DecideBatch, decision_conf, fraud_features, make_decider, valid_events
-    from lakehouse.gold import RISK_SNAPSHOT_MS
-    from lakehouse.jvm import register_functions
-    from lakehouse.kafka.clients import spark_kafka_options, topic_name
-    from lakehouse.security import pan_hmac_key
-    from lakehouse.streaming import read_kafka
-
-    register_functions(spark)
-    key = pan_hmac_key(cfg)
-    frames = {s: read_kafka(spark, cfg, topic_name(cfg, s), "latest").transform(valid_events(s, cfg, key))
-              for s in ("transactions", "user_events")}
-    features = fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
-    fn = DecideBatch(cfg, "fraud")
-    model = fn.champion.current()
-    hour = int(time.time() * 1000) // RISK_SNAPSHOT_MS * RISK_SNAPSHOT_MS
-    fn.risk.warm(spark)
-    gated = fn.risk.attach(features, [hour]).withColumn("reasons", fn.gate())
-    schema = fn.out_schema(gated)
-    scored = gated.mapInPandas(make_decider(fn.use_case, model, fn._raw(spark, model), fn.keep, schema, None), schema)
-    writer = (fn.records(scored).writeStream.queryName("decide_fraud_inline").format("kafka").options(**spark_kafka_options(cfg))
-              .option("checkpointLocation", checkpoint).outputMode("append").trigger(processingTime=trigger))
-    with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"]),
-                       str(cfg["decisions.scheduler_pool"] or "")):
-        return writer.start(), fn
-
-
 def stage_times(spark, since_ms: int) -> list[dict]:
     """Spark's completed stages since ``since_ms`` grouped by query and task count:
     how many, median wall time and median executor run time, in ms (from Spark's status store,
@@ -185,46 +149,6 @@ def stage_times(spark, since_ms: int) -> list[dict]:
             for k, v in sorted(rows.items(), key=lambda kv: -sum(w for w, _, _ in kv[1]))]
 
 
-def scoring_ratio(spark, cfg, rows: int) -> dict:
-    """The decision path's scoring step against raw ``inplace_predict`` on the same rows (best of 3)."""
-    import datetime as dt
-
-    import pandas as pd
-    from pyspark.sql import functions as F
-
-    from lakehouse.decision import DecideBatch, make_decider
-    from ml.scoring import _booster
-
-    decider = DecideBatch(cfg, "fraud")
-    model = decider.champion.current()
-    rng = np.random.default_rng(1)
-    pdf = pd.DataFrame(rng.normal(size=(rows, len(model.features))), columns=list(model.features))
-    now = pd.Timestamp.now()
-    pdf.insert(0, "event_id", [f"e{i}" for i in range(rows)])
-    pdf.insert(1, "event_time", now)
-    pdf["card_token"] = "t"
-    pdf["customer_id"] = [f"c{i % 5000}" for i in range(rows)]
-    pdf["amount"] = rng.uniform(1, 500, rows).round(2)
-    pdf["kafka_timestamp"] = now
-    gated = (spark.createDataFrame(pdf).withColumn("amount", F.col("amount").cast("decimal(18,2)"))
-             .withColumn("reasons", F.array().cast("array<string>")).localCheckpoint(eager=True))
-    schema = decider.out_schema(gated)
-    fn = make_decider(decider.use_case, model, decider._raw(spark, model), decider.keep, schema, dt.datetime.now())
-    step, raw = [], []
-    booster = _booster(model.name, model.version, model.raw)
-    x = pdf[list(model.features)].astype("float64")
-    for _ in range(4):
-        t = time.perf_counter()
-        gated.mapInPandas(fn, schema).write.format("noop").mode("overwrite").save()
-        step.append(rows / (time.perf_counter() - t))
-        t = time.perf_counter()
-        booster.inplace_predict(x)
-        raw.append(rows / (time.perf_counter() - t))
-    best_step, best_raw = max(step[1:]), max(raw[1:])
-    return {"rows": rows, "step_rows_per_s": round(best_step), "raw_inplace_predict_rows_per_s": round(best_raw),
-            "share_of_raw": round(best_step / best_raw, 4), "cpus": os.cpu_count()}
-
-
 def summarise(records, first_ms=None):
     lat = np.array([o - i for o, i, _ in records], dtype=float)
     if len(lat) == 0:
@@ -234,7 +158,7 @@ def summarise(records, first_ms=None):
             "p50_last_third_ms": float(np.percentile(lat[-len(lat) // 3:], 50)) if len(lat) >= 3 else None}
 
 
-def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0, inline=False):
+def run(rates, seconds, with_lakehouse, trigger, conf=()):
     import pyspark  # noqa: F401
 
     from lakehouse.session import build_session
@@ -267,10 +191,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0, inline
         if with_lakehouse:
             from lakehouse.streaming import start_pipeline
             queries += start_pipeline(spark, cfg, ["transactions", "user_events"], [], "5 seconds")
-        if inline:
-            q, fn = start_inline(spark, cfg, trigger, str(base / "decide"))
-        else:
-            q, fn = start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))
+        q, fn = start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))
         queries.append(q)
         queries.append(start_passthrough(spark, cfg, topic_name(cfg, "transactions"), prefix + "passthrough", str(base / "pass"), trigger))
         time.sleep(15)   # both queries running and idle before the load starts
@@ -297,15 +218,10 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), scoring_rows=0, inline
         row = {"rate": rate, "seconds": seconds, "achieved_rate": round(produced.get("achieved", 0)), "transactions": n_tx,
                "decisions": d.get("records", 0), "distinct_decided": len({e for _, _, e in decided}), "decision": d, "passthrough": p,
                "p50_ratio_to_floor": round(d["p50_ms"] / p["p50_ms"], 2) if d.get("records") and p.get("records") else None,
-               "with_lakehouse": with_lakehouse, "inline": inline, "trigger": trigger, "conf": list(conf), "model_version": version,
+               "with_lakehouse": with_lakehouse, "plan": "one streaming plan (Kafka sink, JVM scorer)", "trigger": trigger, "conf": list(conf), "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
                "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
-               "foreach_batch_s": [round(h["seconds"], 2) for h in fn.history],
-               "foreach_batch_phases_ms": [h.get("phases_ms") for h in fn.history if h.get("phases_ms")], "stages": stage_times(spark, since_ms)}
-        print(json.dumps(row), flush=True)
-        results.append(row)
-    if scoring_rows and spark is not None:
-        row = {"scoring_step": scoring_ratio(spark, cfg, scoring_rows)}
+               "stages": stage_times(spark, since_ms)}
         print(json.dumps(row), flush=True)
         results.append(row)
     out = ROOT / "bench" / "results" / "decide.json"
@@ -321,14 +237,12 @@ def main(argv=None):
     p.add_argument("--with-lakehouse", action="store_true")
     p.add_argument("--trigger", default=None, help="the decision and pass-through queries' trigger (default: decisions.trigger)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
-    p.add_argument("--scoring-rows", type=int, default=0, help="also time the scoring step on this many rows against raw inplace_predict")
-    p.add_argument("--inline", action="store_true", help="gate and score inline in the streaming plan (Kafka sink), not in foreachBatch")
     a = p.parse_args(argv)
     if a.trigger is None:
         from lakehouse.config import load_config
 
         a.trigger = str(load_config(None, list(a.conf))["decisions.trigger"])
-    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf, a.scoring_rows, a.inline)
+    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf)
     short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
              if "rate" in r and r["distinct_decided"] != r["transactions"]]
     if short:

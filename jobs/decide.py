@@ -1,12 +1,13 @@
-"""Run the real-time decision paths: Kafka -> per-key state -> gate -> champion -> Kafka, and
-land every decision in Delta exactly once.
+"""Run the real-time decision paths: Kafka -> per-key state -> gate -> champion -> Kafka, one
+streaming plan each, and land every decision in Delta exactly once.
 
     python jobs/decide.py                          # fraud and trading, until stopped (Ctrl-C / SIGTERM)
     python jobs/decide.py --use-cases fraud --timeout 600
     python jobs/decide.py --from earliest          # a new checkpoint starts at the topics' start
 
-Decisions go to the Kafka topics fraud_decisions (+ fraud_alerts) and trading_signals, keyed
-by event id, at least once (a batch replayed after a crash sends its decisions again, equal).
+Decisions go to the Kafka topics fraud_decisions and trading_signals, keyed by event id, at
+least once (a batch replayed after a crash sends its decisions again, equal); fraud alerts, with
+their top feature contributions, to fraud_alerts (explained off the decision plan).
 The landing queries keep one row per (event id, model version) in gold.fraud_scores and
 gold.trading_signals; refused rows (failed the gate) go to quarantine.scoring.
 """
@@ -25,24 +26,31 @@ def _use_cases(text: str) -> list[str]:
 
 
 def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigger=None, land_from=None):
-    """Start the decision (and landing) queries; returns [(restart function, query)] and the
-    decision batch functions by use case. ``land_from``: a new landing checkpoint's starting
-    offsets per use case (default earliest: every decision on the topic)."""
-    from lakehouse.decision import start_decisions, start_landing
+    """Start the decision queries (and, with ``land``, their alert explanation and landing
+    queries); returns [(restart function, query)] and the ``DecisionRun`` of each use case.
+    ``land_from``: where new explanation and landing checkpoints start (default earliest:
+    every decision on the topics; or ``end_offsets`` of the decision and alert topics)."""
+    from lakehouse.decision import start_decisions, start_explaining, start_landing
     from lakehouse.kafka.clients import ensure_topics
+    from lakehouse.topology import DECISION_PATHS
 
     ensure_topics(cfg)
-    running, fns = [], {}
+    running, runs = [], {}
+    start = land_from or "earliest"
     for name in use_cases:
+        if land:   # started first: they read from the topics' ends as of now, before any new decision
+            if DECISION_PATHS[name].alerts_topic:
+                explain = lambda name=name: start_explaining(spark, cfg, name, starting_offsets=start)[0]
+                running.append((explain, explain()))
+            landing = lambda name=name: start_landing(spark, cfg, name, starting_offsets=start)[0]
+            running.append((landing, landing()))
+
         def decide(name=name):
-            q, fn = start_decisions(spark, cfg, name, starting_offsets, trigger)
-            fns[name] = fn
+            q, run = start_decisions(spark, cfg, name, starting_offsets, trigger)
+            runs[name] = run
             return q
         running.append((decide, decide()))
-        if land:
-            start = lambda name=name: start_landing(spark, cfg, name, starting_offsets=(land_from or {}).get(name, "earliest"))[0]
-            running.append((start, start()))
-    return running, fns
+    return running, runs
 
 
 def run(spark, cfg, args) -> dict:

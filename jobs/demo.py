@@ -204,9 +204,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     # The decision topics too: on a reused broker they hold an earlier run's decisions, which
     # the new landing checkpoints would otherwise land into this run's tables.
     ensure_topics(cfg)
-    out_ends = end_offsets(cfg, [p.decisions_topic for p in DECISION_PATHS.values()])
-    land_from = {n: json.dumps({topic_name(cfg, p.decisions_topic): out_ends[topic_name(cfg, p.decisions_topic)]})
-                 for n, p in DECISION_PATHS.items()}
+    land_from = end_offsets(cfg, [t for p in DECISION_PATHS.values() for t in (p.decisions_topic, p.alerts_topic) if t])
     running, deciders = start_all(spark, cfg, list(DECISION_PATHS), starting_offsets=decide_from, land_from=land_from)
     queries += [q for _, q in running]
     steps.log(f"{len(queries)} streaming queries running (trigger {trig})")
@@ -227,7 +225,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
         # can run for the whole load: say so rather than print "0 rows in bronze".
         bronze = f"{landed:,} rows in bronze" if landed else "the lakehouse's first live batch still running"
         steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s; {bronze}, "
-                  f"{sum(b.get('rows', 0) for b in deciders['fraud'].history):,} transactions decided so far")
+                  f"{deciders['fraud'].decided:,} transactions decided so far")
     sent = result.get(timeout=120)
     producer.join(10)
     if "error" in sent:

@@ -22,19 +22,17 @@ same Kafka records with every reason.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from contextlib import contextmanager
 
-import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse import observe
 from lakehouse.config import Config
-from lakehouse.risk import RiskSnapshots  # noqa: F401  (the decision path's risk features)
-from lakehouse.quality import min_amount
+from lakehouse.quality import min_amount, rule_failures
 from lakehouse.silver import add_rule_failures, parse_bronze
 from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY
 
@@ -123,7 +121,8 @@ def decision_schema(use_case: str) -> str:
         return ("event_id string, event_time timestamp, card_token string, customer_id string, amount decimal(18,2), "
                 "score double, decision string, threshold double, "
                 "top_features array<struct<feature:string,contribution:double>>, reasons array<string>, "
-                "model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp")
+                "model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp, "
+                "decision_kafka_timestamp timestamp")
     from ml.datasets import USE_CASES
 
     probs = ", ".join(f"p_{c} double" for c in USE_CASES[use_case].classes)
@@ -131,205 +130,214 @@ def decision_schema(use_case: str) -> str:
             "reasons array<string>, model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp")
 
 
-def make_decider(use_case, model, raw_broadcast, keep: tuple[str, ...], out_schema: StructType, decided_at=None):
-    """``mapInPandas``: gated feature rows in; rows with no reasons scored by the champion (the
-    same ``ml.scoring.predict`` the lakehouse scorer uses), the others refused."""
-    from ml.scoring import _booster, predict
-
-    model = model.shipped()   # the booster comes from the broadcast
-
-    def decide(batches):
-        booster = _booster(model.name, model.version, raw_broadcast)
-        names = [f.name for f in out_schema.fields]
-        for pdf in batches:
-            ok = pdf["reasons"].map(len).to_numpy() == 0
-            out = pdf[["event_id", "event_time", *keep, "kafka_timestamp", "reasons"]].copy()
-            scored = predict(booster, pdf.loc[ok], use_case, model)
-            for col, values in scored.items():
-                full = np.full(len(pdf), None, dtype=object)
-                full[ok] = values
-                out[col] = full
-            out["decision"] = np.where(ok, out["decision"] if "decision" in out else "signal", "refused")
-            out["model_name"] = model.name
-            out["model_version"] = model.version
-            if "decided_at" in names:
-                out["decided_at"] = decided_at
-            yield out[names]
-
-    return decide
+def scorer_function(use_case: str) -> str:
+    """The Spark SQL function a decision plan scores with (``finlake.Scorer`` on its served file)."""
+    return f"finlake_score_{use_case}"
 
 
-class DecideBatch:
-    """The ``foreachBatch`` function of a decision query: gate, score, one Kafka write."""
+RISK_FUNCTION = "finlake_risk"
 
-    def __init__(self, cfg: Config, use_case: str):
+
+def served_files(cfg: Config, use_case: str) -> tuple[str, str]:
+    """Where a decision path's served champion spec and risk snapshot are written (local disk:
+    the driver writes them, the tasks of its plan read them)."""
+    base = f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/serving"
+    return f"{base}/{use_case}.champion.json", f"{base}/{use_case}.risk.json"
+
+
+def state_features(frames: dict[str, DataFrame], cfg: Config, use_case: str) -> DataFrame:
+    """The valid rows of a path's streams -> one feature row per event to decide (per-key state)."""
+    if use_case == "fraud":
+        return fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
+    return market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
+
+
+def scored_columns(spark: SparkSession, use_case: str) -> tuple[str, ...]:
+    """The feature columns a decision plan hands its scorer (each served version picks its own
+    by name): the state's features, and for fraud the merchant and terminal risk."""
+    from lakehouse.gold import RISK_FEATURE_GROUPS
+
+    if use_case == "fraud":
+        return (*jvm_features(spark, "FraudState"), *[f for g in RISK_FEATURE_GROUPS.values() for f in g])
+    return tuple(jvm_features(spark, "MarketState"))
+
+
+def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, ...]) -> DataFrame:
+    """Feature rows -> decision rows in ``decision_schema``'s columns, in Spark SQL and the JVM
+    functions only (no Python per event): the risk lookup (fraud), the gate (the use case's
+    expectation suite: a row with reasons is ``refused``), the served champion's score, threshold
+    and decision (``finlake.Scorer``). A fraud alert also carries its feature values
+    (``features``: what ``explain`` needs)."""
+    from ml.datasets import USE_CASES
+    from ml.scoring import jvm_score
+
+    uc = USE_CASES[use_case]
+    if use_case == "fraud":
+        from lakehouse.risk import ServedRisk
+
+        features = features.withColumns(ServedRisk.columns(RISK_FUNCTION))
+    reasons = rule_failures(TOPOLOGY[use_case].gate, min_amount(cfg))
+    ok = F.size("reasons") == 0
+    rows = features.withColumn("reasons", reasons).withColumn("_s", jvm_score(scorer_function(use_case), columns, "amount"
+                                                                                   if use_case == "fraud" else None))
+    common = {"model_name": F.col("_s.model_name"), "model_version": F.col("_s.model_version"), "decided_at": F.current_timestamp(),
+              "event_kafka_timestamp": F.col("kafka_timestamp")}
+    if uc.kind == "binary":
+        out = {"score": F.when(ok, F.col("_s.score")), "decision": F.when(ok, F.col("_s.decision")).otherwise(F.lit("refused")),
+               "threshold": F.when(ok, F.col("_s.threshold")),
+               "top_features": F.lit(None).cast("array<struct<feature:string,contribution:double>>"),
+               "decision_kafka_timestamp": F.lit(None).cast("timestamp"), **common}
+    else:
+        out = {**{f"p_{c}": F.when(ok, F.col("_s.probabilities")[i]) for i, c in enumerate(uc.classes)},
+               "signal": F.when(ok, F.col("_s.decision")), "decision": F.when(ok, F.lit("signal")).otherwise(F.lit("refused")), **common}
+    names = [c.split(" ")[0] for c in decision_schema(use_case).split(", ")]
+    decided = rows.withColumns(out)
+    if DECISION_PATHS[use_case].alerts_topic:
+        decided = decided.withColumn("features", F.when(F.col("decision") == "alert",
+                                                        F.map_from_arrays(F.array(*[F.lit(c) for c in columns]),
+                                                                          F.array(*[F.col(c).cast("double") for c in columns]))))
+        names.append("features")
+    return decided.select(*names)
+
+
+def decision_records(decided: DataFrame) -> DataFrame:
+    """Decision rows -> Kafka records: key = event id, value = the row as JSON (null fields left out)."""
+    return decided.select(F.col("event_id").cast("binary").alias("key"), F.to_json(F.struct(*decided.columns)).alias("value"))
+
+
+def decision_metrics(decided: DataFrame, use_case: str) -> DataFrame:
+    """The plan with its per-batch counts as observed metrics (``decided_<use case>`` in each
+    progress record: rows, alerts, refused), read by ``DecisionRun.tally``."""
+    return decided.observe(f"decided_{use_case}", F.count(F.lit(1)).alias("rows"),
+                           F.count_if(F.col("decision") == "alert").alias("alerts"),
+                           F.count_if(F.col("decision") == "refused").alias("refused"))
+
+
+class DecisionRun:
+    """What a decision plan reads beside its streams, kept current while it runs: the served
+    champion spec (``ml.scoring.ServedChampion``: a moved ``champion`` alias is written there
+    and served by the running plan within ``decisions.champion_poll_s`` plus the scorer's
+    refresh) and, for fraud, the served risk snapshot (``lakehouse.risk.ServedRisk``, retaken
+    every ``decisions.risk_refresh_s``). ``watch(query)`` runs both in a daemon thread and
+    tallies the plan's observed counts per batch into ``history``."""
+
+    def __init__(self, spark: SparkSession, cfg: Config, use_case: str):
         from ml.datasets import USE_CASES
-        from ml.scoring import Champion
+        from ml.scoring import ServedChampion, register_jvm_scorer
 
-        self.cfg = cfg
-        self.path = DECISION_PATHS[use_case]
-        self.use_case = USE_CASES[use_case]
-        self.suite, self.keep = TOPOLOGY[use_case].gate, TOPOLOGY[use_case].keep
-        self.champion = Champion(cfg, self.use_case)
-        self.risk = RiskSnapshots(cfg) if use_case == "fraud" else None
-        self._broadcast = None
-        self._records = None
-        self._gate = None
+        self.spark, self.cfg, self.use_case = spark, cfg, use_case
+        self.columns = scored_columns(spark, use_case)
+        champion_file, risk_file = served_files(cfg, use_case)
+        self.champion = ServedChampion(cfg, USE_CASES[use_case], champion_file, self.columns)
+        self.model = self.champion.refresh()   # no champion, or one needing features the path lacks: fail now, in one line
+        refresh_s = float(cfg["decisions.served_refresh_s"])
+        register_jvm_scorer(spark, scorer_function(use_case), served=champion_file, refresh_s=refresh_s, columns=self.columns)
+        self.risk = None
+        if use_case == "fraud":
+            from lakehouse.risk import ServedRisk
+
+            self.risk = ServedRisk(cfg, risk_file)
+            self.risk.write(spark)
+            self.risk.register(spark, RISK_FUNCTION, refresh_s)
         self.history: list[dict] = []
+        self.swaps: list[dict] = []
+        self.errors: list[str] = []
+        self._seen = -1
+        self._stop = threading.Event()
 
-    def _raw(self, spark, model):
-        if self._broadcast is None or self._broadcast[0] != (model.name, model.version):
-            if self._broadcast is not None:
-                self._broadcast[1].unpersist()
-            self._broadcast = ((model.name, model.version), spark.sparkContext.broadcast(model.raw))
-        return self._broadcast[1]
+    def refresh(self) -> None:
+        """Serve a moved champion; retake the risk snapshot when due."""
+        before = self.champion.served
+        self.model = self.champion.refresh()
+        if self.model.version != before:
+            self.swaps.append({"at": time.time(), "version": self.model.version})
+            observe.serving(self.use_case, self.model.name, self.model.version)
+        if self.risk is not None and self.risk.due():
+            self.risk.write(self.spark)
 
-    def out_schema(self, batch: DataFrame) -> StructType:
-        from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, TimestampNTZType
+    def tally(self, query) -> None:
+        """Add the batches the query finished since the last call to ``history``."""
+        for p in query.recentProgress:
+            if p["batchId"] <= self._seen:
+                continue
+            self._seen = p["batchId"]
+            m = (p.get("observedMetrics") or {}).get(f"decided_{self.use_case}")
+            if m is None:
+                continue
+            self.history.append({"batch_id": p["batchId"], "rows": int(m["rows"]), "alerts": int(m["alerts"]),
+                                 "refused": int(m["refused"]), "version": self.champion.served,
+                                 "seconds": p["durationMs"].get("triggerExecution", 0) / 1000.0,
+                                 "phases_ms": p["durationMs"]})
 
-        s = batch.schema
-        fields = [s["event_id"], s["event_time"], *[s[c] for c in self.keep], s["kafka_timestamp"],
-                  StructField("reasons", ArrayType(StringType()))]
-        if self.use_case.kind == "binary":
-            fields += [StructField("score", DoubleType()), StructField("decision", StringType()),
-                       StructField("threshold", DoubleType()), StructField("top_features", StringType())]
-        else:
-            fields += [StructField(f"p_{c}", DoubleType()) for c in self.use_case.classes]
-            fields += [StructField("signal", StringType()), StructField("decision", StringType())]
-        fields += [StructField("model_name", StringType()), StructField("model_version", StringType()),
-                   StructField("decided_at", TimestampNTZType())]
-        return StructType([StructField(f.name, f.dataType, True) for f in fields])
+    @property
+    def decided(self) -> int:
+        return sum(h["rows"] for h in self.history)
 
-    def records(self, scored: DataFrame) -> DataFrame:
-        """Decision rows -> Kafka records (topic, key, value): every row to the decisions topic,
-        alerts also to the alerts topic. (The columns are built once: each pyspark function
-        call is several round trips to the JVM.)"""
-        if self._records is None:
-            from lakehouse.kafka.clients import topic_name
+    def watch(self, query, every_s: float | None = None) -> threading.Thread:
+        every_s = float(self.cfg["decisions.champion_poll_s"]) if every_s is None else every_s
 
-            cols = []
-            for name in decision_schema(self.path.use_case).split(", "):
-                col = name.split(" ")[0]
-                if col == "top_features":
-                    cols.append(F.from_json("top_features", "array<struct<feature:string,contribution:double>>").alias(col))
-                elif col == "decided_at":
-                    cols.append(F.col("decided_at").cast("timestamp").alias(col))
-                elif col == "event_kafka_timestamp":
-                    cols.append(F.col("kafka_timestamp").alias(col))
-                else:
-                    cols.append(F.col(col))
-            value = F.to_json(F.struct(*cols))
-            key = F.col("event_id").cast("binary")
-            out = [F.struct(F.lit(topic_name(self.cfg, self.path.decisions_topic)).alias("topic"), key.alias("key"), value.alias("value"))]
-            if self.path.alerts_topic:
-                out.append(F.when(F.col("decision") == "alert",
-                                  F.struct(F.lit(topic_name(self.cfg, self.path.alerts_topic)).alias("topic"), key.alias("key"),
-                                           value.alias("value"))))
-            self._records = (F.explode(F.array(*out)).alias("r"), F.col("r").isNotNull(), F.col("r.*"))
-        explode, present, fields = self._records
-        return scored.select(explode).where(present).select(fields)
+        def loop():
+            while not self._stop.is_set() and query.isActive:
+                try:
+                    self.tally(query)
+                    self.refresh()
+                except Exception as e:  # noqa: BLE001 - the plan keeps serving what it has; the error is kept and shown
+                    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    if not self.errors or self.errors[-1] != msg:
+                        self.errors.append(msg)
+                        print(f"decide {self.use_case}: {msg}", flush=True)
+                self._stop.wait(every_s)
+            self.tally(query)
 
-    def gate(self) -> Column:
-        """The expectation suite's failed rules per row (built once)."""
-        if self._gate is None:
-            from lakehouse.quality import rule_failures
+        t = threading.Thread(target=loop, name=f"decision-run-{self.use_case}", daemon=True)
+        t.start()
+        return t
 
-            self._gate = rule_failures(self.suite, min_amount(self.cfg))
-        return self._gate
-
-    def __call__(self, batch: DataFrame, batch_id: int, sink: str = "kafka") -> int | None:
-        """Gate, score and write one batch. ``sink`` "noop": write nothing, keep no history and
-        return the number of rows decided (the warm-up's run, ``warm_up``)."""
-        from lakehouse.kafka.clients import spark_kafka_options
-        from lakehouse.streaming import release_checkpoint
-
-        started = time.time()
-        spark = batch.sparkSession
-        model = self.champion.current()   # a moved alias takes over from this batch on
-        observe.serving(self.path.use_case, model.name, model.version)
-        t_model = time.time()
-        # The batch's rows come from the parse and the state update: run them once. Every later
-        # step (the risk snapshot hours, the gate, the score, the write) reads the checkpointed
-        # rows. Without this each action re-ran the Kafka read, the parse and the state update.
-        held = batch = batch.localCheckpoint(eager=True)
-        try:
-            # The row count and the hours whose risk snapshots the batch joins, in one small job.
-            from lakehouse.gold import risk_asof
-
-            first = batch.agg(F.count(F.lit(1)).alias("n"), F.collect_set(risk_asof()).alias("hours")).first()
-            rows, hours = int(first["n"]), [int(h) for h in first["hours"]]
-            t_state = time.time()
-            if rows == 0:
-                if sink == "kafka":
-                    self.history.append({"batch_id": batch_id, "version": model.version, "seconds": time.time() - started, "rows": 0})
-                return 0
-            if self.risk is not None:
-                batch = self.risk.attach(batch, hours)
-            missing = [f for f in model.features if f not in batch.columns]
-            if missing:
-                raise RuntimeError(f"{model.name} v{model.version} needs features {missing} the decision path lacks")
-            t_risk = time.time()
-            schema = self.out_schema(batch)
-            gated = batch.withColumn("reasons", self.gate())
-            decided_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
-            scored = gated.mapInPandas(make_decider(self.use_case, model, self._raw(spark, model), self.keep, schema, decided_at), schema)
-            records = self.records(scored)
-            if sink == "noop":
-                records.write.format("noop").mode("overwrite").save()
-                return rows
-            records.write.format("kafka").options(**spark_kafka_options(self.cfg)).save()
-            done = time.time()
-            self.history.append({"batch_id": batch_id, "version": model.version, "seconds": done - started, "rows": rows,
-                                 "pool": spark.sparkContext.getLocalProperty("spark.scheduler.pool"),
-                                 "phases_ms": {"champion": round(1000 * (t_model - started)), "parse_state": round(1000 * (t_state - t_model)),
-                                               "risk": round(1000 * (t_risk - t_state)), "gate_score_write": round(1000 * (done - t_risk))}})
-        finally:
-            release_checkpoint(held)
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_offsets: str | dict[str, str] = "latest",
                     trigger: str | None = None, checkpoint: str | None = None):
-    """Start the decision query of ``use_case``; returns (query, batch function).
+    """Start the decision query of ``use_case``: one streaming plan, Kafka source to Kafka sink
+    (parse, rules, per-key state, risk, gate, JVM scoring); returns (query, ``DecisionRun``).
     ``starting_offsets`` (for a new checkpoint): Spark's option for every stream, or a dict
     stream -> option (per-partition JSON of that stream's topic)."""
     from lakehouse.jvm import register_functions
-    from lakehouse.kafka.clients import topic_name
+    from lakehouse.kafka.clients import spark_kafka_options, topic_name
     from lakehouse.security import pan_hmac_key
     from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
     register_functions(spark)
     key = pan_hmac_key(cfg)
-    lateness = float(cfg["pipeline.allowed_lateness_s"])
     limit = int(cfg["decisions.max_offsets_per_trigger"]) or None
     start = starting_offsets if isinstance(starting_offsets, dict) else {s: starting_offsets for s in path.streams}
+    run = DecisionRun(spark, cfg, use_case)
+    if cfg["decisions.warm_up"]:
+        warm_up(spark, cfg, use_case, key, run.columns)
     frames = {s: read_kafka(spark, cfg, topic_name(cfg, s), start[s], limit).transform(valid_events(s, cfg, key))
               for s in path.streams}
-    if use_case == "fraud":
-        features = fraud_features(frames["transactions"], frames["user_events"], lateness)
-    else:
-        features = market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
-    fn = DecideBatch(cfg, use_case)
-    fn.champion.current()   # no champion: fail now, in one line
-    if fn.risk is not None:
-        fn.risk.warm(spark)   # the current hour's risk snapshot, before the first live batch needs it
-    if cfg["decisions.warm_up"]:
-        warm_up(spark, cfg, use_case, fn, key)
+    decided = decision_metrics(decide(state_features(frames, cfg, use_case), cfg, use_case, run.columns), use_case)
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
-    writer = (features.writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
-              .outputMode("append").foreachBatch(fn).trigger(processingTime=trigger or str(cfg["decisions.trigger"])))
+    writer = (decision_records(decided).writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
+              .outputMode("append").format("kafka").options(**spark_kafka_options(cfg))
+              .option("topic", topic_name(cfg, path.decisions_topic))
+              .trigger(processingTime=trigger or str(cfg["decisions.trigger"])))
     with decision_conf(spark, int(cfg["decisions.state_partitions"]), bool(cfg["decisions.whole_stage_codegen"]),
                        str(cfg["decisions.scheduler_pool"] or "")):
-        return writer.start(), fn
+        query = writer.start()
+    run.watch(query)
+    return query, run
 
 
-def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", pan_key: bytes | None) -> int:
-    """Run the path's code once, in batch mode, over a few generated events of its streams, and
-    write nothing: the parse, the state function, the gate, the Python workers with the
-    champion's booster and the Kafka record building are loaded and compiled before the first
-    live batch, which otherwise takes several seconds more than the next ones (and so after a
-    restart too). The events go nowhere: no state store, no topic, no table. Returns how many
-    rows went through the gate and the scorer."""
+def warm_up(spark: SparkSession, cfg: Config, use_case: str, pan_key: bytes | None, columns: tuple[str, ...]) -> int:
+    """Run the path's plan once, in batch mode, over a few generated events of its streams, and
+    write nothing: the parse, the state function, the risk lookup, the gate and the JVM scorer
+    with the served champion are loaded and compiled before the first live batch, which
+    otherwise takes several seconds more than the next ones (and so after a restart too). The
+    events go nowhere: no state store, no topic, no table. Returns how many rows were decided
+    (served files and functions must be registered: ``DecisionRun``)."""
     import json
 
     from lakehouse.generators.streams import GeneratorConfig, generate
@@ -348,11 +356,8 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, fn: "DecideBatch", 
         if all(len(r) >= 20 for r in rows.values()):
             break
     frames = {s: spark.createDataFrame(rows[s], KAFKA_SOURCE_DDL).transform(valid_events(s, cfg, pan_key)) for s in path.streams}
-    if use_case == "fraud":
-        features = fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
-    else:
-        features = market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
-    return int(fn(features, -1, sink="noop") or 0)
+    decided = decide(state_features(frames, cfg, use_case), cfg, use_case, columns)
+    return len(decision_records(decided).collect())
 
 
 @contextmanager
@@ -451,16 +456,27 @@ class LandBatch:
             rows.unpersist()
 
 
-def decision_rows(use_case: str, dedup_window: str):
-    """Kafka records of a decision topic -> typed decision rows, one per (event id, model
-    version) within ``dedup_window`` of event time (a replayed copy is dropped), with the
-    decision latency: the decision record's Kafka timestamp minus its event's."""
+def decision_rows(use_case: str, dedup_window: str, topics: dict[str, str] | None = None):
+    """Kafka records of a path's decision (and alert) topics -> typed decision rows, one per
+    (event id, model version) within ``dedup_window`` of event time (a replayed copy is
+    dropped), with the decision latency: the decision record's Kafka timestamp minus its
+    event's. A path with an alerts topic takes its alerts from there (explained: ``explain``)
+    and its other decisions from the decisions topic; ``topics``: logical -> physical name."""
+    path = DECISION_PATHS[use_case]
+    topics = topics or {}
 
     def transform(df: DataFrame) -> DataFrame:
         d = F.from_json(F.col("value").cast("string"), decision_schema(use_case)).alias("d")
-        parsed = df.select(d, F.col("timestamp").alias("decision_kafka_timestamp"), F.col("value").cast("string").alias("value"),
+        parsed = df.select(d, F.col("timestamp").alias("record_kafka_timestamp"), F.col("value").cast("string").alias("value"),
                            "topic", "partition", "offset")
-        rows = parsed.select("d.*", "decision_kafka_timestamp", "value", "topic", "partition", "offset")
+        rows = parsed.select("d.*", "record_kafka_timestamp", "value", "topic", "partition", "offset")
+        if path.alerts_topic:
+            alerts = topics.get(path.alerts_topic, path.alerts_topic)
+            rows = rows.where((F.col("topic") == alerts) | (F.col("decision") != "alert"))
+            decided = F.coalesce(F.col("decision_kafka_timestamp"), F.col("record_kafka_timestamp"))
+        else:
+            decided = F.col("record_kafka_timestamp")
+        rows = rows.withColumn("decision_kafka_timestamp", decided).drop("record_kafka_timestamp")
         rows = rows.withColumn("decision_latency_ms", (F.unix_micros("decision_kafka_timestamp") - F.unix_micros("event_kafka_timestamp")) / 1000.0)
         if use_case == "fraud":
             rows = rows.withColumn("top_features", F.to_json("top_features"))
@@ -469,19 +485,112 @@ def decision_rows(use_case: str, dedup_window: str):
     return transform
 
 
+def _offsets(starting_offsets, topics: list[str]) -> str:
+    """Spark's ``startingOffsets`` for ``topics`` (physical names): "earliest"/"latest", or
+    their part of a {topic: {partition: offset}} dict."""
+    import json
+
+    if isinstance(starting_offsets, str):
+        return starting_offsets
+    return json.dumps({t: starting_offsets[t] for t in topics})
+
+
 def start_landing(spark: SparkSession, cfg: Config, use_case: str, trigger: str | None = None,
-                  starting_offsets: str = "earliest"):
+                  starting_offsets: str | dict = "earliest"):
     """Start the Kafka -> Delta landing query of a decision path; returns (query, batch function).
     ``starting_offsets`` applies to a new checkpoint only: by default it lands every decision
-    the topic holds; the demo on a reused broker starts at the topic's end (this run's only)."""
+    the topics hold; the demo on a reused broker starts at their ends (``end_offsets``: this
+    run's only)."""
     from lakehouse.kafka.clients import topic_name
     from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
+    logical = [t for t in (path.decisions_topic, path.alerts_topic) if t]
+    topics = {t: topic_name(cfg, t) for t in logical}
     checkpoint = f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/land_{use_case}"
     fn = LandBatch(cfg, use_case, checkpoint)
-    df = (read_kafka(spark, cfg, topic_name(cfg, path.decisions_topic), starting_offsets)
-          .transform(decision_rows(use_case, str(cfg["decisions.dedup_window"]))))
+    df = (read_kafka(spark, cfg, ",".join(topics.values()), _offsets(starting_offsets, list(topics.values())))
+          .transform(decision_rows(use_case, str(cfg["decisions.dedup_window"]), topics)))
     writer = (df.writeStream.queryName(f"land_{use_case}").option("checkpointLocation", checkpoint).foreachBatch(fn)
               .trigger(processingTime=trigger or str(cfg["decisions.landing_trigger"])))
+    return writer.start(), fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Alert explanations: off the decision plan
+
+
+class ExplainBatch:
+    """``foreachBatch`` of an explanation query: the batch's alerts (from the decisions topic,
+    with their feature values) get their top feature contributions from the version that
+    decided them (xgboost's own ``pred_contribs``, ``ml.scoring.top_contributions``) and go to
+    the alerts topic, keyed by event id, at least once. Alerts are few: this runs on the driver,
+    where the registry is."""
+
+    def __init__(self, cfg: Config, use_case: str):
+        from ml import registry
+
+        self.cfg, self.use_case = cfg, use_case
+        self.client = registry.connect(cfg)
+        self.versions: dict[tuple[str, str], tuple] = {}
+        self.explained = 0
+
+    def _version(self, name: str, version: str):
+        import xgboost as xgb
+
+        from ml.scoring import load_version
+
+        if (name, version) not in self.versions:
+            model = load_version(self.client, name, version)
+            booster = xgb.Booster()
+            booster.load_model(bytearray(model.raw))
+            self.versions = {**dict(list(self.versions.items())[-3:]), (name, version): (model, booster)}
+        return self.versions[(name, version)]
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        import json
+
+        import pandas as pd
+
+        from lakehouse.kafka.clients import spark_kafka_options, topic_name
+        from ml.scoring import top_contributions
+
+        pdf = batch.toPandas()
+        if pdf.empty:
+            return
+        out = []
+        for (name, version), rows in pdf.groupby(["model_name", "model_version"], sort=False):
+            model, booster = self._version(name, version)
+            x = pd.DataFrame([{f: (r or {}).get(f) for f in model.features} for r in rows["features"]], index=rows.index, dtype="float64")
+            tops = top_contributions(booster, x, list(model.features))
+            for (_, r), top in zip(rows.iterrows(), tops):
+                record = json.loads(r["value"])
+                record.pop("features", None)
+                record["top_features"] = json.loads(top)
+                record["decision_kafka_timestamp"] = r["kafka_ts"]
+                out.append((r["event_id"].encode(), json.dumps(record)))
+        spark = batch.sparkSession
+        (spark.createDataFrame(out, "key binary, value string").write.format("kafka").options(**spark_kafka_options(self.cfg))
+         .option("topic", topic_name(self.cfg, DECISION_PATHS[self.use_case].alerts_topic)).save())
+        self.explained += len(out)
+
+
+def start_explaining(spark: SparkSession, cfg: Config, use_case: str, trigger: str | None = None,
+                     starting_offsets: str | dict = "earliest"):
+    """Start the explanation query of a path with an alerts topic; returns (query, batch function).
+    ``starting_offsets`` (a new checkpoint) as ``start_landing``'s, for the decisions topic."""
+    from lakehouse.kafka.clients import topic_name
+    from lakehouse.streaming import read_kafka
+
+    path = DECISION_PATHS[use_case]
+    topic = topic_name(cfg, path.decisions_topic)
+    checkpoint = f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/explain_{use_case}"
+    fn = ExplainBatch(cfg, use_case)
+    d = F.from_json(F.col("value").cast("string"), "event_id string, decision string, model_name string, model_version string, "
+                    "features map<string,double>").alias("d")
+    df = (read_kafka(spark, cfg, topic, _offsets(starting_offsets, [topic]))
+          .select(d, F.col("value").cast("string").alias("value"), F.date_format(F.col("timestamp"), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("kafka_ts"))
+          .where(F.col("d.decision") == "alert").select("d.event_id", "d.model_name", "d.model_version", "d.features", "value", "kafka_ts"))
+    writer = (df.writeStream.queryName(f"explain_{use_case}").option("checkpointLocation", checkpoint).foreachBatch(fn)
+              .trigger(processingTime=trigger or str(cfg["decisions.explain_trigger"])))
     return writer.start(), fn

@@ -42,6 +42,13 @@ class RiskSnapshots:
         return df if df is not None else spark.createDataFrame([], ddl)
 
     def snapshot(self, spark: SparkSession, asof_ms: int) -> DataFrame:
+        """``snapshot_frame``, computed once (checkpointed): the batches that join it analyse a
+        scan, not entity_risk's whole plan."""
+        out = self.snapshot_frame(spark, asof_ms).localCheckpoint(eager=True)
+        self.computed += 1
+        return out
+
+    def snapshot_frame(self, spark: SparkSession, asof_ms: int) -> DataFrame:
         """(entity column, key, _asof, the entity's risk features) for every entity with a
         transaction in the 30 days before ``asof_ms``."""
         from lakehouse.gold import DAYS_MS, RISK_ENTITIES, entity_risk
@@ -59,10 +66,7 @@ class RiskSnapshots:
             risk = anchors.transform(entity_risk(tx, labels, column, prefix))
             parts.append(risk.select(F.lit(column).alias("_entity"), "_key", "_asof",
                                      *[F.col(c).alias(c.removeprefix(prefix + "_")) for c in risk.columns if c.startswith(prefix + "_")]))
-        # Checkpointed: the batches that join it analyse a scan, not entity_risk's whole plan.
-        out = reduce(DataFrame.unionByName, parts).localCheckpoint(eager=True)
-        self.computed += 1
-        return out
+        return reduce(DataFrame.unionByName, parts)
 
     def _current(self, spark: SparkSession, asof_ms: int) -> DataFrame:
         """The hour's snapshot. The first time an hour is asked for it is computed here; after
@@ -159,3 +163,92 @@ class RiskSnapshots:
                 continue
             out = out.join(F.broadcast(snaps.where(entity).select(*pick)), [column, "_asof"], "left").withColumns(fill)
         return out.drop("_asof")
+
+
+def risk_names() -> list[str]:
+    """The risk features of one entity without its prefix, in order (the same for each entity)."""
+    from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS
+
+    prefix = next(iter(RISK_ENTITIES))
+    return [n.removeprefix(prefix + "_") for n in RISK_FEATURE_GROUPS[f"{prefix}_risk"]]
+
+
+class ServedRisk:
+    """Merchant and terminal risk for a decision plan, looked up in the JVM (``finlake.Risk``)
+    from a snapshot file this class writes: the snapshots (``RiskSnapshots.snapshot_frame``,
+    gold's own ``entity_risk``) of the hour before now, this hour and the next, so a streaming
+    plan joins no table per micro-batch. ``refresh`` retakes this hour's and the next hour's
+    every ``decisions.risk_refresh_s`` and rewrites the file (atomically); the plan's tasks
+    re-read it when it changes. A row whose hour is outside the file (a replay of old events)
+    is decided with its entities' counts 0 and shares null, as an entity with no history."""
+
+    def __init__(self, cfg: Config, path: str):
+        self.snapshots = RiskSnapshots(cfg)
+        self.path = path
+        self.refresh_s = self.snapshots.refresh_s
+        self.hours: dict[int, list] = {}     # asof ms -> rows [entity, key, asof, values...]
+        self.written_at = 0.0
+        self.computed = 0
+
+    def write(self, spark: SparkSession, now_ms: int | None = None) -> int:
+        """Take the snapshots around ``now_ms`` and write the file; returns its row count."""
+        import json
+        import math
+        import os
+        import tempfile
+
+        from lakehouse.gold import RISK_SNAPSHOT_MS
+
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        hour = now_ms // RISK_SNAPSHOT_MS * RISK_SNAPSHOT_MS
+        names = risk_names()
+        wanted = [hour - RISK_SNAPSHOT_MS, hour, hour + RISK_SNAPSHOT_MS]
+        for h in wanted:
+            if h in self.hours and h < hour:
+                continue   # a past hour's snapshot: taken once it was current
+            pdf = self.snapshots.snapshot_frame(spark, h).toPandas()
+            self.computed += 1
+            rows = []
+            for r in pdf.itertuples(index=False):
+                d = r._asdict()
+                rows.append([d["_entity"], d["_key"], int(d["_asof"]),
+                             *[None if d[n] is None or (isinstance(d[n], float) and math.isnan(d[n])) else float(d[n]) for n in names]])
+            self.hours[h] = rows
+        for h in [h for h in self.hours if h not in wanted]:
+            del self.hours[h]
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".risk-")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"features": names, "rows": [r for h in wanted for r in self.hours[h]]}, f)
+        os.replace(tmp, self.path)
+        self.written_at = time.time()
+        return sum(len(self.hours[h]) for h in wanted)
+
+    def due(self) -> bool:
+        return time.time() - self.written_at >= self.refresh_s
+
+    def register(self, spark: SparkSession, name: str, refresh_s: float = 2.0) -> None:
+        """The file as the Spark SQL function ``name(entity column, key, asof ms)``."""
+        gateway = spark.sparkContext._gateway
+        names = risk_names()
+        arr = gateway.new_array(gateway.jvm.java.lang.String, len(names))
+        for i, n in enumerate(names):
+            arr[i] = n
+        spark.sparkContext._jvm.finlake.Risk.register(spark._jsparkSession, name, self.path, arr, int(refresh_s * 1000))
+
+    @staticmethod
+    def columns(name: str) -> dict:
+        """The risk feature columns (gold's names) of a transaction row, from the function
+        ``name``: as ``RiskSnapshots.attach`` gives them (counts 0 for an entity with no
+        transaction in the 30 days before, shares null)."""
+        from lakehouse.gold import RISK_ENTITIES, risk_asof
+
+        out = {}
+        for prefix, column in RISK_ENTITIES.items():
+            values = F.call_function(name, F.lit(column), F.col(column), risk_asof().cast("long"))
+            for i, n in enumerate(risk_names()):
+                v = values[i]
+                out[f"{prefix}_{n}"] = (F.when(F.col(column).isNotNull(), F.coalesce(v, F.lit(0.0))) if "_tx_count_" in f"_{n}"
+                                        else v).cast("double")
+        return out

@@ -72,13 +72,18 @@ class Champion:
             raise RuntimeError(f"{self.name} has no champion; train one first (jobs/train.py)")
         v = str(version.version)
         if self.loaded is None or self.loaded.version != v:
-            tags = self.client.get_model_version(self.name, v).tags
-            booster = registry.load_booster(self.name, v)
-            self.loaded = LoadedModel(self.name, v, tuple(json.loads(tags["features"])),
-                                      float(tags["threshold"]) if "threshold" in tags else None,
-                                      tuple(json.loads(tags.get("classes", "[]"))), bytes(booster.save_raw("ubj")),
-                                      registry.load_calibration(self.client, self.name, v), tags.get("threshold_on", "score"))
+            self.loaded = load_version(self.client, self.name, v)
         return self.loaded
+
+
+def load_version(client, name: str, version: str) -> LoadedModel:
+    """One registered version: its booster, features, threshold, classes and calibration."""
+    tags = client.get_model_version(name, version).tags
+    booster = registry.load_booster(name, version)
+    return LoadedModel(name, version, tuple(json.loads(tags["features"])),
+                       float(tags["threshold"]) if "threshold" in tags else None,
+                       tuple(json.loads(tags.get("classes", "[]"))), bytes(booster.save_raw("ubj")),
+                       registry.load_calibration(client, name, version), tags.get("threshold_on", "score"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,14 +155,25 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
                             else model.threshold / np.maximum(amount, 1e-9))
         tops = np.full(len(x), None, dtype=object)
         if hit.any():
-            # Per-row SHAP contributions (the last column is the bias) of the alerted rows.
-            contrib = booster.predict(xgb.DMatrix(x[hit], feature_names=features), pred_contribs=True)[:, :-1]
-            for row, idx in zip(contrib, np.flatnonzero(hit)):
-                order = np.argsort(-row)[:TOP_FEATURES]
-                tops[idx] = json.dumps([{"feature": features[j], "contribution": round(float(row[j]), 4)} for j in order])
+            tops[np.flatnonzero(hit)] = top_contributions(booster, x[hit], features)
         out["top_features"] = tops
     else:
         out["pd"] = pred
+    return out
+
+
+def top_contributions(booster, x, features: list[str]) -> list[str]:
+    """Per row of ``x`` (the model's features in order): its ``TOP_FEATURES`` largest SHAP
+    contributions (xgboost's own ``pred_contribs``), as the JSON an alert carries."""
+    import xgboost as xgb
+
+    if len(x) == 0:
+        return []
+    contrib = booster.predict(xgb.DMatrix(x[features].astype("float64"), feature_names=features), pred_contribs=True)[:, :-1]
+    out = []
+    for row in contrib:   # the last column (dropped) is the bias
+        order = np.argsort(-row)[:TOP_FEATURES]
+        out.append(json.dumps([{"feature": features[j], "contribution": round(float(row[j]), 4)} for j in order]))
     return out
 
 
@@ -189,13 +205,21 @@ def write_served(path: str, model: LoadedModel) -> None:
 
 
 def register_jvm_scorer(spark: SparkSession, name: str, model: LoadedModel | None = None, served: str | None = None,
-                        refresh_s: float = 2.0) -> None:
+                        refresh_s: float = 2.0, columns: tuple[str, ...] | None = None) -> None:
     """Register the Spark SQL function ``name(features array<double>, amount)`` returning
     ``struct<score, probabilities, decision, threshold, model_name, model_version>``: ``model``
     inline, or the version whose spec is at ``served`` (``write_served``), re-read when the file
-    changes (checked at most every ``refresh_s``)."""
+    changes (checked at most every ``refresh_s``). With ``columns`` (served only), the array
+    holds those columns in that order and each version picks its features by name
+    (``jvm_score(name, columns)``)."""
     scorer = spark.sparkContext._jvm.finlake.Scorer
-    if served is not None:
+    if served is not None and columns is not None:
+        gateway = spark.sparkContext._gateway
+        names = gateway.new_array(gateway.jvm.java.lang.String, len(columns))
+        for i, c in enumerate(columns):
+            names[i] = c
+        scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000), names)
+    elif served is not None:
         scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000))
     else:
         scorer.register(spark._jsparkSession, name, served_spec(model))
@@ -207,14 +231,21 @@ class ServedChampion:
     the file (``register_jvm_scorer(served=...)``) serves the new version from its next check
     on, in the same plan: no restart, no new query."""
 
-    def __init__(self, cfg: Config, use_case: UseCase, path: str):
+    def __init__(self, cfg: Config, use_case: UseCase, path: str, columns: tuple[str, ...] | None = None):
         self.champion = Champion(cfg, use_case)
         self.path = path
+        self.columns = columns
         self.served: str | None = None
 
     def refresh(self) -> LoadedModel:
+        """The champion, written to the served file when the alias has moved. RuntimeError when
+        it needs a feature the scored rows (``columns``) lack: the served file keeps the version
+        it has."""
         model = self.champion.current()
         if model.version != self.served:
+            missing = [f for f in model.features if self.columns is not None and f not in self.columns]
+            if missing:
+                raise RuntimeError(f"{model.name} v{model.version} needs features {missing} the decision path lacks")
             write_served(self.path, model)
             self.served = model.version
         return model

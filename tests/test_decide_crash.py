@@ -121,5 +121,7 @@ def test_decide_job_killed_mid_stream_loses_and_doubles_nothing(kafka, spark, ov
     assert all(d["key"] == d["event_id"] for d in decisions)
     expected = _expected_scores(spark, cfg, valid)
     got = dict(zip(landed["event_id"], landed["score"]))
-    differ = [e for e in valid if not np.isclose(got[e], expected[e], rtol=1e-9, atol=1e-12)]
+    # The plan scores in the JVM (finlake.Scorer), the clean pass with the Python scorer: equal
+    # within 1e-6 (float32 trees; tests/test_jvm_scorer.py).
+    differ = [e for e in valid if not np.isclose(got[e], expected[e], rtol=0, atol=1e-6)]
     assert differ == [], f"{len(differ)} scores differ from one clean pass, e.g. {differ[:3]}"

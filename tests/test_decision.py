@@ -334,7 +334,7 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
 
     def run_until(n):
         """Start the queries (resuming their checkpoints) and stop once n rows have landed."""
-        running, fns = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
+        running, runs = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
         try:
             deadline = time.monotonic() + 300
             land = next(q for _, q in running if q.name == "land_fraud")
@@ -349,13 +349,16 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
         finally:
             for _, q in running:
                 q.stop()
-        # Its jobs ran in the decision pool, and the warm-up before the start (decisions.warm_up)
-        # left no batch behind: only the live batches are in the history, and the topics hold
-        # only the live decisions (checked below).
-        pools = {h["pool"] for h in fns["fraud"].history if h["rows"]}
-        assert pools == {cfg["decisions.scheduler_pool"]}, pools
-        assert cfg["decisions.warm_up"] and all(h["batch_id"] >= 0 for h in fns["fraud"].history)
+        # One plan, Kafka source to Kafka sink (no foreachBatch), whose observed counts are
+        # tallied per batch; the warm-up before the start (decisions.warm_up) left nothing
+        # behind: the topics hold only the live decisions (checked below).
+        decide = next(q for _, q in running if q.name == "decide_fraud")
+        assert "KafkaTable" in decide.lastProgress["sink"]["description"], decide.lastProgress["sink"]
+        runs["fraud"].tally(decide)
+        assert cfg["decisions.warm_up"] and runs["fraud"].errors == [] and runs["fraud"].decided > 0
+        tallied.append(runs["fraud"].decided)
 
+    tallied = []
     for batch, n in ((first, 60), (second, 90)):   # the second run resumes from the checkpoints
         report = send_raw(cfg, batch)    # logical topic names: the dp_ prefix comes from the config
         assert all(r["delivered"] == r["sent"] for r in report.values()), report
@@ -367,15 +370,38 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     assert landed.where("decision_latency_ms IS NULL OR decision_latency_ms < 0").count() == 0
     decisions = consume(cfg, "fraud_decisions")
     assert {d["event_id"] for d in decisions} == set(valid) and all(d["key"] == d["event_id"] for d in decisions)
-    alerts = {d["event_id"] for d in consume(cfg, "fraud_alerts", idle_s=3)}
-    assert alerts == {r.event_id for r in landed.where("decision = 'alert'").collect()}
+    # Every transaction was decided once per run (the second run's plan decided only what
+    # arrived after the restart, its duplicate copies not at all).
+    assert sum(tallied) >= len(valid), tallied
+    alert_records = consume(cfg, "fraud_alerts", idle_s=3)
+    alerts = {d["event_id"] for d in alert_records}
+    assert alerts and alerts == {r.event_id for r in landed.where("decision = 'alert'").collect()}
+    assert alerts == {d["event_id"] for d in decisions if d["decision"] == "alert"}
+
+    # An alert's explanation (computed off the decision plan) is xgboost's own: the top three
+    # SHAP contributions of the row the plan decided, from the version that decided it.
+    import numpy as np
+    import xgboost as xgb
+
+    from ml.scoring import load_version
+
+    model = load_version(registry.connect(cfg), registry.registered_name(cfg, "fraud"), str(champion))
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model.raw))
+    decided = {d["event_id"]: d for d in decisions}
+    for a in alert_records:
+        x = np.array([[decided[a["event_id"]]["features"].get(f, np.nan) for f in model.features]], dtype="float32")
+        contrib = booster.predict(xgb.DMatrix(x, feature_names=list(model.features)), pred_contribs=True)[0, :-1]
+        want = [(model.features[j], round(float(contrib[j]), 4)) for j in np.argsort(-contrib)[:3]]
+        assert [(t["feature"], t["contribution"]) for t in a["top_features"]] == want
+        assert a["score"] == decided[a["event_id"]]["score"] and "features" not in a
 
     # The warm-up's events are valid (the parse, the state, the gate and the scorer all ran
     # over them), whatever the machine's local time zone.
-    from lakehouse.decision import DecideBatch, warm_up
+    from lakehouse.decision import scored_columns, warm_up
     from lakehouse.security import pan_hmac_key
 
-    assert warm_up(spark, cfg, "fraud", DecideBatch(cfg, "fraud"), pan_hmac_key(cfg)) == 20
+    assert warm_up(spark, cfg, "fraud", pan_hmac_key(cfg), scored_columns(spark, "fraud")) == 20
 
     # A new landing checkpoint started at the topic's end (the demo on a reused broker) lands
     # only what arrives after it: five re-sent decisions, not the 90 already on the topic.
@@ -387,7 +413,7 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     data["paths"] = {**data["paths"], "checkpoints": str(tmp_path / "again" / "checkpoints")}
     again = dataclasses.replace(again, data=data)
     resend = sorted(decisions, key=lambda d: d["event_id"])[:5]
-    q, _ = start_landing(spark, again, "fraud", trigger="1 second", starting_offsets=json.dumps(end_offsets(again, ["fraud_decisions"])))
+    q, _ = start_landing(spark, again, "fraud", trigger="1 second", starting_offsets=end_offsets(again, ["fraud_decisions", "fraud_alerts"]))
     try:
         report = send_raw(again, [("fraud_decisions", d["key"].encode(), json.dumps({k: v for k, v in d.items() if k != "key"}).encode())
                                   for d in resend])

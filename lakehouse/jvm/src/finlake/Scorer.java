@@ -3,17 +3,10 @@ package finlake;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
-import java.io.InputStream;
 import java.io.Serializable;
-import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.UUID;
-import java.util.concurrent.ConcurrentHashMap;
 
-import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.FileStatus;
-import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.Path;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
@@ -58,8 +51,9 @@ public final class Scorer implements UDF2<scala.collection.Seq<Object>, Object, 
         final double[] knotsX, knotsY;     // empty: no calibration
         final Double threshold;
         final String[] classes;
+        final int[] pick;                  // null: the input is the model's features in order
 
-        Model(String spec) throws Exception {
+        Model(String spec, String[] columns) throws Exception {
             JsonNode s = new ObjectMapper().readTree(spec);
             name = s.path("name").asText(null);
             version = s.path("version").asText(null);
@@ -77,6 +71,22 @@ public final class Scorer implements UDF2<scala.collection.Seq<Object>, Object, 
             if (trees.outputs() > 1 && classes.length != trees.outputs()) {
                 throw new IllegalArgumentException("finlake.Scorer: " + name + " v" + version + " has " + trees.outputs()
                     + " class outputs but " + classes.length + " class names");
+            }
+            if (columns == null) {
+                pick = null;
+            } else {
+                JsonNode names = s.path("features");
+                java.util.List<String> cols = Arrays.asList(columns);
+                pick = new int[names.size()];
+                java.util.List<String> missing = new java.util.ArrayList<>();
+                for (int i = 0; i < pick.length; i++) {
+                    pick[i] = cols.indexOf(names.get(i).asText());
+                    if (pick[i] < 0) missing.add(names.get(i).asText());
+                }
+                if (!missing.isEmpty()) {
+                    throw new IllegalArgumentException("finlake.Scorer: " + name + " v" + version + " needs features " + missing
+                        + " the scored rows do not carry");
+                }
             }
             if (!thresholdOn.equals("score") && !thresholdOn.equals("expected_loss")) {
                 throw new IllegalArgumentException("finlake.Scorer: unknown threshold_on '" + thresholdOn + "'");
@@ -130,77 +140,55 @@ public final class Scorer implements UDF2<scala.collection.Seq<Object>, Object, 
         }
     }
 
-    /** The model a scorer serves, shared by every task of this JVM (a task gets its own copy of
-     *  the function: without this each one would read and parse the model again). */
-    private static final class Served {
-        volatile Model model;
-        volatile long checkedAt, modifiedAt;
-    }
-
-    private static final ConcurrentHashMap<String, Served> SERVED = new ConcurrentHashMap<>();
-
     private final String key;           // the served file's path, or this inline spec's id
     private final String path;          // null: the inline model only
     private final String inline;
     private final long refreshMs;
+    private final String[] columns;     // null: the features array is in the model's order
 
-    private Scorer(String inline, String path, long refreshMs) throws Exception {
+    private Scorer(String inline, String path, long refreshMs, String[] columns) throws Exception {
         this.inline = inline;
         this.path = path;
         this.refreshMs = refreshMs;
-        this.key = path != null ? "file:" + path : "inline:" + UUID.randomUUID();
+        this.columns = columns;
+        String cols = columns == null ? "" : "|" + String.join(",", columns);
+        this.key = path != null ? "file:" + path + cols : "inline:" + UUID.randomUUID();
         current();   // a spec that does not read fails here, on the driver, in one line
     }
 
-    /** The model to score with now: the inline one, or the file's, re-read when it changed. */
+    /** The model to score with now: the inline one, or the file's, re-read when it changed
+     *  (a version this plan cannot serve, such as one needing a feature it lacks, is not
+     *  taken: the one loaded keeps serving). */
     Model current() throws Exception {
-        Served served = SERVED.computeIfAbsent(key, k -> new Served());
-        Model m = served.model;
-        if (path == null) {
-            if (m == null) {
-                synchronized (served) {
-                    if (served.model == null) served.model = new Model(inline);
-                }
-                m = served.model;
-            }
-            return m;
-        }
-        long now = System.currentTimeMillis();
-        if (m != null && now - served.checkedAt < refreshMs) return m;
-        synchronized (served) {
-            if (served.model == null || now - served.checkedAt >= refreshMs) {
-                Path p = new Path(path);
-                FileSystem fs = p.getFileSystem(new Configuration());
-                FileStatus st = fs.getFileStatus(p);
-                if (served.model == null || st.getModificationTime() != served.modifiedAt) {
-                    byte[] bytes;
-                    try (InputStream in = fs.open(p)) {
-                        bytes = in.readAllBytes();
-                    }
-                    served.model = new Model(new String(bytes, StandardCharsets.UTF_8));
-                    served.modifiedAt = st.getModificationTime();
-                }
-                served.checkedAt = now;
-            }
-            return served.model;
-        }
+        ServedFile.Loader<Model> load = text -> new Model(text, columns);
+        return path == null ? ServedFile.inline(key, inline, load) : ServedFile.current(key, path, refreshMs, load);
     }
 
     @Override
     public Row call(scala.collection.Seq<Object> xs, Object amount) throws Exception {
         if (xs == null) return null;
         Model m = current();
-        return m.score(m.trees.row(xs), amount == null ? null : ((Number) amount).doubleValue());
+        return m.score(m.pick == null ? m.trees.row(xs) : m.trees.row(xs, m.pick), amount == null ? null : ((Number) amount).doubleValue());
     }
 
     /** The model of an inline spec, as the Spark SQL function {@code name}. */
     public static void register(SparkSession spark, String name, String spec) throws Exception {
-        spark.udf().register(name, new Scorer(spec, null, 0), TYPE);
+        spark.udf().register(name, new Scorer(spec, null, 0, null), TYPE);
     }
 
     /** The model of the spec file at {@code path} (any Hadoop file system), re-read when it
      *  changes (checked at most every {@code refreshMs}), as the Spark SQL function {@code name}. */
     public static void registerServed(SparkSession spark, String name, String path, long refreshMs) throws Exception {
-        spark.udf().register(name, new Scorer(null, path, refreshMs), TYPE);
+        spark.udf().register(name, new Scorer(null, path, refreshMs, null), TYPE);
+    }
+
+    /** As {@link #registerServed(SparkSession, String, String, long)}, with the features array
+     *  holding {@code columns} in that order: each served version picks its own features from
+     *  them by name (the spec's {@code features}), so a champion trained on other features, or
+     *  in another order, serves in the same plan. A version needing a column not there is not
+     *  served (the scorer keeps the one it has and the error is raised where it is read). */
+    public static void registerServed(SparkSession spark, String name, String path, long refreshMs, String[] columns)
+            throws Exception {
+        spark.udf().register(name, new Scorer(null, path, refreshMs, columns), TYPE);
     }
 }

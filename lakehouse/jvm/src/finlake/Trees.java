@@ -148,6 +148,19 @@ public final class Trees implements UDF1<scala.collection.Seq<Object>, Double>, 
         return x;
     }
 
+    /** The booster's float row from the input columns {@code xs}: feature i is {@code xs[pick[i]]}. */
+    float[] row(scala.collection.Seq<Object> xs, int[] pick) {
+        if (pick.length != features) {
+            throw new IllegalArgumentException("finlake.Trees: expected " + features + " features, got " + pick.length);
+        }
+        float[] x = new float[features];
+        for (int i = 0; i < features; i++) {
+            Object o = xs.apply(pick[i]);
+            x[i] = o == null ? Float.NaN : (float) ((Number) o).doubleValue();
+        }
+        return x;
+    }
+
     @Override
     public Double call(scala.collection.Seq<Object> xs) {
         return xs == null ? null : score(row(xs));
