@@ -229,7 +229,8 @@ class DecisionRun:
         self.columns = scored_columns(spark, use_case)
         champion_file, risk_file = served_files(cfg, use_case)
         self.champion = ServedChampion(cfg, USE_CASES[use_case], champion_file, self.columns)
-        self.model = self.champion.refresh()   # no champion, or one needing features the path lacks: fail now, in one line
+        self.swaps: list[dict] = []
+        self.model = self._serve()   # no champion, or one needing features the path lacks: fail now, in one line
         refresh_s = float(cfg["decisions.served_refresh_s"])
         register_jvm_scorer(spark, scorer_function(use_case), served=champion_file, refresh_s=refresh_s, columns=self.columns)
         self.risk = None
@@ -240,18 +241,21 @@ class DecisionRun:
             self.risk.write(spark)
             self.risk.register(spark, RISK_FUNCTION, refresh_s)
         self.history: list[dict] = []
-        self.swaps: list[dict] = []
         self.errors: list[str] = []
         self._seen = -1
         self._stop = threading.Event()
 
+    def _serve(self):
+        before = self.champion.served
+        model = self.champion.refresh()
+        if model.version != before:
+            self.swaps.append({"at": time.time(), "version": model.version})
+            observe.serving(self.use_case, model.name, model.version)
+        return model
+
     def refresh(self) -> None:
         """Serve a moved champion; retake the risk snapshot when due."""
-        before = self.champion.served
-        self.model = self.champion.refresh()
-        if self.model.version != before:
-            self.swaps.append({"at": time.time(), "version": self.model.version})
-            observe.serving(self.use_case, self.model.name, self.model.version)
+        self.model = self._serve()
         if self.risk is not None and self.risk.due():
             self.risk.write(self.spark)
 

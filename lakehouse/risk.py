@@ -209,10 +209,8 @@ class ServedRisk:
             pdf = self.snapshots.snapshot_frame(spark, h).toPandas()
             self.computed += 1
             rows = []
-            for r in pdf.itertuples(index=False):
-                d = r._asdict()
-                rows.append([d["_entity"], d["_key"], int(d["_asof"]),
-                             *[None if d[n] is None or (isinstance(d[n], float) and math.isnan(d[n])) else float(d[n]) for n in names]])
+            for entity, key, asof, *values in pdf[["_entity", "_key", "_asof", *names]].itertuples(index=False, name=None):
+                rows.append([entity, key, int(asof), *[None if v is None or math.isnan(float(v)) else float(v) for v in values]])
             self.hours[h] = rows
         for h in [h for h in self.hours if h not in wanted]:
             del self.hours[h]

@@ -200,6 +200,22 @@ def test_risk_snapshots_give_the_decision_path_gold_risk_features(spark, cfg, tm
                 .where(F.col("event_id").isin([r[0] for r in batch])).select("event_id", *names))
     assertDataFrameEqual(got, expected, rtol=1e-12)
     assert risk.computed == 2
+    # The decision plan's lookup (finlake.Risk in the served snapshot file of the hours around
+    # "now", here the batch's second hour) gives the same features.
+    from lakehouse.gold import RISK_SNAPSHOT_MS
+    from lakehouse.jvm import register_functions
+    from lakehouse.risk import ServedRisk
+
+    register_functions(spark)
+    served = ServedRisk(moved_cfg, str(tmp_path / "serving" / "risk.json"))
+    from lakehouse.gold import risk_asof
+
+    hours = sorted(r[0] for r in arrived.select(risk_asof().alias("h")).distinct().collect())
+    assert hours[1] - hours[0] == RISK_SNAPSHOT_MS
+    served.write(spark, now_ms=int(hours[1]))
+    served.register(spark, "finlake_risk_test")
+    looked_up = arrived.withColumns(ServedRisk.columns("finlake_risk_test")).select("event_id", *names)
+    assertDataFrameEqual(looked_up, expected, rtol=1e-12)
     row = got.where("event_id = 'new-merchant'").first()
     assert row.merchant_tx_count_30d == 0.0 and row.merchant_fraud_share_30d is None and row.terminal_tx_count_30d is None
     assert got.where("merchant_fraud_share_7d > 0").count() > 0   # not vacuous
@@ -427,3 +443,67 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     finally:
         q.stop()
     assert sorted(r.event_id for r in read(spark, again, "gold.fraud_scores").select("event_id").collect()) == sorted(d["event_id"] for d in resend)
+
+
+@pytest.mark.kafka
+def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_doubled(kafka, spark, overrides, tmp_path):
+    """The decision plan keeps running while the registry's champion alias moves: decisions made
+    more than 10 s after the move carry the new version, those before it the old one, and every
+    valid transaction is decided and landed exactly once across the swap (no restart)."""
+    import json
+    import threading
+    import time
+
+    from pathlib import Path
+
+    from bench.decide import register_bench_champion
+    from jobs.decide import start_all
+    from lakehouse.catalog import Catalog
+    from lakehouse.config import load_config
+    from lakehouse.kafka.clients import ensure_topics
+    from lakehouse.kafka.produce import send_raw
+    from ml import registry
+    from tests.test_scoring import consume
+
+    cfg = load_config("local", [*overrides, "kafka.topic_prefix=swap_", "decisions.landing_trigger=2 seconds"], home=tmp_path / "swap")
+    ensure_topics(cfg)
+    second = register_bench_champion(cfg, seed=1)
+    first = register_bench_champion(cfg, seed=0)   # the champion now; `second` was before it
+    client, name = registry.connect(cfg), registry.registered_name(cfg, "fraud")
+    msgs, valid = [], []
+    for e in generate(GeneratorConfig(seed=31, start=time.time() - 30, rate=40.0, streams=("transactions", "user_events"))):
+        if e.topic in ("transactions", "user_events"):
+            msgs.append((e.topic, (e.key or "").encode(), json.dumps(e.event).encode()))
+            valid += [e.event["event_id"]] if e.topic == "transactions" else []
+        if len(valid) >= 600:
+            break
+    running, runs = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
+    try:
+        sender = threading.Thread(target=lambda: [send_raw(cfg, msgs[i:i + 30]) or time.sleep(0.5) for i in range(0, len(msgs), 30)])
+        sender.start()
+        time.sleep(12)
+        client.set_registered_model_alias(name, registry.CHAMPION, second)
+        moved_at = time.time()
+        sender.join()
+        land = next(q for _, q in running if q.name == "land_fraud")
+        deadline = time.monotonic() + 240
+        location = Path(Catalog(cfg).spec("gold.fraud_scores").location)
+        while time.monotonic() < deadline:
+            assert all(q.exception() is None for _, q in running), [q.exception() for _, q in running]
+            if (location / "_delta_log").exists() and spark.read.format("delta").load(str(location)).count() >= len(valid):
+                break
+            time.sleep(2)
+        time.sleep(6)   # more landing triggers: nothing further may arrive
+        assert land.isActive
+    finally:
+        for _, q in running:
+            q.stop()
+    landed = spark.read.format("delta").load(str(location)).select("event_id", "model_version").toPandas()
+    assert sorted(landed["event_id"]) == sorted(valid)   # each once: a doubled decision would land under both versions
+    decisions = consume(cfg, "fraud_decisions")
+    assert {d["event_id"] for d in decisions} == set(valid)
+    at = lambda d: dt.datetime.fromisoformat(d["decided_at"]).timestamp()
+    assert {d["model_version"] for d in decisions if at(d) < moved_at} == {first}
+    late = [d for d in decisions if at(d) >= moved_at + 10]
+    assert late and {d["model_version"] for d in late} == {second}
+    assert [s["version"] for s in runs["fraud"].swaps] == [first, second]
