@@ -160,7 +160,7 @@ def summarise(records, first_ms=None):
             "p50_last_third_ms": float(np.percentile(lat[-len(lat) // 3:], 50)) if len(lat) >= 3 else None}
 
 
-def run(rates, seconds, with_lakehouse, trigger, conf=()):
+def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"):
     import pyspark  # noqa: F401
 
     from lakehouse.session import build_session
@@ -226,7 +226,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=()):
                "stages": stage_times(spark, since_ms)}
         print(json.dumps(row), flush=True)
         results.append(row)
-    out = ROOT / "bench" / "results" / "decide.json"
+    out = ROOT / "bench" / "results" / out_name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     return results
@@ -238,13 +238,14 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--with-lakehouse", action="store_true")
     p.add_argument("--trigger", default=None, help="the decision and pass-through queries' trigger (default: decisions.trigger)")
+    p.add_argument("--out", default="decide.json", help="the record's file name under bench/results")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
     a = p.parse_args(argv)
     if a.trigger is None:
         from lakehouse.config import load_config
 
         a.trigger = str(load_config(None, list(a.conf))["decisions.trigger"])
-    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf)
+    results = run([int(r) for r in a.rates.split(",")], a.seconds, a.with_lakehouse, a.trigger, a.conf, a.out)
     short = [f"{r['rate']}/s: {r['distinct_decided']:,} of {r['transactions']:,} transactions decided" for r in results
              if "rate" in r and r["distinct_decided"] != r["transactions"]]
     if short:

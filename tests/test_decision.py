@@ -479,9 +479,11 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
             break
     running, runs = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
     try:
-        sender = threading.Thread(target=lambda: [send_raw(cfg, msgs[i:i + 30]) or time.sleep(0.5) for i in range(0, len(msgs), 30)])
+        # About 37 s of sending, the alias moved after 10 s: decisions keep coming well past
+        # the 10 s the swap may take.
+        sender = threading.Thread(target=lambda: [send_raw(cfg, msgs[i:i + 12]) or time.sleep(0.5) for i in range(0, len(msgs), 12)])
         sender.start()
-        time.sleep(12)
+        time.sleep(10)
         client.set_registered_model_alias(name, registry.CHAMPION, second)
         moved_at = time.time()
         sender.join()
@@ -503,7 +505,10 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
     decisions = consume(cfg, "fraud_decisions")
     assert {d["event_id"] for d in decisions} == set(valid)
     at = lambda d: dt.datetime.fromisoformat(d["decided_at"]).timestamp()
-    assert {d["model_version"] for d in decisions if at(d) < moved_at} == {first}
+    # decided_at is the batch's start: a batch begun just before the move may score after it.
+    seen = sorted({(round(at(d) - moved_at, 1), d["model_version"]) for d in decisions})
+    assert {d["model_version"] for d in decisions if at(d) < moved_at - 5} == {first}, seen
     late = [d for d in decisions if at(d) >= moved_at + 10]
-    assert late and {d["model_version"] for d in late} == {second}
+    assert late and {d["model_version"] for d in late} == {second}, seen
     assert [s["version"] for s in runs["fraud"].swaps] == [first, second]
+    assert runs["fraud"].swaps[-1]["at"] - moved_at < 5 and runs["fraud"].errors == []
