@@ -136,6 +136,7 @@ def scorer_function(use_case: str) -> str:
 
 
 RISK_FUNCTION = "finlake_risk"
+NOW_FUNCTION = "finlake_now"   # decided_at (finlake.Now: not current_timestamp, which recompiles every batch)
 
 
 def served_files(cfg: Config, use_case: str) -> tuple[str, str]:
@@ -180,7 +181,7 @@ def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, 
     ok = F.size("reasons") == 0
     rows = features.withColumn("reasons", reasons).withColumn("_s", jvm_score(scorer_function(use_case), columns, "amount"
                                                                                    if use_case == "fraud" else None))
-    common = {"model_name": F.col("_s.model_name"), "model_version": F.col("_s.model_version"), "decided_at": F.current_timestamp(),
+    common = {"model_name": F.col("_s.model_name"), "model_version": F.col("_s.model_version"), "decided_at": F.call_function(NOW_FUNCTION),
               "event_kafka_timestamp": F.col("kafka_timestamp")}
     if uc.kind == "binary":
         out = {"score": F.when(ok, F.col("_s.score")), "decision": F.when(ok, F.col("_s.decision")).otherwise(F.lit("refused")),
@@ -233,6 +234,7 @@ class DecisionRun:
         self.model = self._serve()   # no champion, or one needing features the path lacks: fail now, in one line
         refresh_s = float(cfg["decisions.served_refresh_s"])
         register_jvm_scorer(spark, scorer_function(use_case), served=champion_file, refresh_s=refresh_s, columns=self.columns)
+        spark.sparkContext._jvm.finlake.Now.register(spark._jsparkSession, NOW_FUNCTION)
         self.risk = None
         if use_case == "fraud":
             from lakehouse.risk import ServedRisk

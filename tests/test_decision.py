@@ -505,7 +505,7 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
     decisions = consume(cfg, "fraud_decisions")
     assert {d["event_id"] for d in decisions} == set(valid)
     at = lambda d: dt.datetime.fromisoformat(d["decided_at"]).timestamp()
-    # decided_at is the batch's start: a batch begun just before the move may score after it.
+    # decided_at is when the row was scored; a batch straddling the move may mix the two.
     seen = sorted({(round(at(d) - moved_at, 1), d["model_version"]) for d in decisions})
     assert {d["model_version"] for d in decisions if at(d) < moved_at - 5} == {first}, seen
     late = [d for d in decisions if at(d) >= moved_at + 10]
