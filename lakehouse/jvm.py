@@ -132,6 +132,16 @@ def register_functions(spark) -> None:
         spark.udf.registerJavaFunction(name, cls, _parse_datatype_string(ddl))
 
 
+def java_strings(spark, items) -> object:
+    """A Java ``String[]`` of ``items`` in the driver's JVM (for finlake's registration calls)."""
+    gateway = spark.sparkContext._gateway
+    items = list(items)
+    out = gateway.new_array(gateway.jvm.java.lang.String, len(items))
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
 def set_pan_key(spark, key: bytes) -> None:
     """Hand the PAN key to the driver's JVM (and so to local executors); never into a plan."""
     spark.sparkContext._jvm.finlake.Pan.setKey(bytearray(key))

@@ -228,12 +228,10 @@ class ServedRisk:
 
     def register(self, spark: SparkSession, name: str, refresh_s: float = 2.0) -> None:
         """The file as the Spark SQL function ``name(entity column, key, asof ms)``."""
-        gateway = spark.sparkContext._gateway
-        names = risk_names()
-        arr = gateway.new_array(gateway.jvm.java.lang.String, len(names))
-        for i, n in enumerate(names):
-            arr[i] = n
-        spark.sparkContext._jvm.finlake.Risk.register(spark._jsparkSession, name, self.path, arr, int(refresh_s * 1000))
+        from lakehouse.jvm import java_strings
+
+        spark.sparkContext._jvm.finlake.Risk.register(spark._jsparkSession, name, self.path, java_strings(spark, risk_names()),
+                                                      int(refresh_s * 1000))
 
     @staticmethod
     def columns(name: str) -> dict:

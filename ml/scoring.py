@@ -214,11 +214,9 @@ def register_jvm_scorer(spark: SparkSession, name: str, model: LoadedModel | Non
     (``jvm_score(name, columns)``)."""
     scorer = spark.sparkContext._jvm.finlake.Scorer
     if served is not None and columns is not None:
-        gateway = spark.sparkContext._gateway
-        names = gateway.new_array(gateway.jvm.java.lang.String, len(columns))
-        for i, c in enumerate(columns):
-            names[i] = c
-        scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000), names)
+        from lakehouse.jvm import java_strings
+
+        scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000), java_strings(spark, columns))
     elif served is not None:
         scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000))
     else:

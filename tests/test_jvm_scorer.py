@@ -192,3 +192,25 @@ def test_a_moved_champion_alias_is_served_by_the_same_plan(spark, overrides, tmp
     assert served.refresh().version == second
     time.sleep(0.5)
     assertDataFrameEqual(plan, expected(second), checkRowOrder=False, rtol=0, atol=1e-6)
+
+
+def test_a_served_version_picks_its_features_by_name_from_the_plans_columns(spark, tmp_path):
+    """A decision plan hands the scorer every feature column it computes, in its own order
+    (``register_jvm_scorer(columns=...)``): each served version takes its features by name, and
+    a version needing a column the plan lacks does not replace the one served."""
+    import dataclasses
+
+    rows = _rows(400)
+    model = _model("binary:logistic", 5, "1", rows=rows)
+    served = str(tmp_path / "serving" / "by_name.json")
+    write_served(served, model)
+    columns = ("extra", *reversed(FEATURES))   # another order, and a column the model does not use
+    register_jvm_scorer(spark, "finlake_test_by_name", served=served, refresh_s=0.2, columns=columns)
+    frame = _frame(spark, rows).withColumn("extra", F.lit(123.0))
+    plan = frame.select("id", jvm_score("finlake_test_by_name", columns, "amount").alias("s")).select("id", "s.*")
+    assertDataFrameEqual(plan, _expected(spark, model, "binary", rows), checkRowOrder=False, rtol=0, atol=1e-6)
+
+    lacking = dataclasses.replace(model, version="2", features=(*FEATURES[:-1], "not_there"))
+    write_served(served, lacking)
+    time.sleep(0.5)
+    assert {r.model_version for r in plan.select("model_version").distinct().collect()} == {"1"}
