@@ -477,8 +477,11 @@ def decision_rows(use_case: str, dedup_window: str, topics: dict[str, str] | Non
                            "topic", "partition", "offset")
         rows = parsed.select("d.*", "record_kafka_timestamp", "value", "topic", "partition", "offset")
         if path.alerts_topic:
+            # Explained alerts carry their decision's Kafka timestamp; an alert another writer
+            # put on the topic (the lakehouse scorer's) is not a decision of this path.
             alerts = topics.get(path.alerts_topic, path.alerts_topic)
-            rows = rows.where((F.col("topic") == alerts) | (F.col("decision") != "alert"))
+            rows = rows.where(F.when(F.col("topic") == alerts, F.col("decision_kafka_timestamp").isNotNull())
+                              .otherwise(F.col("decision") != "alert"))
             decided = F.coalesce(F.col("decision_kafka_timestamp"), F.col("record_kafka_timestamp"))
         else:
             decided = F.col("record_kafka_timestamp")
