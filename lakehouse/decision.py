@@ -231,7 +231,7 @@ class DecisionRun:
         champion_file, risk_file = served_files(cfg, use_case)
         self.champion = ServedChampion(cfg, USE_CASES[use_case], champion_file, self.columns)
         self.swaps: list[dict] = []
-        self.model = self._serve()   # no champion, or one needing features the path lacks: fail now, in one line
+        self._serve()   # no champion, or one needing features the path lacks: fail now, in one line
         refresh_s = float(cfg["decisions.served_refresh_s"])
         register_jvm_scorer(spark, scorer_function(use_case), served=champion_file, refresh_s=refresh_s, columns=self.columns)
         spark.sparkContext._jvm.finlake.Now.register(spark._jsparkSession, NOW_FUNCTION)
@@ -245,7 +245,6 @@ class DecisionRun:
         self.history: list[dict] = []
         self.errors: list[str] = []
         self._seen = -1
-        self._stop = threading.Event()
 
     def _serve(self):
         before = self.champion.served
@@ -257,7 +256,7 @@ class DecisionRun:
 
     def refresh(self) -> None:
         """Serve a moved champion; retake the risk snapshot when due."""
-        self.model = self._serve()
+        self._serve()
         if self.risk is not None and self.risk.due():
             self.risk.write(self.spark)
 
@@ -283,7 +282,7 @@ class DecisionRun:
         every_s = float(self.cfg["decisions.champion_poll_s"]) if every_s is None else every_s
 
         def loop():
-            while not self._stop.is_set() and query.isActive:
+            while query.isActive:
                 try:
                     self.tally(query)
                     self.refresh()
@@ -292,15 +291,12 @@ class DecisionRun:
                     if not self.errors or self.errors[-1] != msg:
                         self.errors.append(msg)
                         print(f"decide {self.use_case}: {msg}", flush=True)
-                self._stop.wait(every_s)
+                time.sleep(every_s)
             self.tally(query)
 
         t = threading.Thread(target=loop, name=f"decision-run-{self.use_case}", daemon=True)
         t.start()
         return t
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_offsets: str | dict[str, str] = "latest",

@@ -114,14 +114,6 @@ class RiskSnapshots:
 
         threading.Thread(target=work, name=f"risk-refresh-{asof_ms}", daemon=True).start()
 
-    def warm(self, spark: SparkSession, now_ms: int | None = None) -> None:
-        """Take the current hour's snapshot now (a decision job calls it before its query
-        starts), so that the first live batch does not wait for it."""
-        from lakehouse.gold import RISK_SNAPSHOT_MS
-
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        self._current(spark, now_ms // RISK_SNAPSHOT_MS * RISK_SNAPSHOT_MS)
-
     def _columns(self) -> dict:
         """The Column expressions ``attach`` uses, built once: each pyspark function call is
         several round trips to the JVM, and building them per batch cost about 0.5 s."""
