@@ -1,12 +1,13 @@
-"""Per-key state for the fraud decision path: the JVM function finlake uses (``finlake.FraudState``,
-``flatMapGroupsWithState``) against the same state and features written for
-``applyInPandasWithState`` (state handed over in bulk with each group's Arrow data), on the same
-parsed events, beside a parse-only floor taken in the same run.
+"""Per-key state for the fraud decision path: the JVM state finlake uses (``finlake.FraudState``
+as ``transformWithState``, candidate ``jvm``) against the same logic as ``flatMapGroupsWithState``
+(``flatmap``, what finlake used before) and the same state and features written for
+``applyInPandasWithState`` (``pandas``: state handed over in bulk with each group's Arrow data), on
+the same parsed events, beside a parse-only floor taken in the same run.
 
     python -m bench.state_candidates                       # 60,000 transactions (+ user events)
     python -m bench.state_candidates --transactions 200000 --batch 20000
 
-1. Parity: both functions run over a small backlog, 500 offsets per topic a batch, into memory
+1. Parity: the three run over a small backlog, 500 offsets per topic a batch, into memory
    tables; every feature of every transaction must agree (nulls alike, numbers within 1e-9
    relative).
 2. Capacity: a backlog of transactions and user events on the real broker; each candidate
@@ -210,6 +211,11 @@ def candidate(spark, cfg, key, which: str, limit: int | None):
         return fraud_state_input(tx, ue).select("event_id", "customer_id", "card_token", "_amt")
     if which == "jvm":
         return fraud_features(tx, ue, lateness).select("event_id", "customer_id", "card_token", *feats)
+    if which == "flatmap":
+        from pyspark.sql import DataFrame
+
+        jdf = spark.sparkContext._jvm.finlake.FraudState.applyFlatMap(fraud_state_input(tx, ue)._jdf, int(lateness * 1000))
+        return DataFrame(jdf, spark).select("event_id", "customer_id", "card_token", *feats)
     out = "event_id string, customer_id string, card_token string, " + ", ".join(f"{f} double" for f in feats)
     return (fraud_state_input(tx, ue).groupBy("customer_id")
             .applyInPandasWithState(pandas_fraud_state(feats, int(lateness * 1000)), out, STATE_DDL, "append",
@@ -239,22 +245,23 @@ def parity(spark, cfg, key, base: Path) -> dict:
     feats = jvm_features(spark, "FraudState")
     # Small batches, so that state carries over between them.
     _, progress = run_query(spark, cfg, key, "jvm", 500, str(base / "parity_jvm"), "parity_jvm")
-    run_query(spark, cfg, key, "pandas", 500, str(base / "parity_pandas"), "parity_pandas")
     a = spark.table("parity_jvm").toPandas().set_index("event_id").sort_index()
-    b = spark.table("parity_pandas").toPandas().set_index("event_id").sort_index()
-    if list(a.index) != list(b.index):
-        raise SystemExit(f"bench.state_candidates: error: the candidates decided different transactions "
-                         f"({len(a):,} JVM, {len(b):,} pandas)")
     worst = {}
-    for f in feats:
-        x, y = a[f].to_numpy(float), b[f].to_numpy(float)
-        same_null = np.array_equal(np.isnan(x), np.isnan(y))
-        ok = ~np.isnan(x) & ~np.isnan(y)
-        rel = float(np.max(np.abs(x[ok] - y[ok]) / np.maximum(1.0, np.abs(x[ok])))) if ok.any() else 0.0
-        worst[f] = rel if same_null else float("inf")
-    bad = {f: v for f, v in worst.items() if v > 1e-9}
-    if bad:
-        raise SystemExit(f"bench.state_candidates: error: the pandas features differ from the JVM's: {bad}")
+    for other in ("flatmap", "pandas"):
+        run_query(spark, cfg, key, other, 500, str(base / f"parity_{other}"), f"parity_{other}")
+        b = spark.table(f"parity_{other}").toPandas().set_index("event_id").sort_index()
+        if list(a.index) != list(b.index):
+            raise SystemExit(f"bench.state_candidates: error: the candidates decided different transactions "
+                             f"({len(a):,} JVM transformWithState, {len(b):,} {other})")
+        for f in feats:
+            x, y = a[f].to_numpy(float), b[f].to_numpy(float)
+            same_null = np.array_equal(np.isnan(x), np.isnan(y))
+            ok = ~np.isnan(x) & ~np.isnan(y)
+            rel = float(np.max(np.abs(x[ok] - y[ok]) / np.maximum(1.0, np.abs(x[ok])))) if ok.any() else 0.0
+            worst[f] = max(worst.get(f, 0.0), rel if same_null else float("inf"))
+        bad = {f: v for f, v in worst.items() if v > 1e-9}
+        if bad:
+            raise SystemExit(f"bench.state_candidates: error: the {other} features differ from the JVM's: {bad}")
     return {"transactions": len(a), "features": len(feats), "max_relative_diff": max(worst.values()),
             "batches": len(progress)}
 
@@ -264,7 +271,7 @@ def main(argv=None) -> int:
     p.add_argument("--transactions", type=int, default=60000)
     p.add_argument("--batch", type=int, default=20000, help="offsets per topic per micro-batch")
     p.add_argument("--parity-transactions", type=int, default=3000)
-    p.add_argument("--candidates", default="floor,jvm,pandas")
+    p.add_argument("--candidates", default="floor,jvm,flatmap,pandas")
     a = p.parse_args(argv)
 
     from lakehouse.catalog import Catalog
@@ -303,10 +310,11 @@ def main(argv=None) -> int:
             results["capacity"][which] = row
             print(json.dumps({which: row}), flush=True)
     cap = results["capacity"]
-    if "jvm" in cap and "pandas" in cap:
-        cap["pandas_vs_jvm"] = round(cap["pandas"]["tx_per_s"] / cap["jvm"]["tx_per_s"], 3)
+    for other in ("flatmap", "pandas"):
+        if "jvm" in cap and other in cap:
+            cap[f"{other}_vs_jvm"] = round(cap[other]["tx_per_s"] / cap["jvm"]["tx_per_s"], 3)
     if "floor" in cap:
-        for w in ("jvm", "pandas"):
+        for w in ("jvm", "flatmap", "pandas"):
             if w in cap:
                 cap[f"{w}_vs_floor"] = round(cap[w]["tx_per_s"] / cap["floor"]["tx_per_s"], 3)
     out = ROOT / "bench" / "results" / f"state_candidates_batch{a.batch}.json"

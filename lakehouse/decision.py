@@ -1,18 +1,20 @@
-"""The decision path: Kafka -> decisions on Kafka in about a second, one query per use case.
+"""The decision path: Kafka -> decisions on Kafka in about a second, one streaming plan per use case.
 
 Each query reads its raw topics, runs the *same* bronze tokenizer and silver parse and row
 rules as the lakehouse (``lakehouse.bronze``, ``lakehouse.silver``: one definition), keeps
-per-key features in Spark's state store (a JVM ``flatMapGroupsWithState`` function from
-``lakehouse/jvm``: ``finlake.FraudState`` per customer, ``finlake.MarketState`` per symbol),
-then in ``foreachBatch`` gates each feature row with the use case's expectation suite, scores
-the rest with the registry's champion and writes every decision to Kafka in one write:
+per-key features in Spark's state store (a JVM ``transformWithState`` processor from
+``lakehouse/jvm``: ``finlake.FraudState`` per customer, ``finlake.MarketState`` per symbol; a new
+checkpoint starts from silver's history), then gates each feature row with the use case's
+expectation suite, scores the rest with the served champion (``finlake.Scorer``) and writes
+every decision to Kafka with Spark's Kafka sink, all in the one plan (no ``foreachBatch``):
 
 - ``fraud_decisions``: every valid transaction (decision ``pass``, ``alert`` or ``refused`` with
-  the gate's reasons); ``fraud_alerts``: the alerts, with their top feature contributions;
+  the gate's reasons); ``explain_fraud`` adds each alert's top feature contributions off the
+  plan and writes it to ``fraud_alerts``;
 - ``trading_signals``: every valid tick (a signal, or ``refused``).
 
 Kafka output is at least once, keyed by event id: a batch replayed after a crash sends its
-decisions again, with the same content. ``land_decisions`` lands the decision topics in
+decisions again, with the same content. ``start_landing`` lands the decision topics in
 ``gold.fraud_scores`` / ``gold.trading_signals`` (refused rows in ``quarantine.scoring``)
 exactly once per (event id, model version).
 
@@ -85,25 +87,66 @@ def fraud_state_input(transactions: DataFrame, user_events: DataFrame) -> DataFr
     return tx.unionByName(ue)
 
 
-def _jvm_state(spark: SparkSession, cls: str, df: DataFrame, arg: int) -> DataFrame:
+def _jvm_state(spark: SparkSession, cls: str, df: DataFrame, arg: int, initial: DataFrame | None = None) -> DataFrame:
     jvm = spark.sparkContext._jvm
-    return DataFrame(getattr(jvm.finlake, cls).apply(df._jdf, arg), spark)
+    return DataFrame(getattr(jvm.finlake, cls).apply(df._jdf, arg, None if initial is None else initial._jdf), spark)
 
 
-def fraud_features(transactions: DataFrame, user_events: DataFrame, allowed_lateness_s: float) -> DataFrame:
+def fraud_features(transactions: DataFrame, user_events: DataFrame, allowed_lateness_s: float,
+                   history: dict[str, DataFrame] | None = None) -> DataFrame:
     """Per new transaction: its columns and gold.card_features' per-card and per-customer features
     (``CARD_STATE_FEATURES``) from per-customer state (streaming: across batches through the
-    checkpoint; batch: over the given events). The label-derived risk features come from
-    ``RiskSnapshots`` in the batch function."""
+    checkpoint; batch: over the given events). ``history`` (batch frames of past valid
+    ``transactions`` and ``user_events``, as silver holds them): the state a new checkpoint
+    starts from. The label-derived risk features come from the risk lookup in ``decide``."""
     spark = transactions.sparkSession
-    return _jvm_state(spark, "FraudState", fraud_state_input(transactions, user_events), int(allowed_lateness_s * 1000))
+    initial = None if history is None else fraud_state_input(history["transactions"], history["user_events"])
+    return _jvm_state(spark, "FraudState", fraud_state_input(transactions, user_events), int(allowed_lateness_s * 1000), initial)
 
 
-def market_features_state(ticks: DataFrame, ttl_s: float) -> DataFrame:
-    """Per new tick: its columns and gold.market_features' features from per-symbol state."""
-    df = ticks.select(_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
-                      "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
-    return _jvm_state(ticks.sparkSession, "MarketState", df, int(ttl_s * 1000))
+def _ticks_input(ticks: DataFrame) -> DataFrame:
+    return ticks.select(_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
+                        "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
+
+
+def market_features_state(ticks: DataFrame, ttl_s: float, history: DataFrame | None = None) -> DataFrame:
+    """Per new tick: its columns and gold.market_features' features from per-symbol state;
+    ``history`` (a batch frame of past valid ticks): the state a new checkpoint starts from."""
+    return _jvm_state(ticks.sparkSession, "MarketState", _ticks_input(ticks), int(ttl_s * 1000),
+                      None if history is None else _ticks_input(history))
+
+
+def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[str, DataFrame]) -> dict[str, DataFrame] | None:
+    """The initial state of a new decision checkpoint: silver's valid events of the path's
+    streams over what the state keeps (fraud: the events within the longest lookback plus the
+    allowed lateness of each stream's newest; trading: each symbol's newest ``MarketState.KEEP``
+    ticks), so the first decision of a known key counts its past. A stream without a silver
+    table yet contributes nothing (an empty frame in ``live``'s columns); None when none has one.
+    Events in Kafka that silver has not landed yet when the query starts are not counted."""
+    from pyspark.sql import Window
+
+    from lakehouse.catalog import Catalog, read_delta_if_exists
+    from lakehouse.topology import stream_table
+
+    catalog = Catalog(cfg)
+    jvm = spark.sparkContext._jvm.finlake
+    frames: dict[str, DataFrame] = {}
+    found = False
+    for stream, frame in live.items():
+        table = read_delta_if_exists(spark, catalog.spec(stream_table("silver", stream)).location)
+        if table is None:
+            frames[stream] = spark.createDataFrame([], frame.schema)
+            continue
+        found = True
+        table = table.select(*frame.columns)
+        if use_case == "fraud":
+            newest = table.agg(F.max("event_time")).first()[0]
+            keep = dt.timedelta(milliseconds=int(jvm.FraudState.HOME_LOOKBACK)) + dt.timedelta(seconds=float(cfg["pipeline.allowed_lateness_s"]))
+            frames[stream] = table if newest is None else table.where(F.col("event_time") >= F.lit(newest - keep))
+        else:
+            order = Window.partitionBy("symbol").orderBy(F.col("event_time").desc(), F.col("event_id").desc())
+            frames[stream] = table.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= int(jvm.MarketState.KEEP)).drop("_n")
+    return frames if found else None
 
 
 def jvm_features(spark: SparkSession, cls: str) -> list[str]:
@@ -146,11 +189,13 @@ def served_files(cfg: Config, use_case: str) -> tuple[str, str]:
     return f"{base}/{use_case}.champion.json", f"{base}/{use_case}.risk.json"
 
 
-def state_features(frames: dict[str, DataFrame], cfg: Config, use_case: str) -> DataFrame:
-    """The valid rows of a path's streams -> one feature row per event to decide (per-key state)."""
+def state_features(frames: dict[str, DataFrame], cfg: Config, use_case: str, history: dict[str, DataFrame] | None = None) -> DataFrame:
+    """The valid rows of a path's streams -> one feature row per event to decide (per-key state,
+    starting from ``history`` when the checkpoint is new: ``state_history``)."""
     if use_case == "fraud":
-        return fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]))
-    return market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]))
+        return fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]), history)
+    return market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]),
+                                 None if history is None else history["market_ticks"])
 
 
 def scored_columns(spark: SparkSession, use_case: str) -> tuple[str, ...]:
@@ -320,8 +365,10 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
         warm_up(spark, cfg, use_case, key, run.columns)
     frames = {s: read_kafka(spark, cfg, topic_name(cfg, s), start[s], limit).transform(valid_events(s, cfg, key))
               for s in path.streams}
-    decided = decision_metrics(decide(state_features(frames, cfg, use_case), cfg, use_case, run.columns), use_case)
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
+    # A new checkpoint's state starts from silver; a running one's lives in its state store.
+    history = state_history(spark, cfg, use_case, frames) if cfg["decisions.initial_state"] and not _has_committed(spark, checkpoint) else None
+    decided = decision_metrics(decide(state_features(frames, cfg, use_case, history), cfg, use_case, run.columns), use_case)
     writer = (decision_records(decided).writeStream.queryName(f"decide_{use_case}").option("checkpointLocation", checkpoint)
               .outputMode("append").format("kafka").options(**spark_kafka_options(cfg))
               .option("topic", topic_name(cfg, path.decisions_topic))
@@ -331,6 +378,14 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
         query = writer.start()
     run.watch(query)
     return query, run
+
+
+def _has_committed(spark: SparkSession, checkpoint: str) -> bool:
+    """Whether a query's checkpoint has committed its first batch (any Hadoop file system): until
+    then Spark runs the first batch again, with the initial state."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/commits/0")
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
 
 
 def warm_up(spark: SparkSession, cfg: Config, use_case: str, pan_key: bytes | None, columns: tuple[str, ...]) -> int:

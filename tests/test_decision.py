@@ -162,6 +162,54 @@ def test_fraud_state_equals_gold_over_arrived_events(spark, tmp_path):
     assert final_differs > 0
 
 
+def _by_id(df, batches):
+    return df.where(F.col("event_id").isin([r[0] for b in batches for r in b]))
+
+
+def test_a_new_fraud_checkpoint_starts_from_history_as_if_it_had_run_through(spark, tmp_path):
+    """No cold start: a query started at arrival batch K with the events of the batches before K
+    as its initial state (as silver holds them: first copies) emits, for every event it decides,
+    exactly what a query that ran through every batch emitted for it; without the history it
+    does not (the comparison can fail)."""
+    rng, k = random.Random(3), 2
+    tx, ue = _events()
+    tx_b, ue_b = _arrivals(tx, rng), _arrivals(ue, rng)
+    through = _run(fraud_features(_stream(spark, tmp_path, "tx", TX, tx_b), _stream(spark, tmp_path, "ue", UE, ue_b), 3600),
+                   tmp_path, "through")
+    history = {"transactions": spark.createDataFrame([r for b in _first_copies(tx_b)[:k] for r in b], TX),
+               "user_events": spark.createDataFrame([r for b in _first_copies(ue_b)[:k] for r in b], UE)}
+    later = lambda name: (_stream(spark, tmp_path, f"tx_{name}", TX, tx_b[k:]), _stream(spark, tmp_path, f"ue_{name}", UE, ue_b[k:]))
+    started = _run(fraud_features(*later("warm"), 3600, history), tmp_path, "warm")
+    cold = _run(fraud_features(*later("cold"), 3600), tmp_path, "cold")
+    expected = _by_id(through, _first_copies(tx_b)[k:])
+    assert started.count() == expected.count() == sum(len(b) for b in _first_copies(tx_b)[k:]) > 100
+    assertDataFrameEqual(started, expected, rtol=1e-9, atol=1e-12)
+    assert cold.exceptAll(expected).count() > 100   # a cold start counts nothing before K
+
+
+def test_a_new_market_checkpoint_starts_from_history_as_if_it_had_run_through(spark, tmp_path):
+    rng, k = random.Random(4), 2
+    cfg = GeneratorConfig(seed=9, start="2026-03-01T00:00:00Z", rate=50.0, streams=("market_ticks",))
+    ticks = []
+    for e in generate(cfg):
+        if e.topic == "market_ticks":
+            v = e.event
+            ticks.append((v["event_id"], _t(v["event_time"]), v["symbol"], float(v["bid"]), float(v["ask"]), int(v["bid_size"]),
+                          int(v["ask_size"])))
+        if len(ticks) >= 1000:
+            break
+    batches = _arrivals(ticks, rng)
+    through = _run(market_features_state(_stream(spark, tmp_path, "ticks", TICK, batches), 86400), tmp_path, "through_market")
+    history = spark.createDataFrame([r for b in _first_copies(batches)[:k] for r in b], TICK)
+    started = _run(market_features_state(_stream(spark, tmp_path, "ticks_warm", TICK, batches[k:]), 86400, history), tmp_path,
+                   "warm_market")
+    cold = _run(market_features_state(_stream(spark, tmp_path, "ticks_cold", TICK, batches[k:]), 86400), tmp_path, "cold_market")
+    expected = _by_id(through, _first_copies(batches)[k:])
+    assert started.count() == expected.count() == sum(len(b) for b in _first_copies(batches)[k:]) > 100
+    assertDataFrameEqual(started, expected, rtol=1e-9, atol=1e-12)
+    assert cold.exceptAll(expected).count() > 10
+
+
 def test_risk_snapshots_give_the_decision_path_gold_risk_features(spark, cfg, tmp_path):
     """Merchant and terminal risk served from hourly snapshots of silver equal gold's, for
     transactions in two hours, a merchant never seen before, and a transaction with no terminal."""

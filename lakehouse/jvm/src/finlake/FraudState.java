@@ -6,18 +6,11 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.Iterator;
 import java.util.List;
 
-import org.apache.spark.api.java.function.FlatMapGroupsWithStateFunction;
-import org.apache.spark.api.java.function.MapFunction;
 import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.streaming.GroupState;
-import org.apache.spark.sql.streaming.GroupStateTimeout;
-import org.apache.spark.sql.streaming.OutputMode;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -25,7 +18,8 @@ import org.apache.spark.sql.types.StructType;
 /**
  * The fraud decision path's per-customer state: each card's transactions over the longest
  * lookback and the customer's user events over the last day, kept in Spark's state store
- * (flatMapGroupsWithState, RocksDB), exactly once through the query's checkpoint.
+ * ({@code transformWithState} through {@link KeyedState}, RocksDB), exactly once through the query's
+ * checkpoint, starting from the customers' history in silver when the checkpoint is new.
  *
  * <p>For every new transaction it emits the transaction's columns and the features
  * {@code lakehouse.gold.card_features} computes, over the events that have arrived up to the end
@@ -100,23 +94,32 @@ public final class FraudState {
 
     /**
      * events: transactions (_kind "tx") and user events ("ue") of valid rows, with the INPUT
-     * columns; returns one row per new transaction with its features.
+     * columns; returns one row per new transaction with its features ({@code transformWithState},
+     * keyed by customer). {@code initial} (nullable): past events in the same columns (a batch
+     * frame), counted from the first batch of a new checkpoint.
      */
-    public static Dataset<Row> apply(Dataset<Row> events, long latenessMs) {
-        StructType in = events.schema();
+    public static Dataset<Row> apply(Dataset<Row> events, long latenessMs, Dataset<Row> initial) {
+        return KeyedState.transform(events, "customer_id", logic(events.schema(), latenessMs), outputSchema(events.schema()),
+                                    HOME_LOOKBACK + latenessMs, initial);
+    }
+
+    /** The same state as {@code flatMapGroupsWithState} (the operator finlake used before; benchmarks). */
+    public static Dataset<Row> applyFlatMap(Dataset<Row> events, long latenessMs) {
+        return KeyedState.flatMap(events, "customer_id", logic(events.schema(), latenessMs), outputSchema(events.schema()),
+                                  HOME_LOOKBACK + latenessMs);
+    }
+
+    static Fn logic(StructType in, long latenessMs) {
         StructType out = outputSchema(in);
         int[] idx = new int[INPUT.length];
         for (int i = 0; i < INPUT.length; i++) idx[i] = in.fieldIndex(INPUT[i]);
         int nPass = out.size() - FEATURES.length;
         int[] pass = new int[nPass];
         for (int i = 0; i < nPass; i++) pass[i] = in.fieldIndex(out.fields()[i].name());
-        int customer = in.fieldIndex("customer_id");
-        return events.groupByKey((MapFunction<Row, String>) r -> r.getString(customer), Encoders.STRING())
-            .flatMapGroupsWithState(new Fn(idx, pass, latenessMs), OutputMode.Append(), Encoders.kryo(State.class),
-                                    Encoders.row(out), GroupStateTimeout.ProcessingTimeTimeout());
+        return new Fn(idx, pass, latenessMs);
     }
 
-    static final class Fn implements FlatMapGroupsWithStateFunction<String, Row, State, Row> {
+    static final class Fn implements KeyedState.Logic<State> {
         final int[] c;   // indexes of INPUT columns
         final int[] pass;
         final long lateness, retention;
@@ -126,17 +129,23 @@ public final class FraudState {
         }
 
         @Override
-        public Iterator<Row> call(String key, Iterator<Row> rows, GroupState<State> gs) {
-            if (gs.hasTimedOut()) {
-                gs.remove();
-                return new ArrayList<Row>().iterator();
-            }
-            State st = gs.exists() ? gs.get() : new State();
+        public State empty() { return new State(); }
+
+        @Override
+        public Class<State> stateClass() { return State.class; }
+
+        @Override
+        public List<Row> step(State st, List<Row> rows) { return add(st, rows, true); }
+
+        @Override
+        public void absorb(State st, List<Row> rows) { add(st, rows, false); }
+
+        /** Adds the rows' new events to the state; emits each new transaction's features when {@code emit}. */
+        List<Row> add(State st, List<Row> rows, boolean emit) {
             HashSet<String> seen = new HashSet<>();
             for (ArrayList<Tx> l : st.cards.values()) for (Tx t : l) seen.add(t.id);
             for (Ue u : st.user) seen.add(u.id);
-            List<Row> batch = new ArrayList<>();
-            rows.forEachRemaining(batch::add);
+            List<Row> batch = new ArrayList<>(rows);
             // Copies of one id: the first by Kafka position counts, as in silver.
             batch.sort(Comparator.comparingLong((Row r) -> r.getLong(c[2])).thenComparingInt(r -> r.getInt(c[14]))
                        .thenComparingLong(r -> r.getLong(c[15])));
@@ -168,12 +177,10 @@ public final class FraudState {
                 }
             }
             for (String card : touched) st.cards.get(card).sort(TX_ORDER);
-            List<Row> out = new ArrayList<>(newTx.size());
-            for (Row r : newTx) out.add(emit(r, st));
+            List<Row> out = new ArrayList<>(emit ? newTx.size() : 0);
+            if (emit) for (Row r : newTx) out.add(emit(r, st));
             prune(st);
-            gs.update(st);
-            gs.setTimeoutDuration(retention);
-            return out.iterator();
+            return out;
         }
 
         void prune(State st) {
@@ -291,7 +298,7 @@ public final class FraudState {
         }
     }
 
-    static final long HOME_LOOKBACK = 30L * 86_400_000L;
+    public static final long HOME_LOOKBACK = 30L * 86_400_000L;
 
     /** Great-circle distance in km, as lakehouse.gold.haversine_km computes it (null in, null out). */
     static Double haversine(Double lat1, Double lon1, Double lat2, Double lon2) {

@@ -5,18 +5,11 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashSet;
-import java.util.Iterator;
 import java.util.List;
 
-import org.apache.spark.api.java.function.FlatMapGroupsWithStateFunction;
-import org.apache.spark.api.java.function.MapFunction;
 import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.streaming.GroupState;
-import org.apache.spark.sql.streaming.GroupStateTimeout;
-import org.apache.spark.sql.streaming.OutputMode;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -68,35 +61,50 @@ public final class MarketState {
         return DataTypes.createStructType(out);
     }
 
-    public static Dataset<Row> apply(Dataset<Row> ticks, long ttlMs) {
-        StructType in = ticks.schema();
+    /**
+     * ticks: valid ticks with the INPUT columns; one row per new tick with its features
+     * ({@code transformWithState}, keyed by symbol, idle symbols dropped after {@code ttlMs}).
+     * {@code initial} (nullable): past ticks in the same columns (a batch frame), counted from
+     * the first batch of a new checkpoint.
+     */
+    public static Dataset<Row> apply(Dataset<Row> ticks, long ttlMs, Dataset<Row> initial) {
+        return KeyedState.transform(ticks, "symbol", logic(ticks.schema()), outputSchema(ticks.schema()), ttlMs, initial);
+    }
+
+    /** The same state as {@code flatMapGroupsWithState} (the operator finlake used before; benchmarks). */
+    public static Dataset<Row> applyFlatMap(Dataset<Row> ticks, long ttlMs) {
+        return KeyedState.flatMap(ticks, "symbol", logic(ticks.schema()), outputSchema(ticks.schema()), ttlMs);
+    }
+
+    static Fn logic(StructType in) {
         StructType out = outputSchema(in);
         int[] idx = new int[INPUT.length];
         for (int i = 0; i < INPUT.length; i++) idx[i] = in.fieldIndex(INPUT[i]);
         int nPass = out.size() - FEATURES.length;
         int[] pass = new int[nPass];
         for (int i = 0; i < nPass; i++) pass[i] = in.fieldIndex(out.fields()[i].name());
-        int symbol = in.fieldIndex("symbol");
-        return ticks.groupByKey((MapFunction<Row, String>) r -> r.getString(symbol), Encoders.STRING())
-            .flatMapGroupsWithState(new Fn(idx, pass, ttlMs), OutputMode.Append(), Encoders.kryo(State.class),
-                                    Encoders.row(out), GroupStateTimeout.ProcessingTimeTimeout());
+        return new Fn(idx, pass);
     }
 
-    static final class Fn implements FlatMapGroupsWithStateFunction<String, Row, State, Row> {
+    static final class Fn implements KeyedState.Logic<State> {
         final int[] c, pass;
-        final long ttl;
 
-        Fn(int[] idx, int[] pass, long ttlMs) { this.c = idx; this.pass = pass; this.ttl = ttlMs; }
+        Fn(int[] idx, int[] pass) { this.c = idx; this.pass = pass; }
 
         @Override
-        public Iterator<Row> call(String key, Iterator<Row> rows, GroupState<State> gs) {
-            if (gs.hasTimedOut()) {
-                gs.remove();
-                return new ArrayList<Row>().iterator();
-            }
-            State st = gs.exists() ? gs.get() : new State();
-            List<Row> batch = new ArrayList<>();
-            rows.forEachRemaining(batch::add);
+        public State empty() { return new State(); }
+
+        @Override
+        public Class<State> stateClass() { return State.class; }
+
+        @Override
+        public List<Row> step(State st, List<Row> rows) { return add(st, rows, true); }
+
+        @Override
+        public void absorb(State st, List<Row> rows) { add(st, rows, false); }
+
+        List<Row> add(State st, List<Row> rows, boolean emit) {
+            List<Row> batch = new ArrayList<>(rows);
             batch.sort(Comparator.comparingLong((Row r) -> r.getLong(c[1])).thenComparingInt(r -> r.getInt(c[2]))
                        .thenComparingLong(r -> r.getLong(c[3])));
             List<Row> fresh = new ArrayList<>();
@@ -115,8 +123,8 @@ public final class MarketState {
                 freshTicks.add(t);
             }
             st.ticks.sort(ORDER);
-            List<Row> out = new ArrayList<>(fresh.size());
-            for (int i = 0; i < fresh.size(); i++) {
+            List<Row> out = new ArrayList<>(emit ? fresh.size() : 0);
+            for (int i = 0; emit && i < fresh.size(); i++) {
                 Row r = fresh.get(i);
                 int at = st.ticks.indexOf(freshTicks.get(i));
                 out.add(emit(r, st.ticks, at));
@@ -125,9 +133,7 @@ public final class MarketState {
                 Tick gone = st.ticks.remove(0);
                 st.ids.remove(gone.id);
             }
-            gs.update(st);
-            gs.setTimeoutDuration(ttl);
-            return out.iterator();
+            return out;
         }
 
         static Double ret(List<Tick> t, int at, int lag) {

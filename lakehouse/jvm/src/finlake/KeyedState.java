@@ -1,0 +1,141 @@
+package finlake;
+
+import java.io.Serializable;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.apache.spark.api.java.function.FlatMapGroupsWithStateFunction;
+import org.apache.spark.api.java.function.MapFunction;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoder;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.KeyValueGroupedDataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.functions;
+import org.apache.spark.sql.streaming.GroupState;
+import org.apache.spark.sql.streaming.GroupStateTimeout;
+import org.apache.spark.sql.streaming.OutputMode;
+import org.apache.spark.sql.streaming.StatefulProcessorWithInitialState;
+import org.apache.spark.sql.streaming.TTLConfig;
+import org.apache.spark.sql.streaming.TimeMode;
+import org.apache.spark.sql.streaming.TimerValues;
+import org.apache.spark.sql.streaming.ValueState;
+import org.apache.spark.sql.types.StructType;
+import scala.jdk.javaapi.CollectionConverters;
+
+/**
+ * The wiring every per-key state of the decision paths shares: the state of a key is one value
+ * (a {@link Logic}'s state object, Kryo-serialised) in Spark's state store, updated once per key
+ * and batch, removed when the key has been idle for the TTL.
+ *
+ * <p>{@link #transform} runs it as Spark's {@code transformWithState} (the JVM
+ * {@code StatefulProcessor} Real-Time Mode accepts from Spark 4.3), with the state's TTL and an
+ * optional initial state: a batch frame of past events in the input's columns, absorbed per key
+ * in the query's first batch (a new checkpoint) before its own events, so a known key's first
+ * decision counts its history. {@link #flatMap} runs the same logic as
+ * {@code flatMapGroupsWithState} (kept for the benchmark that compares the two operators).
+ */
+public final class KeyedState {
+    private KeyedState() {}
+
+    /** What differs per use case: the state object, how a key's new rows update it and what they emit. */
+    public interface Logic<S> extends Serializable {
+        S empty();
+
+        Class<S> stateClass();
+
+        /** New rows of one key in a batch: update the state, return one output row per new event. */
+        List<Row> step(S state, List<Row> rows);
+
+        /** Past rows of one key (the initial state): update the state, emit nothing. */
+        void absorb(S state, List<Row> rows);
+    }
+
+    static <S> List<Row> drain(scala.collection.Iterator<Row> rows) {
+        List<Row> out = new ArrayList<>();
+        java.util.Iterator<Row> it = CollectionConverters.asJava(rows);
+        while (it.hasNext()) out.add(it.next());
+        return out;
+    }
+
+    /** The {@code transformWithState} processor: one {@code ValueState} per key, with a TTL. */
+    static final class Processor<S> extends StatefulProcessorWithInitialState<String, Row, Row, Row> {
+        final Logic<S> logic;
+        final long ttlMs;
+        transient ValueState<S> state;
+
+        Processor(Logic<S> logic, long ttlMs) { this.logic = logic; this.ttlMs = ttlMs; }
+
+        @Override
+        public void init(OutputMode outputMode, TimeMode timeMode) {
+            state = getHandle().getValueState("state", Encoders.kryo(logic.stateClass()), TTLConfig.apply(Duration.ofMillis(ttlMs)));
+        }
+
+        S current() { return state.exists() ? state.get() : logic.empty(); }
+
+        @Override
+        public scala.collection.Iterator<Row> handleInputRows(String key, scala.collection.Iterator<Row> rows, TimerValues timers) {
+            S st = current();
+            List<Row> out = logic.step(st, drain(rows));
+            state.update(st);
+            return CollectionConverters.asScala(out.iterator());
+        }
+
+        /** One row per key: the key and its past events (an array of rows in the input's columns). */
+        @Override
+        public void handleInitialState(String key, Row history, TimerValues timers) {
+            S st = current();
+            logic.absorb(st, history.getList(1));
+            state.update(st);
+        }
+    }
+
+    /**
+     * {@code transformWithState} over {@code events} grouped by column {@code key}; {@code initial}
+     * (nullable): past events in the same columns, batch, absorbed in the first batch.
+     */
+    public static <S> Dataset<Row> transform(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs,
+                                             Dataset<Row> initial) {
+        int k = events.schema().fieldIndex(key);
+        KeyValueGroupedDataset<String, Row> grouped =
+            events.groupByKey((MapFunction<Row, String>) r -> r.getString(k), Encoders.STRING());
+        Processor<S> processor = new Processor<>(logic, ttlMs);
+        Encoder<Row> output = Encoders.row(out);
+        if (initial == null) {
+            return grouped.transformWithState(processor, TimeMode.ProcessingTime(), OutputMode.Append(), output);
+        }
+        Column[] cols = new Column[events.schema().size()];
+        for (int i = 0; i < cols.length; i++) cols[i] = functions.col(events.schema().fieldNames()[i]);
+        // The same columns in the same order as the stream's rows, so the logic reads both alike.
+        Dataset<Row> perKey = initial.select(cols).groupBy(functions.col(key))
+            .agg(functions.collect_list(functions.struct(cols)).as("events"));
+        StructType perKeySchema = perKey.schema();
+        KeyValueGroupedDataset<String, Row> initialGrouped =
+            perKey.groupByKey((MapFunction<Row, String>) r -> r.getString(0), Encoders.STRING());
+        return grouped.transformWithState(processor, TimeMode.ProcessingTime(), OutputMode.Append(), initialGrouped, output,
+                                          Encoders.row(perKeySchema));
+    }
+
+    /** The same logic as {@code flatMapGroupsWithState} with a processing-time timeout of {@code ttlMs}. */
+    public static <S> Dataset<Row> flatMap(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs) {
+        int k = events.schema().fieldIndex(key);
+        FlatMapGroupsWithStateFunction<String, Row, S, Row> fn = (String id, java.util.Iterator<Row> rows, GroupState<S> gs) -> {
+            if (gs.hasTimedOut()) {
+                gs.remove();
+                return new ArrayList<Row>().iterator();
+            }
+            S st = gs.exists() ? gs.get() : logic.empty();
+            List<Row> batch = new ArrayList<>();
+            rows.forEachRemaining(batch::add);
+            List<Row> emitted = logic.step(st, batch);
+            gs.update(st);
+            gs.setTimeoutDuration(ttlMs);
+            return emitted.iterator();
+        };
+        return events.groupByKey((MapFunction<Row, String>) r -> r.getString(k), Encoders.STRING())
+            .flatMapGroupsWithState(fn, OutputMode.Append(), Encoders.kryo(logic.stateClass()), Encoders.row(out),
+                                    GroupStateTimeout.ProcessingTimeTimeout());
+    }
+}
