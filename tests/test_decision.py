@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import random
 from decimal import Decimal
 
@@ -208,6 +209,29 @@ def test_a_new_market_checkpoint_starts_from_history_as_if_it_had_run_through(sp
     assert started.count() == expected.count() == sum(len(b) for b in _first_copies(batches)[k:]) > 100
     assertDataFrameEqual(started, expected, rtol=1e-9, atol=1e-12)
     assert cold.exceptAll(expected).count() > 10
+
+
+def test_a_key_idle_longer_than_its_ttl_starts_over(spark, tmp_path):
+    """The state's TTL (processing time, a timer per key): a symbol without a tick for longer than
+    the TTL is removed when a later batch runs, so its next tick has no history (no return); with
+    a longer TTL the same ticks, arriving the same way, keep it (the check can fail)."""
+    import time
+
+    t0 = dt.datetime(2026, 3, 1)
+    tick = lambda i, sym: (f"{sym}-{i}", t0 + dt.timedelta(seconds=i), sym, 100.0 + i, 100.2 + i, 5, 7, t0, 0, i)
+    arrivals = [[tick(i, "AAA") for i in range(5)], [tick(10, "BBB")], [tick(20, "AAA")]]
+    folder = tmp_path / "ticks_ttl"
+    folder.mkdir()
+    short, long_ = (market_features_state(spark.readStream.schema(TICK).parquet(str(folder)), ttl) for ttl in (6, 86400))
+    for i, rows in enumerate(arrivals):
+        spark.createDataFrame(rows, TICK).coalesce(1).write.mode("overwrite").parquet(str(tmp_path / "staged"))
+        next((tmp_path / "staged").glob("*.parquet")).rename(folder / f"{i}.parquet")
+        got = {name: _run(df, tmp_path, name) for name, df in (("ttl_short", short), ("ttl_long", long_))}
+        if i == 0:
+            time.sleep(8)   # AAA idle for longer than the short TTL
+    last = {name: df.where("event_id = 'AAA-20'").select("ret_1").first()[0] for name, df in got.items()}
+    assert last["ttl_short"] is None
+    assert last["ttl_long"] == pytest.approx(math.log((120.1) / (104.1)))
 
 
 def test_risk_snapshots_give_the_decision_path_gold_risk_features(spark, cfg, tmp_path):

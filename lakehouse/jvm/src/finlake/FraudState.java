@@ -73,7 +73,7 @@ public final class FraudState {
         public Ue() {}
     }
 
-    public static final class State implements Serializable {
+    public static final class State extends KeyedState.Stamped {
         public HashMap<String, ArrayList<Tx>> cards = new HashMap<>();
         public ArrayList<Ue> user = new ArrayList<>();
         public long newest = Long.MIN_VALUE;

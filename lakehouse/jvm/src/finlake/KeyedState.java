@@ -1,7 +1,6 @@
 package finlake;
 
 import java.io.Serializable;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -14,6 +13,7 @@ import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.KeyValueGroupedDataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.functions;
+import org.apache.spark.sql.streaming.ExpiredTimerInfo;
 import org.apache.spark.sql.streaming.GroupState;
 import org.apache.spark.sql.streaming.GroupStateTimeout;
 import org.apache.spark.sql.streaming.OutputMode;
@@ -28,11 +28,11 @@ import scala.jdk.javaapi.CollectionConverters;
 /**
  * The wiring every per-key state of the decision paths shares: the state of a key is one value
  * (a {@link Logic}'s state object, Kryo-serialised) in Spark's state store, updated once per key
- * and batch, removed when the key has been idle for the TTL.
+ * and batch, removed when the key has been idle for the TTL (processing time).
  *
  * <p>{@link #transform} runs it as Spark's {@code transformWithState} (the JVM
- * {@code StatefulProcessor} Real-Time Mode accepts from Spark 4.3), with the state's TTL and an
- * optional initial state: a batch frame of past events in the input's columns, absorbed per key
+ * {@code StatefulProcessor} Real-Time Mode accepts from Spark 4.3), with a timer per key for the
+ * TTL and an optional initial state: a batch frame of past events in the input's columns, absorbed per key
  * in the query's first batch (a new checkpoint) before its own events, so a known key's first
  * decision counts its history. {@link #flatMap} runs the same logic as
  * {@code flatMapGroupsWithState} (kept for the benchmark that compares the two operators).
@@ -40,8 +40,13 @@ import scala.jdk.javaapi.CollectionConverters;
 public final class KeyedState {
     private KeyedState() {}
 
+    /** A key's state object: the logic's own fields and when the key was last updated (processing time). */
+    public static class Stamped implements Serializable {
+        public long touchedMs;
+    }
+
     /** What differs per use case: the state object, how a key's new rows update it and what they emit. */
-    public interface Logic<S> extends Serializable {
+    public interface Logic<S extends Stamped> extends Serializable {
         S empty();
 
         Class<S> stateClass();
@@ -53,15 +58,21 @@ public final class KeyedState {
         void absorb(S state, List<Row> rows);
     }
 
-    static <S> List<Row> drain(scala.collection.Iterator<Row> rows) {
+    static List<Row> drain(scala.collection.Iterator<Row> rows) {
         List<Row> out = new ArrayList<>();
         java.util.Iterator<Row> it = CollectionConverters.asJava(rows);
         while (it.hasNext()) out.add(it.next());
         return out;
     }
 
-    /** The {@code transformWithState} processor: one {@code ValueState} per key, with a TTL. */
-    static final class Processor<S> extends StatefulProcessorWithInitialState<String, Row, Row, Row> {
+    /**
+     * The {@code transformWithState} processor: one {@code ValueState} per key, removed once the key
+     * has been idle for {@code ttlMs} of processing time. The idle rule is one processing-time timer
+     * per key, registered when its state is created and, when it fires, cleared if the key was not
+     * updated since or moved to the last update plus the TTL. (The state's built-in TTL writes an
+     * index entry on every update: 8% of the state's throughput in bench/state_candidates.)
+     */
+    static final class Processor<S extends Stamped> extends StatefulProcessorWithInitialState<String, Row, Row, Row> {
         final Logic<S> logic;
         final long ttlMs;
         transient ValueState<S> state;
@@ -70,25 +81,44 @@ public final class KeyedState {
 
         @Override
         public void init(OutputMode outputMode, TimeMode timeMode) {
-            state = getHandle().getValueState("state", Encoders.kryo(logic.stateClass()), TTLConfig.apply(Duration.ofMillis(ttlMs)));
+            state = getHandle().getValueState("state", Encoders.kryo(logic.stateClass()), TTLConfig.NONE());
         }
 
-        S current() { return state.exists() ? state.get() : logic.empty(); }
+        void save(S st, boolean created, TimerValues timers) {
+            st.touchedMs = timers.getCurrentProcessingTimeInMs();
+            state.update(st);
+            if (created) getHandle().registerTimer(st.touchedMs + ttlMs);
+        }
 
         @Override
         public scala.collection.Iterator<Row> handleInputRows(String key, scala.collection.Iterator<Row> rows, TimerValues timers) {
-            S st = current();
+            S st = state.get();   // null when the key has none: one read of the store
+            boolean created = st == null;
+            if (created) st = logic.empty();
             List<Row> out = logic.step(st, drain(rows));
-            state.update(st);
+            save(st, created, timers);
             return CollectionConverters.asScala(out.iterator());
         }
 
         /** One row per key: the key and its past events (an array of rows in the input's columns). */
         @Override
         public void handleInitialState(String key, Row history, TimerValues timers) {
-            S st = current();
+            S st = state.get();
+            boolean created = st == null;
+            if (created) st = logic.empty();
             logic.absorb(st, history.getList(1));
-            state.update(st);
+            save(st, created, timers);
+        }
+
+        @Override
+        public scala.collection.Iterator<Row> handleExpiredTimer(String key, TimerValues timers, ExpiredTimerInfo info) {
+            S st = state.get();
+            if (st != null) {
+                long due = st.touchedMs + ttlMs;
+                if (due <= timers.getCurrentProcessingTimeInMs()) state.clear();
+                else getHandle().registerTimer(due);
+            }
+            return CollectionConverters.asScala(new ArrayList<Row>().iterator());
         }
     }
 
@@ -96,7 +126,7 @@ public final class KeyedState {
      * {@code transformWithState} over {@code events} grouped by column {@code key}; {@code initial}
      * (nullable): past events in the same columns, batch, absorbed in the first batch.
      */
-    public static <S> Dataset<Row> transform(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs,
+    public static <S extends Stamped> Dataset<Row> transform(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs,
                                              Dataset<Row> initial) {
         int k = events.schema().fieldIndex(key);
         KeyValueGroupedDataset<String, Row> grouped =
@@ -119,7 +149,7 @@ public final class KeyedState {
     }
 
     /** The same logic as {@code flatMapGroupsWithState} with a processing-time timeout of {@code ttlMs}. */
-    public static <S> Dataset<Row> flatMap(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs) {
+    public static <S extends Stamped> Dataset<Row> flatMap(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs) {
         int k = events.schema().fieldIndex(key);
         FlatMapGroupsWithStateFunction<String, Row, S, Row> fn = (String id, java.util.Iterator<Row> rows, GroupState<S> gs) -> {
             if (gs.hasTimedOut()) {

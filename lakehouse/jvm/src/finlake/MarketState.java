@@ -45,7 +45,7 @@ public final class MarketState {
         public Tick() {}
     }
 
-    public static final class State implements Serializable {
+    public static final class State extends KeyedState.Stamped {
         public ArrayList<Tick> ticks = new ArrayList<>();
         public HashSet<String> ids = new HashSet<>();
         public State() {}
