@@ -172,7 +172,9 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
     results, spark = [], None
     for rate in rates:
         prefix = f"bd{int(time.time())}_"
-        cfg = load_config(None, [f"kafka.topic_prefix={prefix}", f"decisions.trigger={trigger}",
+        # No initial state: each run's topics are new, but the warehouse's silver may hold events
+        # of an earlier run with the same seed, which a new checkpoint would count as already seen.
+        cfg = load_config(None, [f"kafka.topic_prefix={prefix}", f"decisions.trigger={trigger}", "decisions.initial_state=false",
                                  "security.pan_hmac_key_missing=generate", *conf])
         ensure_broker(cfg)
         ensure_topics(cfg)

@@ -211,6 +211,38 @@ def test_a_new_market_checkpoint_starts_from_history_as_if_it_had_run_through(sp
     assert cold.exceptAll(expected).count() > 10
 
 
+def test_state_history_reads_silver_by_name_within_what_the_state_keeps(spark, overrides, tmp_path):
+    """The initial state of a new checkpoint comes from the catalog's silver tables, in the live
+    frames' columns: fraud keeps each table's events within the longest lookback plus the
+    allowed lateness of its newest event; trading keeps each symbol's newest MarketState.KEEP
+    ticks. No silver table at all: no initial state."""
+    from lakehouse.catalog import Catalog
+    from lakehouse.config import load_config
+    from lakehouse.decision import state_history
+    from lakehouse.topology import stream_table
+
+    cfg = load_config("local", [*overrides, "pipeline.allowed_lateness_s=3600"], home=tmp_path / "home")
+    live = {"transactions": spark.createDataFrame([], TX), "user_events": spark.createDataFrame([], UE)}
+    assert state_history(spark, cfg, "fraud", live) is None
+    t0 = dt.datetime(2026, 3, 1)
+    tx = lambda i, days: (f"t{i}", t0 - dt.timedelta(days=days), "card", "c1", "m", "term", "FR", "5411", Decimal("10.00"),
+                          "pos", 48.0, 2.0, t0, 0, i)
+    rows = [tx(0, 31.5), tx(1, 30.01), tx(2, 29.99), tx(3, 1), tx(4, 0)]   # kept: within 30 d + 1 h of the newest
+    location = lambda stream: Catalog(cfg).spec(stream_table("silver", stream)).location
+    spark.createDataFrame(rows, TX).withColumn("silver_time", F.col("kafka_timestamp")).write.format("delta").save(location("transactions"))
+    history = state_history(spark, cfg, "fraud", live)
+    assert sorted(r.event_id for r in history["transactions"].collect()) == ["t1", "t2", "t3", "t4"]
+    assert history["transactions"].columns == live["transactions"].columns
+    assert history["user_events"].count() == 0 and history["user_events"].columns == live["user_events"].columns
+
+    keep = spark.sparkContext._jvm.finlake.MarketState.KEEP
+    ticks = [(f"{sym}-{i}", t0 + dt.timedelta(seconds=i), sym, 100.0, 100.1, 1, 1, t0, 0, i) for sym, n in (("AAA", keep + 10), ("BBB", 5))
+             for i in range(n)]
+    spark.createDataFrame(ticks, TICK).withColumn("silver_time", F.col("kafka_timestamp")).write.format("delta").save(location("market_ticks"))
+    got = state_history(spark, cfg, "trading", {"market_ticks": spark.createDataFrame([], TICK)})["market_ticks"]
+    assert sorted(r.event_id for r in got.collect()) == sorted([f"AAA-{i}" for i in range(10, keep + 10)] + [f"BBB-{i}" for i in range(5)])
+
+
 def test_a_key_idle_longer_than_its_ttl_starts_over(spark, tmp_path):
     """The state's TTL (processing time, a timer per key): a symbol without a tick for longer than
     the TTL is removed when a later batch runs, so its next tick has no history (no return); with
