@@ -121,7 +121,8 @@ def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[st
     streams over what the state keeps (fraud: the events within the longest lookback plus the
     allowed lateness of each stream's newest; trading: each symbol's newest ``MarketState.KEEP``
     ticks), so the first decision of a known key counts its past. A stream without a silver
-    table yet contributes nothing (an empty frame in ``live``'s columns); None when none has one.
+    table or rows yet contributes nothing (an empty frame in ``live``'s columns); None when no
+    stream has any.
     Events in Kafka that silver has not landed yet when the query starts are not counted."""
     from pyspark.sql import Window
 
@@ -134,7 +135,7 @@ def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[st
     found = False
     for stream, frame in live.items():
         table = read_delta_if_exists(spark, catalog.spec(stream_table("silver", stream)).location)
-        if table is None:
+        if table is None or table.isEmpty():
             frames[stream] = spark.createDataFrame([], frame.schema)
             continue
         found = True
@@ -437,9 +438,9 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, pan_key: bytes | No
 @contextmanager
 def decision_conf(spark: SparkSession, state_partitions: int, whole_stage_codegen: bool = True, pool: str = ""):
     """Session settings a decision query captures when it starts: its state partitions (fixed in
-    the checkpoint at the first start) and no empty batches. A processing-time timeout (the
-    state's TTL) would otherwise make Spark run a batch without data back to back forever; the
-    TTL is then applied in the batches that carry data. ``whole_stage_codegen`` false: Spark
+    the checkpoint at the first start) and no empty batches. The state's processing-time timers
+    (its TTL) would otherwise make Spark run batches without data; the TTL is then applied in
+    the batches that carry data. ``whole_stage_codegen`` false: Spark
     does not generate and look up the Java code of the whole parse plan in every batch.
     ``pool``: the fair-scheduler pool its jobs run in (the query's thread inherits this thread's
     local property when it starts)."""
