@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse import observe
-from lakehouse.config import Config
+from lakehouse.config import Config, ConfigError
 from lakehouse.quality import min_amount, rule_failures
 from lakehouse.silver import add_rule_failures, parse_bronze
 from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY
@@ -357,6 +357,10 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
+    checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
+    if _exists(spark, f"{checkpoint}/state/0/_metadata/metadata") and not _exists(spark, f"{checkpoint}/state/0/_metadata/v2"):
+        raise ConfigError(f"the decision checkpoint {checkpoint} holds flatMapGroupsWithState state from an earlier finlake; "
+                          "move it away (a new one starts from silver's history)")
     register_functions(spark)
     key = pan_hmac_key(cfg)
     limit = int(cfg["decisions.max_offsets_per_trigger"]) or None
@@ -366,7 +370,6 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
         warm_up(spark, cfg, use_case, key, run.columns)
     frames = {s: read_kafka(spark, cfg, topic_name(cfg, s), start[s], limit).transform(valid_events(s, cfg, key))
               for s in path.streams}
-    checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
 
     def start_query(history, **trigger_kw):
         decided = decision_metrics(decide(state_features(frames, cfg, use_case, history), cfg, use_case, run.columns), use_case)
@@ -395,12 +398,16 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     return query, run
 
 
+def _exists(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` exists, on any Hadoop file system."""
+    jpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return bool(jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(jpath))
+
+
 def _has_committed(spark: SparkSession, checkpoint: str) -> bool:
-    """Whether a query's checkpoint has committed its first batch (any Hadoop file system): until
-    then Spark runs the first batch again, with the initial state."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/commits/0")
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+    """Whether a query's checkpoint has committed its first batch: until then Spark runs the
+    first batch again, with the initial state."""
+    return _exists(spark, f"{checkpoint.rstrip('/')}/commits/0")
 
 
 def warm_up(spark: SparkSession, cfg: Config, use_case: str, pan_key: bytes | None, columns: tuple[str, ...]) -> int:

@@ -243,6 +243,20 @@ def test_state_history_reads_silver_by_name_within_what_the_state_keeps(spark, o
     assert sorted(r.event_id for r in got.collect()) == sorted([f"AAA-{i}" for i in range(10, keep + 10)] + [f"BBB-{i}" for i in range(5)])
 
 
+def test_a_decision_checkpoint_of_the_old_state_operator_is_refused_in_one_line(spark, cfg, tmp_path):
+    """A checkpoint whose state flatMapGroupsWithState wrote (finlake before transformWithState)
+    cannot be read by the new operator: the start fails with a ConfigError naming it (one line,
+    exit 2 in a job) before anything runs."""
+    from lakehouse.config import ConfigError
+    from lakehouse.decision import start_decisions
+
+    old = tmp_path / "old_checkpoint"
+    (old / "state" / "0" / "_metadata").mkdir(parents=True)
+    (old / "state" / "0" / "_metadata" / "metadata").write_text("{}")
+    with pytest.raises(ConfigError, match="flatMapGroupsWithState state from an earlier finlake"):
+        start_decisions(spark, cfg, "fraud", checkpoint=str(old))
+
+
 def test_a_key_idle_longer_than_its_ttl_starts_over(spark, tmp_path):
     """The state's TTL (processing time, a timer per key): a symbol without a tick for longer than
     the TTL is removed when a later batch runs, so its next tick has no history (no return); with
