@@ -110,13 +110,8 @@ public final class FraudState {
     }
 
     static Fn logic(StructType in, long latenessMs) {
-        StructType out = outputSchema(in);
-        int[] idx = new int[INPUT.length];
-        for (int i = 0; i < INPUT.length; i++) idx[i] = in.fieldIndex(INPUT[i]);
-        int nPass = out.size() - FEATURES.length;
-        int[] pass = new int[nPass];
-        for (int i = 0; i < nPass; i++) pass[i] = in.fieldIndex(out.fields()[i].name());
-        return new Fn(idx, pass, latenessMs);
+        int[][] cols = KeyedState.columns(in, outputSchema(in), INPUT, FEATURES.length);
+        return new Fn(cols[0], cols[1], latenessMs);
     }
 
     static final class Fn implements KeyedState.Logic<State> {

@@ -58,6 +58,15 @@ public final class KeyedState {
         void absorb(S state, List<Row> rows);
     }
 
+    /** Where a logic's INPUT columns are in {@code in}, and the input columns {@code out} passes through first. */
+    public static int[][] columns(StructType in, StructType out, String[] input, int features) {
+        int[] idx = new int[input.length];
+        for (int i = 0; i < input.length; i++) idx[i] = in.fieldIndex(input[i]);
+        int[] pass = new int[out.size() - features];
+        for (int i = 0; i < pass.length; i++) pass[i] = in.fieldIndex(out.fields()[i].name());
+        return new int[][] {idx, pass};
+    }
+
     static List<Row> drain(scala.collection.Iterator<Row> rows) {
         List<Row> out = new ArrayList<>();
         java.util.Iterator<Row> it = CollectionConverters.asJava(rows);

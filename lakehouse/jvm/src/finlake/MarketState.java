@@ -77,13 +77,8 @@ public final class MarketState {
     }
 
     static Fn logic(StructType in) {
-        StructType out = outputSchema(in);
-        int[] idx = new int[INPUT.length];
-        for (int i = 0; i < INPUT.length; i++) idx[i] = in.fieldIndex(INPUT[i]);
-        int nPass = out.size() - FEATURES.length;
-        int[] pass = new int[nPass];
-        for (int i = 0; i < nPass; i++) pass[i] = in.fieldIndex(out.fields()[i].name());
-        return new Fn(idx, pass);
+        int[][] cols = KeyedState.columns(in, outputSchema(in), INPUT, FEATURES.length);
+        return new Fn(cols[0], cols[1]);
     }
 
     static final class Fn implements KeyedState.Logic<State> {
