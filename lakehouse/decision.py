@@ -135,15 +135,15 @@ def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[st
     found = False
     for stream, frame in live.items():
         table = read_delta_if_exists(spark, catalog.spec(stream_table("silver", stream)).location)
-        if table is None or table.isEmpty():
+        newest = None if table is None else table.agg(F.max("event_time")).first()[0]   # None: no rows
+        if newest is None:
             frames[stream] = spark.createDataFrame([], frame.schema)
             continue
         found = True
         table = table.select(*frame.columns)
         if use_case == "fraud":
-            newest = table.agg(F.max("event_time")).first()[0]
             keep = dt.timedelta(milliseconds=int(jvm.FraudState.HOME_LOOKBACK)) + dt.timedelta(seconds=float(cfg["pipeline.allowed_lateness_s"]))
-            frames[stream] = table if newest is None else table.where(F.col("event_time") >= F.lit(newest - keep))
+            frames[stream] = table.where(F.col("event_time") >= F.lit(newest - keep))
         else:
             order = Window.partitionBy("symbol").orderBy(F.col("event_time").desc(), F.col("event_id").desc())
             frames[stream] = table.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= int(jvm.MarketState.KEEP)).drop("_n")

@@ -56,6 +56,19 @@ def _events(seed: int = 5, n_tx: int = 700, rate: float = 0.5):
     return tx, ue
 
 
+def _ticks(n: int = 1000):
+    """Generated ticks of a few symbols."""
+    cfg = GeneratorConfig(seed=9, start="2026-03-01T00:00:00Z", rate=50.0, streams=("market_ticks",))
+    ticks = []
+    for e in generate(cfg):
+        if e.topic == "market_ticks":
+            v = e.event
+            ticks.append((v["event_id"], _t(v["event_time"]), v["symbol"], float(v["bid"]), float(v["ask"]), int(v["bid_size"]),
+                          int(v["ask_size"])))
+        if len(ticks) >= n:
+            return ticks
+
+
 def _arrivals(rows, rng, batches=BATCHES):
     """Split time-ordered rows into arrival batches; some rows arrive one or two batches late
     (after later events were decided) and some arrive twice. Each copy gets a Kafka position."""
@@ -190,15 +203,7 @@ def test_a_new_fraud_checkpoint_starts_from_history_as_if_it_had_run_through(spa
 
 def test_a_new_market_checkpoint_starts_from_history_as_if_it_had_run_through(spark, tmp_path):
     rng, k = random.Random(4), 2
-    cfg = GeneratorConfig(seed=9, start="2026-03-01T00:00:00Z", rate=50.0, streams=("market_ticks",))
-    ticks = []
-    for e in generate(cfg):
-        if e.topic == "market_ticks":
-            v = e.event
-            ticks.append((v["event_id"], _t(v["event_time"]), v["symbol"], float(v["bid"]), float(v["ask"]), int(v["bid_size"]),
-                          int(v["ask_size"])))
-        if len(ticks) >= 1000:
-            break
+    ticks = _ticks()
     batches = _arrivals(ticks, rng)
     through = _run(market_features_state(_stream(spark, tmp_path, "ticks", TICK, batches), 86400), tmp_path, "through_market")
     history = spark.createDataFrame([r for b in _first_copies(batches)[:k] for r in b], TICK)
@@ -378,15 +383,7 @@ def test_streamed_gold_card_features_equal_gold_over_all_of_silver(spark, cfg, t
 
 def test_market_state_equals_gold_over_arrived_ticks(spark, tmp_path):
     rng = random.Random(4)
-    cfg = GeneratorConfig(seed=9, start="2026-03-01T00:00:00Z", rate=50.0, streams=("market_ticks",))
-    ticks = []
-    for e in generate(cfg):
-        if e.topic == "market_ticks":
-            v = e.event
-            ticks.append((v["event_id"], _t(v["event_time"]), v["symbol"], float(v["bid"]), float(v["ask"]), int(v["bid_size"]),
-                          int(v["ask_size"])))
-        if len(ticks) >= 1000:
-            break
+    ticks = _ticks()
     batches = _arrivals(ticks, rng)
     got = _run(market_features_state(_stream(spark, tmp_path, "ticks", TICK, batches), 86400), tmp_path, "parity_market")
     keep = ["event_id", "event_time", "symbol"]

@@ -129,14 +129,9 @@ public final class FraudState {
         @Override
         public Class<State> stateClass() { return State.class; }
 
-        @Override
-        public List<Row> step(State st, List<Row> rows) { return add(st, rows, true); }
-
-        @Override
-        public void absorb(State st, List<Row> rows) { add(st, rows, false); }
-
         /** Adds the rows' new events to the state; emits each new transaction's features when {@code emit}. */
-        List<Row> add(State st, List<Row> rows, boolean emit) {
+        @Override
+        public List<Row> add(State st, List<Row> rows, boolean emit) {
             HashSet<String> seen = new HashSet<>();
             for (ArrayList<Tx> l : st.cards.values()) for (Tx t : l) seen.add(t.id);
             for (Ue u : st.user) seen.add(u.id);

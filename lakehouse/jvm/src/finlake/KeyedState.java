@@ -51,11 +51,11 @@ public final class KeyedState {
 
         Class<S> stateClass();
 
-        /** New rows of one key in a batch: update the state, return one output row per new event. */
-        List<Row> step(S state, List<Row> rows);
-
-        /** Past rows of one key (the initial state): update the state, emit nothing. */
-        void absorb(S state, List<Row> rows);
+        /**
+         * Rows of one key: update the state and, with {@code emit} (a batch's new rows), return one
+         * output row per new event; without (past rows, the initial state), return nothing.
+         */
+        List<Row> add(S state, List<Row> rows, boolean emit);
     }
 
     /** Where a logic's INPUT columns are in {@code in}, and the input columns {@code out} passes through first. */
@@ -104,7 +104,7 @@ public final class KeyedState {
             S st = state.get();   // null when the key has none: one read of the store
             boolean created = st == null;
             if (created) st = logic.empty();
-            List<Row> out = logic.step(st, drain(rows));
+            List<Row> out = logic.add(st, drain(rows), true);
             save(st, created, timers);
             return CollectionConverters.asScala(out.iterator());
         }
@@ -115,7 +115,7 @@ public final class KeyedState {
             S st = state.get();
             boolean created = st == null;
             if (created) st = logic.empty();
-            logic.absorb(st, history.getList(1));
+            logic.add(st, history.getList(1), false);
             save(st, created, timers);
         }
 
@@ -168,7 +168,7 @@ public final class KeyedState {
             S st = gs.exists() ? gs.get() : logic.empty();
             List<Row> batch = new ArrayList<>();
             rows.forEachRemaining(batch::add);
-            List<Row> emitted = logic.step(st, batch);
+            List<Row> emitted = logic.add(st, batch, true);
             gs.update(st);
             gs.setTimeoutDuration(ttlMs);
             return emitted.iterator();

@@ -93,12 +93,7 @@ public final class MarketState {
         public Class<State> stateClass() { return State.class; }
 
         @Override
-        public List<Row> step(State st, List<Row> rows) { return add(st, rows, true); }
-
-        @Override
-        public void absorb(State st, List<Row> rows) { add(st, rows, false); }
-
-        List<Row> add(State st, List<Row> rows, boolean emit) {
+        public List<Row> add(State st, List<Row> rows, boolean emit) {
             List<Row> batch = new ArrayList<>(rows);
             batch.sort(Comparator.comparingLong((Row r) -> r.getLong(c[1])).thenComparingInt(r -> r.getInt(c[2]))
                        .thenComparingLong(r -> r.getLong(c[3])));
