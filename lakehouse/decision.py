@@ -358,9 +358,7 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
 
     path = DECISION_PATHS[use_case]
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
-    if _exists(spark, f"{checkpoint}/state/0/_metadata/metadata") and not _exists(spark, f"{checkpoint}/state/0/_metadata/v2"):
-        raise ConfigError(f"the decision checkpoint {checkpoint} holds flatMapGroupsWithState state from an earlier finlake; "
-                          "move it away (a new one starts from silver's history)")
+    _check_state_format(spark, checkpoint)
     register_functions(spark)
     key = pan_hmac_key(cfg)
     limit = int(cfg["decisions.max_offsets_per_trigger"]) or None
@@ -398,10 +396,45 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     return query, run
 
 
+# The per-key state a decision checkpoint holds: Spark's operator and how finlake writes a key's
+# state object. A checkpoint records it in STATE_FORMAT_FILE when it is new; one written in
+# another format (or before the file existed) cannot be read and is refused in one line.
+STATE_FORMAT = "transformWithState, field-by-field state objects (2026-12-06)"
+STATE_FORMAT_FILE = "finlake_state_format"
+
+
+def _fs(spark: SparkSession, path: str):
+    jpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), jpath
+
+
 def _exists(spark: SparkSession, path: str) -> bool:
     """Whether ``path`` exists, on any Hadoop file system."""
-    jpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
-    return bool(jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(jpath))
+    fs, jpath = _fs(spark, path)
+    return bool(fs.exists(jpath))
+
+
+def _check_state_format(spark: SparkSession, checkpoint: str) -> None:
+    """Refuse a decision checkpoint whose state another finlake wrote (ConfigError, one line);
+    record this finlake's format in a checkpoint without state yet."""
+    fs, marker = _fs(spark, f"{checkpoint.rstrip('/')}/{STATE_FORMAT_FILE}")
+    found = None
+    if fs.exists(marker):
+        stream = fs.open(marker)
+        try:
+            found = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8").strip()
+        finally:
+            stream.close()
+    if found == STATE_FORMAT:
+        return
+    if _exists(spark, f"{checkpoint.rstrip('/')}/state"):
+        raise ConfigError(f"the decision checkpoint {checkpoint} holds per-key state an earlier finlake wrote "
+                          f"({found or 'before ' + STATE_FORMAT_FILE}); move it away (a new one starts from silver's history)")
+    out = fs.create(marker, True)
+    try:
+        out.write(bytearray(STATE_FORMAT.encode()))
+    finally:
+        out.close()
 
 
 def _has_committed(spark: SparkSession, checkpoint: str) -> bool:

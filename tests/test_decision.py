@@ -248,18 +248,27 @@ def test_state_history_reads_silver_by_name_within_what_the_state_keeps(spark, o
     assert sorted(r.event_id for r in got.collect()) == sorted([f"AAA-{i}" for i in range(10, keep + 10)] + [f"BBB-{i}" for i in range(5)])
 
 
-def test_a_decision_checkpoint_of_the_old_state_operator_is_refused_in_one_line(spark, cfg, tmp_path):
-    """A checkpoint whose state flatMapGroupsWithState wrote (finlake before transformWithState)
-    cannot be read by the new operator: the start fails with a ConfigError naming it (one line,
-    exit 2 in a job) before anything runs."""
+def test_a_decision_checkpoint_of_an_earlier_state_format_is_refused_in_one_line(spark, cfg, tmp_path):
+    """A checkpoint whose state an earlier finlake wrote (flatMapGroupsWithState, or state objects
+    in Kryo's generic format; no format file, or another format in it) cannot be read by this
+    one: the start fails with a ConfigError naming it (one line, exit 2 in a job) before
+    anything runs. A checkpoint without state yet gets this finlake's format."""
     from lakehouse.config import ConfigError
-    from lakehouse.decision import start_decisions
+    from lakehouse.decision import STATE_FORMAT, STATE_FORMAT_FILE, _check_state_format, start_decisions
 
     old = tmp_path / "old_checkpoint"
     (old / "state" / "0" / "_metadata").mkdir(parents=True)
     (old / "state" / "0" / "_metadata" / "metadata").write_text("{}")
-    with pytest.raises(ConfigError, match="flatMapGroupsWithState state from an earlier finlake"):
+    with pytest.raises(ConfigError, match=f"per-key state an earlier finlake wrote \\(before {STATE_FORMAT_FILE}\\)"):
         start_decisions(spark, cfg, "fraud", checkpoint=str(old))
+    (old / STATE_FORMAT_FILE).write_text("transformWithState, Kryo state objects")
+    with pytest.raises(ConfigError, match="earlier finlake wrote \\(transformWithState, Kryo state objects\\)"):
+        start_decisions(spark, cfg, "fraud", checkpoint=str(old))
+    new = tmp_path / "new_checkpoint"
+    _check_state_format(spark, str(new))
+    assert (new / STATE_FORMAT_FILE).read_text() == STATE_FORMAT
+    (new / "state").mkdir()
+    _check_state_format(spark, str(new))   # its own format: accepted
 
 
 def test_a_key_idle_longer_than_its_ttl_starts_over(spark, tmp_path):

@@ -5,7 +5,6 @@ import java.util.ArrayList;
 import java.util.List;
 
 import org.apache.spark.api.java.function.FlatMapGroupsWithStateFunction;
-import org.apache.spark.api.java.function.MapFunction;
 import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoder;
@@ -132,14 +131,20 @@ public final class KeyedState {
     }
 
     /**
+     * Rows grouped by the string column {@code key}, read as a column: {@code groupByKey} with a key
+     * function would deserialise every row to an object and generate a row joiner per task.
+     */
+    static KeyValueGroupedDataset<String, Row> byKey(Dataset<Row> rows, String key) {
+        return rows.groupBy(functions.col(key)).as(Encoders.STRING(), Encoders.row(rows.schema()));
+    }
+
+    /**
      * {@code transformWithState} over {@code events} grouped by column {@code key}; {@code initial}
      * (nullable): past events in the same columns, batch, absorbed in the first batch.
      */
     public static <S extends Stamped> Dataset<Row> transform(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs,
                                              Dataset<Row> initial) {
-        int k = events.schema().fieldIndex(key);
-        KeyValueGroupedDataset<String, Row> grouped =
-            events.groupByKey((MapFunction<Row, String>) r -> r.getString(k), Encoders.STRING());
+        KeyValueGroupedDataset<String, Row> grouped = byKey(events, key);
         Processor<S> processor = new Processor<>(logic, ttlMs);
         Encoder<Row> output = Encoders.row(out);
         if (initial == null) {
@@ -150,16 +155,12 @@ public final class KeyedState {
         // The same columns in the same order as the stream's rows, so the logic reads both alike.
         Dataset<Row> perKey = initial.select(cols).groupBy(functions.col(key))
             .agg(functions.collect_list(functions.struct(cols)).as("events"));
-        StructType perKeySchema = perKey.schema();
-        KeyValueGroupedDataset<String, Row> initialGrouped =
-            perKey.groupByKey((MapFunction<Row, String>) r -> r.getString(0), Encoders.STRING());
-        return grouped.transformWithState(processor, TimeMode.ProcessingTime(), OutputMode.Append(), initialGrouped, output,
-                                          Encoders.row(perKeySchema));
+        return grouped.transformWithState(processor, TimeMode.ProcessingTime(), OutputMode.Append(), byKey(perKey, key), output,
+                                          Encoders.row(perKey.schema()));
     }
 
     /** The same logic as {@code flatMapGroupsWithState} with a processing-time timeout of {@code ttlMs}. */
     public static <S extends Stamped> Dataset<Row> flatMap(Dataset<Row> events, String key, Logic<S> logic, StructType out, long ttlMs) {
-        int k = events.schema().fieldIndex(key);
         FlatMapGroupsWithStateFunction<String, Row, S, Row> fn = (String id, java.util.Iterator<Row> rows, GroupState<S> gs) -> {
             if (gs.hasTimedOut()) {
                 gs.remove();
@@ -173,8 +174,7 @@ public final class KeyedState {
             gs.setTimeoutDuration(ttlMs);
             return emitted.iterator();
         };
-        return events.groupByKey((MapFunction<Row, String>) r -> r.getString(k), Encoders.STRING())
-            .flatMapGroupsWithState(fn, OutputMode.Append(), Encoders.kryo(logic.stateClass()), Encoders.row(out),
+        return byKey(events, key).flatMapGroupsWithState(fn, OutputMode.Append(), Encoders.kryo(logic.stateClass()), Encoders.row(out),
                                     GroupStateTimeout.ProcessingTimeTimeout());
     }
 }

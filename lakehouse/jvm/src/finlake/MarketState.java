@@ -7,6 +7,10 @@ import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
 
+import com.esotericsoftware.kryo.Kryo;
+import com.esotericsoftware.kryo.KryoSerializable;
+import com.esotericsoftware.kryo.io.Input;
+import com.esotericsoftware.kryo.io.Output;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -45,10 +49,43 @@ public final class MarketState {
         public Tick() {}
     }
 
-    public static final class State extends KeyedState.Stamped {
+    /** A symbol's state, written field by field (see {@code FraudState.State}). */
+    public static final class State extends KeyedState.Stamped implements KryoSerializable {
         public ArrayList<Tick> ticks = new ArrayList<>();
         public HashSet<String> ids = new HashSet<>();
         public State() {}
+
+        @Override
+        public void write(Kryo kryo, Output out) {
+            out.writeLong(touchedMs);
+            out.writeInt(ticks.size(), true);
+            for (Tick t : ticks) {
+                out.writeLong(t.ts);
+                out.writeString(t.id);
+                out.writeDouble(t.mid);
+                out.writeDouble(t.imbalance);
+            }
+            out.writeInt(ids.size(), true);
+            for (String id : ids) out.writeString(id);
+        }
+
+        @Override
+        public void read(Kryo kryo, Input in) {
+            touchedMs = in.readLong();
+            int n = in.readInt(true);
+            ticks = new ArrayList<>(n + 4);
+            for (int i = 0; i < n; i++) {
+                Tick t = new Tick();
+                t.ts = in.readLong();
+                t.id = in.readString();
+                t.mid = in.readDouble();
+                t.imbalance = in.readDouble();
+                ticks.add(t);
+            }
+            int m = in.readInt(true);
+            ids = new HashSet<>(Math.max(16, m * 2));
+            for (int i = 0; i < m; i++) ids.add(in.readString());
+        }
     }
 
     static final Comparator<Tick> ORDER = (a, b) -> a.ts != b.ts ? Long.compare(a.ts, b.ts) : a.id.compareTo(b.id);
