@@ -165,7 +165,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
 
     from lakehouse.session import build_session
     from lakehouse.config import load_config
-    from lakehouse.decision import start_decisions
+    from serving.decision import start_decisions
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import ensure_topics, topic_name
 

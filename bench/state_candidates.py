@@ -191,7 +191,7 @@ def _messages(transactions: int, seed: int):
 def _events(spark, cfg, key, limit: int | None):
     """Parsed, valid transactions and user events (the decision path's parse and rules), as the
     state functions' input."""
-    from lakehouse.decision import valid_events
+    from serving.decision import valid_events
     from lakehouse.kafka.clients import topic_name
     from lakehouse.streaming import read_kafka
 
@@ -204,7 +204,7 @@ def candidate(spark, cfg, key, which: str, limit: int | None):
     """The streaming frame of one candidate: event id, customer, card and the features."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    from lakehouse.decision import fraud_features, fraud_state_input, jvm_features
+    from serving.decision import fraud_features, fraud_state_input, jvm_features
 
     lateness = float(cfg["pipeline.allowed_lateness_s"])
     tx, ue = _events(spark, cfg, key, limit)
@@ -225,7 +225,7 @@ def candidate(spark, cfg, key, which: str, limit: int | None):
 
 
 def run_query(spark, cfg, key, which: str, limit: int | None, checkpoint: str, sink: str):
-    from lakehouse.decision import decision_conf
+    from serving.decision import decision_conf
 
     df = candidate(spark, cfg, key, which, limit)
     w = df.writeStream.queryName(sink if sink != "noop" else f"bench_{which}").option("checkpointLocation", checkpoint)
@@ -242,7 +242,7 @@ def run_query(spark, cfg, key, which: str, limit: int | None, checkpoint: str, s
 
 
 def parity(spark, cfg, key, base: Path) -> dict:
-    from lakehouse.decision import jvm_features
+    from serving.decision import jvm_features
 
     feats = jvm_features(spark, "FraudState")
     # Small batches, so that state carries over between them.

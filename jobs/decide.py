@@ -30,7 +30,7 @@ def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigg
     queries); returns [(restart function, query)] and the ``DecisionRun`` of each use case.
     ``land_from``: where new explanation and landing checkpoints start (default earliest:
     every decision on the topics; or ``end_offsets`` of the decision and alert topics)."""
-    from lakehouse.decision import start_decisions, start_explaining, start_landing
+    from serving.decision import start_decisions, start_explaining, start_landing
     from lakehouse.kafka.clients import ensure_topics
     from lakehouse.topology import DECISION_PATHS
 

@@ -12,13 +12,22 @@ import argparse
 import os
 import shutil
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 from lakehouse.config import PROJECT_ROOT, Config, ConfigError, load_config
 from lakehouse.session import spark_properties, submit_args
 
-PACKAGES = ("lakehouse", "ml", "stats", "jobs")
+
+
+def _packages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
+    """Our top-level packages, as pyproject.toml declares them for the install (one list)."""
+    include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    return tuple(p.rstrip("*") for p in include)
+
+
+PACKAGES = _packages()
 
 
 def build_zip(dest: Path, root: Path = PROJECT_ROOT) -> Path:

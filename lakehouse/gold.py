@@ -16,7 +16,7 @@ HOME_LOOKBACK_MS = 30 * 86_400_000
 # Merchant and terminal risk are features *as of the start of the row's hour*: the fraud share
 # among the entity's transactions of the last 1/7/30 days, counting only frauds whose label was
 # given before that hour began. Serving reads one snapshot per (entity, hour) computed by the same
-# transform (lakehouse.decision.RiskSnapshots).
+# transform (lakehouse.risk: ServedRisk serves them to the decision plans).
 RISK_SNAPSHOT_MS = 3_600_000
 RISK_ENTITIES = {"merchant": "merchant_id", "terminal": "terminal_id"}
 RISKY_USER_EVENTS = ("password_reset", "device_change", "payee_add")

@@ -38,7 +38,7 @@ def _wait_landed(spark, location, proc, n, timeout_s=420):
 
 def _expected_scores(spark, cfg, valid_ids):
     """One clean batch pass of the decision path's own functions over every event on the topics."""
-    from lakehouse.decision import fraud_features, valid_events
+    from serving.decision import fraud_features, valid_events
     from lakehouse.kafka.clients import spark_kafka_options, topic_name
     from lakehouse.risk import RiskSnapshots
     from lakehouse.security import pan_hmac_key

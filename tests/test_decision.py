@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.decision import fraud_features, jvm_features, market_features_state
+from serving.decision import fraud_features, jvm_features, market_features_state
 from lakehouse.generators.cards import SCENARIOS
 from lakehouse.generators.streams import GeneratorConfig, generate
 from lakehouse.gold import CARD_STATE_FEATURES, MARKET_FEATURES, RISK_FEATURE_GROUPS, card_features, market_features
@@ -133,7 +133,7 @@ def _stream(spark, tmp_path, name, schema, batches):
 
 def _run(df, tmp_path, name):
     """Run a streaming frame batch by batch over the files; its output rows as a DataFrame."""
-    from lakehouse.decision import decision_conf
+    from serving.decision import decision_conf
 
     out = str(tmp_path / f"{name}_out")
     with decision_conf(df.sparkSession, 2):
@@ -223,7 +223,7 @@ def test_state_history_reads_silver_by_name_within_what_the_state_keeps(spark, o
     ticks. No silver table at all: no initial state."""
     from lakehouse.catalog import Catalog
     from lakehouse.config import load_config
-    from lakehouse.decision import state_history
+    from serving.decision import state_history
     from lakehouse.topology import stream_table
 
     cfg = load_config("local", [*overrides, "pipeline.allowed_lateness_s=3600"], home=tmp_path / "home")
@@ -254,7 +254,7 @@ def test_a_decision_checkpoint_of_an_earlier_state_format_is_refused_in_one_line
     one: the start fails with a ConfigError naming it (one line, exit 2 in a job) before
     anything runs. A checkpoint without state yet gets this finlake's format."""
     from lakehouse.config import ConfigError
-    from lakehouse.decision import STATE_FORMAT, STATE_FORMAT_FILE, _check_state_format, start_decisions
+    from serving.decision import STATE_FORMAT, STATE_FORMAT_FILE, _check_state_format, start_decisions
 
     old = tmp_path / "old_checkpoint"
     (old / "state" / "0" / "_metadata").mkdir(parents=True)
@@ -414,7 +414,7 @@ def test_valid_events_parse_each_record_once_and_keep_exactly_the_valid_ones(spa
     70 rows/s). And it keeps exactly the rows with no reason."""
     import json
 
-    from lakehouse.decision import valid_events
+    from serving.decision import valid_events
 
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     good = {"event_id": "tx-1", "event_time": now.isoformat() + "Z", "card_pan": "4111111111111111", "customer_id": "c-1",
@@ -538,14 +538,14 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
 
     # The warm-up's events are valid (the parse, the state, the gate and the scorer all ran
     # over them), whatever the machine's local time zone.
-    from lakehouse.decision import scored_columns, warm_up
+    from serving.decision import scored_columns, warm_up
     from lakehouse.security import pan_hmac_key
 
     assert warm_up(spark, cfg, "fraud", pan_hmac_key(cfg), scored_columns(spark, "fraud")) == 20
 
     # A new landing checkpoint started at the topic's end (the demo on a reused broker) lands
     # only what arrives after it: five re-sent decisions, not the 90 already on the topic.
-    from lakehouse.decision import start_landing
+    from serving.decision import start_landing
     from lakehouse.kafka.clients import end_offsets
 
     again = moved(cfg, tmp_path / "again", ["gold.fraud_scores", "quarantine.scoring", "ops.stream_metrics"])

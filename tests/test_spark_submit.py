@@ -99,3 +99,21 @@ def test_submit_on_standalone_cluster(job_env, standalone_cluster, tmp_path):
         "master": standalone_cluster, "rows_v0": 300, "rows_latest": 310, "sum_id_v0": sum(range(300)),
         "tag_of_1": EXPECTED_TAG_OF_1, "executor_lakehouse_origins": ["./finlake.zip/lakehouse/__init__.py"],
     }
+
+
+def test_the_submitted_zip_holds_every_installed_package(tmp_path):
+    """--py-files ships what pyproject.toml installs: every top-level package, the decision
+    plans' `serving` included, sources and YAML only."""
+    import zipfile
+
+    from jobs.submit import PACKAGES, build_zip
+    from lakehouse.config import PROJECT_ROOT
+
+    assert PACKAGES == ("lakehouse", "ml", "serving", "stats", "jobs")
+    names = zipfile.ZipFile(build_zip(tmp_path / "finlake.zip")).namelist()
+    assert {n.split("/")[0] for n in names} == set(PACKAGES)
+    assert "serving/decision.py" in names and "lakehouse/schemas/tables.py" in names
+    assert not [n for n in names if not n.endswith((".py", ".yaml"))]
+    expected = {str(p.relative_to(PROJECT_ROOT)) for pkg in PACKAGES for p in (PROJECT_ROOT / pkg).rglob("*")
+                if p.is_file() and p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts}
+    assert set(names) == expected

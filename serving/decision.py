@@ -28,15 +28,28 @@ import threading
 import time
 from contextlib import contextmanager
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse import observe
+from lakehouse.bronze import kafka_to_bronze, tokenize_pan
+from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.config import Config, ConfigError
+from lakehouse.generators.streams import GeneratorConfig, generate
+from lakehouse.gold import RISK_FEATURE_GROUPS
+from lakehouse.jvm import register_functions
+from lakehouse.kafka.clients import spark_kafka_options, topic_name
+from lakehouse.pipeline import app_id, idempotent_append
 from lakehouse.quality import min_amount, rule_failures
+from lakehouse.risk import ServedRisk
+from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
+from lakehouse.security import pan_hmac_key
 from lakehouse.silver import add_rule_failures, parse_bronze
-from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY
+from lakehouse.streaming import KAFKA_SOURCE_DDL, read_kafka
+from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY, stream_table
+from ml import registry
+from ml.datasets import USE_CASES
+from ml.scoring import ServedChampion, jvm_score, load_version, register_jvm_scorer, top_contributions
 
 
 def _ms(col: str) -> Column:
@@ -124,10 +137,7 @@ def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[st
     table or rows yet contributes nothing (an empty frame in ``live``'s columns); None when no
     stream has any.
     Events in Kafka that silver has not landed yet when the query starts are not counted."""
-    from pyspark.sql import Window
 
-    from lakehouse.catalog import Catalog, read_delta_if_exists
-    from lakehouse.topology import stream_table
 
     catalog = Catalog(cfg)
     jvm = spark.sparkContext._jvm.finlake
@@ -167,7 +177,6 @@ def decision_schema(use_case: str) -> str:
                 "top_features array<struct<feature:string,contribution:double>>, reasons array<string>, "
                 "model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp, "
                 "decision_kafka_timestamp timestamp")
-    from ml.datasets import USE_CASES
 
     probs = ", ".join(f"p_{c} double" for c in USE_CASES[use_case].classes)
     return (f"event_id string, event_time timestamp, symbol string, {probs}, signal string, decision string, "
@@ -202,7 +211,6 @@ def state_features(frames: dict[str, DataFrame], cfg: Config, use_case: str, his
 def scored_columns(spark: SparkSession, use_case: str) -> tuple[str, ...]:
     """The feature columns a decision plan hands its scorer (each served version picks its own
     by name): the state's features, and for fraud the merchant and terminal risk."""
-    from lakehouse.gold import RISK_FEATURE_GROUPS
 
     if use_case == "fraud":
         return (*jvm_features(spark, "FraudState"), *[f for g in RISK_FEATURE_GROUPS.values() for f in g])
@@ -215,12 +223,9 @@ def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, 
     expectation suite: a row with reasons is ``refused``), the served champion's score, threshold
     and decision (``finlake.Scorer``). A fraud alert also carries its feature values
     (``features``: what ``explain`` needs)."""
-    from ml.datasets import USE_CASES
-    from ml.scoring import jvm_score
 
     uc = USE_CASES[use_case]
     if use_case == "fraud":
-        from lakehouse.risk import ServedRisk
 
         features = features.withColumns(ServedRisk.columns(RISK_FUNCTION))
     reasons = rule_failures(TOPOLOGY[use_case].gate, min_amount(cfg))
@@ -269,8 +274,6 @@ class DecisionRun:
     tallies the plan's observed counts per batch into ``history``."""
 
     def __init__(self, spark: SparkSession, cfg: Config, use_case: str):
-        from ml.datasets import USE_CASES
-        from ml.scoring import ServedChampion, register_jvm_scorer
 
         self.spark, self.cfg, self.use_case = spark, cfg, use_case
         self.columns = scored_columns(spark, use_case)
@@ -283,7 +286,6 @@ class DecisionRun:
         spark.sparkContext._jvm.finlake.Now.register(spark._jsparkSession, NOW_FUNCTION)
         self.risk = None
         if use_case == "fraud":
-            from lakehouse.risk import ServedRisk
 
             self.risk = ServedRisk(cfg, risk_file)
             self.risk.write(spark)
@@ -351,10 +353,6 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
     (parse, rules, per-key state, risk, gate, JVM scoring); returns (query, ``DecisionRun``).
     ``starting_offsets`` (for a new checkpoint): Spark's option for every stream, or a dict
     stream -> option (per-partition JSON of that stream's topic)."""
-    from lakehouse.jvm import register_functions
-    from lakehouse.kafka.clients import spark_kafka_options, topic_name
-    from lakehouse.security import pan_hmac_key
-    from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
     checkpoint = checkpoint or f"{str(cfg['paths.checkpoints']).rstrip('/')}/decisions/{use_case}"
@@ -452,8 +450,6 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, pan_key: bytes | No
     (served files and functions must be registered: ``DecisionRun``)."""
     import json
 
-    from lakehouse.generators.streams import GeneratorConfig, generate
-    from lakehouse.streaming import KAFKA_SOURCE_DDL
 
     path = DECISION_PATHS[use_case]
     now = time.time()
@@ -511,8 +507,6 @@ class LandBatch:
     idempotent (``txnAppId`` from the checkpoint, ``txnVersion`` = batch id)."""
 
     def __init__(self, cfg: Config, use_case: str, checkpoint: str):
-        from lakehouse.catalog import Catalog
-        from lakehouse.pipeline import app_id
 
         catalog = Catalog(cfg)
         self.path = DECISION_PATHS[use_case]
@@ -525,7 +519,6 @@ class LandBatch:
     def as_score_rows(self, rows: DataFrame) -> DataFrame:
         """Decision rows in the score table's columns (those ml.scoring's batch scorer writes,
         silver_time null: the decision path does not pass through silver)."""
-        from ml.datasets import USE_CASES
 
         use_case = USE_CASES[self.path.use_case]
         keep = TOPOLOGY[self.path.use_case].keep
@@ -538,8 +531,6 @@ class LandBatch:
                            F.col("decided_at").alias("scored_at"), "decision_latency_ms")
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from lakehouse.pipeline import idempotent_append
-        from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
 
         spark = batch.sparkSession
         rows = batch.persist()
@@ -619,8 +610,6 @@ def start_landing(spark: SparkSession, cfg: Config, use_case: str, trigger: str 
     ``starting_offsets`` applies to a new checkpoint only: by default it lands every decision
     the topics hold; the demo on a reused broker starts at their ends (``end_offsets``: this
     run's only)."""
-    from lakehouse.kafka.clients import topic_name
-    from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
     logical = [t for t in (path.decisions_topic, path.alerts_topic) if t]
@@ -646,7 +635,6 @@ class ExplainBatch:
     where the registry is."""
 
     def __init__(self, cfg: Config, use_case: str):
-        from ml import registry
 
         self.cfg, self.use_case = cfg, use_case
         self.client = registry.connect(cfg)
@@ -656,7 +644,6 @@ class ExplainBatch:
     def _version(self, name: str, version: str):
         import xgboost as xgb
 
-        from ml.scoring import load_version
 
         if (name, version) not in self.versions:
             model = load_version(self.client, name, version)
@@ -670,8 +657,6 @@ class ExplainBatch:
 
         import pandas as pd
 
-        from lakehouse.kafka.clients import spark_kafka_options, topic_name
-        from ml.scoring import top_contributions
 
         pdf = batch.toPandas()
         if pdf.empty:
@@ -697,8 +682,6 @@ def start_explaining(spark: SparkSession, cfg: Config, use_case: str, trigger: s
                      starting_offsets: str | dict = "earliest"):
     """Start the explanation query of a path with an alerts topic; returns (query, batch function).
     ``starting_offsets`` (a new checkpoint) as ``start_landing``'s, for the decisions topic."""
-    from lakehouse.kafka.clients import topic_name
-    from lakehouse.streaming import read_kafka
 
     path = DECISION_PATHS[use_case]
     topic = topic_name(cfg, path.decisions_topic)
