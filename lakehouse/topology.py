@@ -54,12 +54,18 @@ GOLD_VIEWS: dict[str, GoldView] = {v.table: v for v in (
 class DecisionPath:
     """A use case decided in real time: one streaming query reads ``streams`` from Kafka, keeps
     per-key state, scores and writes ``decisions_topic`` (and ``alerts_topic``); ``table`` is
-    where the landing query keeps the decisions."""
+    where the landing query keeps the decisions. ``state`` names its per-key state, the JVM
+    class ``finlake.<state>`` (``lakehouse/jvm``; it declares its key column); ``risk``: merchant
+    and terminal risk (``lakehouse.risk``, served) are among its features; ``amount``: the column
+    an expected-loss threshold weighs (None: the threshold alone)."""
     use_case: str
     streams: tuple[str, ...]
     decisions_topic: str
     alerts_topic: str | None
     table: str
+    state: str
+    risk: bool = False
+    amount: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,10 @@ class UseCase:
 
 USE_CASES: dict[str, UseCase] = {u.name: u for u in (
     UseCase("fraud", "gold.card_features", "gold.fraud_scores", "score_fraud", ("card_token", "customer_id", "amount"),
-            DecisionPath("fraud", ("transactions", "user_events"), "fraud_decisions", "fraud_alerts", "gold.fraud_scores")),
+            DecisionPath("fraud", ("transactions", "user_events"), "fraud_decisions", "fraud_alerts", "gold.fraud_scores",
+                         state="FraudState", risk=True, amount="amount")),
     UseCase("trading", "gold.market_features", "gold.trading_signals", "score_trading", ("symbol",),
-            DecisionPath("trading", ("market_ticks",), "trading_signals", None, "gold.trading_signals")),
+            DecisionPath("trading", ("market_ticks",), "trading_signals", None, "gold.trading_signals", state="MarketState")),
     UseCase("loan_pd", "gold.borrower_features", "gold.loan_pd_scores", "score_loan_pd", ("customer_id", "loan_amount")),
 )}
 

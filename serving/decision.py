@@ -24,9 +24,12 @@ same Kafka records with every reason.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -42,6 +45,7 @@ from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.pipeline import app_id, idempotent_append
 from lakehouse.quality import min_amount, rule_failures
 from lakehouse.risk import ServedRisk
+from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
 from lakehouse.security import pan_hmac_key
 from lakehouse.silver import add_rule_failures, parse_bronze
@@ -105,6 +109,50 @@ def _jvm_state(spark: SparkSession, cls: str, df: DataFrame, arg: int, initial: 
     return DataFrame(getattr(jvm.finlake, cls).apply(df._jdf, arg, None if initial is None else initial._jdf), spark)
 
 
+def _ticks_input(ticks: DataFrame) -> DataFrame:
+    return ticks.select(_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
+                        "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
+
+
+def _within_lookback(table: DataFrame, newest: dt.datetime, cfg: Config, jvm) -> DataFrame:
+    keep = dt.timedelta(milliseconds=int(jvm.FraudState.HOME_LOOKBACK)) + dt.timedelta(seconds=float(cfg["pipeline.allowed_lateness_s"]))
+    return table.where(F.col("event_time") >= F.lit(newest - keep))
+
+
+def _newest_per_key(table: DataFrame, newest: dt.datetime, cfg: Config, jvm) -> DataFrame:
+    order = Window.partitionBy(str(jvm.MarketState.KEY)).orderBy(F.col("event_time").desc(), F.col("event_id").desc())
+    return table.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= int(jvm.MarketState.KEEP)).drop("_n")
+
+
+@dataclass(frozen=True)
+class StateWiring:
+    """How a decision path feeds its JVM per-key state (``DecisionPath.state``): ``input``, the
+    path's valid frames (stream -> frame) -> the state's input columns; ``arg``, the JVM
+    ``apply``'s setting from the config (ms); ``history``, one silver table -> the events the
+    state keeps (given the table's newest event time), for a new checkpoint's initial state."""
+    input: Callable[[dict[str, DataFrame]], DataFrame]
+    arg: Callable[[Config], int]
+    history: Callable[[DataFrame, dt.datetime, Config, Any], DataFrame]
+
+
+STATES: dict[str, StateWiring] = {
+    # The longest lookback plus the allowed lateness: also the state's TTL (finlake.FraudState).
+    "FraudState": StateWiring(lambda f: fraud_state_input(f["transactions"], f["user_events"]),
+                              lambda cfg: int(float(cfg["pipeline.allowed_lateness_s"]) * 1000), _within_lookback),
+    "MarketState": StateWiring(lambda f: _ticks_input(f["market_ticks"]),
+                               lambda cfg: int(float(cfg["decisions.market_state_ttl_s"]) * 1000), _newest_per_key),
+}
+
+
+def keyed_state(state: str, frames: dict[str, DataFrame], arg: int, history: dict[str, DataFrame] | None = None) -> DataFrame:
+    """The JVM per-key state ``finlake.<state>`` over a path's valid frames (stream -> frame):
+    one output row per new event, its columns and the state's features; ``history`` (batch
+    frames of past events, as silver holds them): the state a new checkpoint starts from."""
+    wiring = STATES[state]
+    first = next(iter(frames.values()))
+    return _jvm_state(first.sparkSession, state, wiring.input(frames), arg, None if history is None else wiring.input(history))
+
+
 def fraud_features(transactions: DataFrame, user_events: DataFrame, allowed_lateness_s: float,
                    history: dict[str, DataFrame] | None = None) -> DataFrame:
     """Per new transaction: its columns and gold.card_features' per-card and per-customer features
@@ -112,35 +160,27 @@ def fraud_features(transactions: DataFrame, user_events: DataFrame, allowed_late
     checkpoint; batch: over the given events). ``history`` (batch frames of past valid
     ``transactions`` and ``user_events``, as silver holds them): the state a new checkpoint
     starts from. The label-derived risk features come from the risk lookup in ``decide``."""
-    spark = transactions.sparkSession
-    initial = None if history is None else fraud_state_input(history["transactions"], history["user_events"])
-    return _jvm_state(spark, "FraudState", fraud_state_input(transactions, user_events), int(allowed_lateness_s * 1000), initial)
-
-
-def _ticks_input(ticks: DataFrame) -> DataFrame:
-    return ticks.select(_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
-                        "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
+    return keyed_state("FraudState", {"transactions": transactions, "user_events": user_events}, int(allowed_lateness_s * 1000),
+                       history)
 
 
 def market_features_state(ticks: DataFrame, ttl_s: float, history: DataFrame | None = None) -> DataFrame:
     """Per new tick: its columns and gold.market_features' features from per-symbol state;
     ``history`` (a batch frame of past valid ticks): the state a new checkpoint starts from."""
-    return _jvm_state(ticks.sparkSession, "MarketState", _ticks_input(ticks), int(ttl_s * 1000),
-                      None if history is None else _ticks_input(history))
+    return keyed_state("MarketState", {"market_ticks": ticks}, int(ttl_s * 1000), None if history is None else {"market_ticks": history})
 
 
 def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[str, DataFrame]) -> dict[str, DataFrame] | None:
     """The initial state of a new decision checkpoint: silver's valid events of the path's
-    streams over what the state keeps (fraud: the events within the longest lookback plus the
-    allowed lateness of each stream's newest; trading: each symbol's newest ``MarketState.KEEP``
-    ticks), so the first decision of a known key counts its past. A stream without a silver
-    table or rows yet contributes nothing (an empty frame in ``live``'s columns); None when no
-    stream has any.
+    streams over what the state keeps (``StateWiring.history``; fraud: the events within the
+    longest lookback plus the allowed lateness of each stream's newest; trading: each symbol's
+    newest ``MarketState.KEEP`` ticks), so the first decision of a known key counts its past. A
+    stream without a silver table or rows yet contributes nothing (an empty frame in ``live``'s
+    columns); None when no stream has any.
     Events in Kafka that silver has not landed yet when the query starts are not counted."""
-
-
     catalog = Catalog(cfg)
     jvm = spark.sparkContext._jvm.finlake
+    wiring = STATES[DECISION_PATHS[use_case].state]
     frames: dict[str, DataFrame] = {}
     found = False
     for stream, frame in live.items():
@@ -150,13 +190,7 @@ def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[st
             frames[stream] = spark.createDataFrame([], frame.schema)
             continue
         found = True
-        table = table.select(*frame.columns)
-        if use_case == "fraud":
-            keep = dt.timedelta(milliseconds=int(jvm.FraudState.HOME_LOOKBACK)) + dt.timedelta(seconds=float(cfg["pipeline.allowed_lateness_s"]))
-            frames[stream] = table.where(F.col("event_time") >= F.lit(newest - keep))
-        else:
-            order = Window.partitionBy("symbol").orderBy(F.col("event_time").desc(), F.col("event_id").desc())
-            frames[stream] = table.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= int(jvm.MarketState.KEEP)).drop("_n")
+        frames[stream] = wiring.history(table.select(*frame.columns), newest, cfg, jvm)
     return frames if found else None
 
 
@@ -170,17 +204,20 @@ def jvm_features(spark: SparkSession, cls: str) -> list[str]:
 
 
 def decision_schema(use_case: str) -> str:
-    """The JSON value of a decision record (DDL), as written to and read from Kafka."""
-    if use_case == "fraud":
-        return ("event_id string, event_time timestamp, card_token string, customer_id string, amount decimal(18,2), "
-                "score double, decision string, threshold double, "
-                "top_features array<struct<feature:string,contribution:double>>, reasons array<string>, "
-                "model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp, "
-                "decision_kafka_timestamp timestamp")
-
-    probs = ", ".join(f"p_{c} double" for c in USE_CASES[use_case].classes)
-    return (f"event_id string, event_time timestamp, symbol string, {probs}, signal string, decision string, "
-            "reasons array<string>, model_name string, model_version string, decided_at timestamp, event_kafka_timestamp timestamp")
+    """The JSON value of a decision record (DDL), as written to and read from Kafka: the event's
+    id, time and the use case's kept columns (typed as silver holds them), the model's outputs
+    by its kind, the gate's reasons, the version and times; a path with an alerts topic also
+    carries each decision's Kafka time (explained alerts are landed from there)."""
+    uc, path = USE_CASES[use_case], DECISION_PATHS[use_case]
+    silver = {f.name: f.dataType.simpleString() for f in SILVER_FIELDS[path.streams[0]].fields}
+    if uc.kind == "binary":
+        outputs = ["score double", "decision string", "threshold double",
+                   "top_features array<struct<feature:string,contribution:double>>"]
+    else:
+        outputs = [*(f"p_{c} double" for c in uc.classes), "signal string", "decision string"]
+    return ", ".join(["event_id string", "event_time timestamp", *(f"{c} {silver[c]}" for c in TOPOLOGY[use_case].keep), *outputs,
+                      "reasons array<string>", "model_name string", "model_version string", "decided_at timestamp",
+                      "event_kafka_timestamp timestamp", *(["decision_kafka_timestamp timestamp"] if path.alerts_topic else [])])
 
 
 def scorer_function(use_case: str) -> str:
@@ -200,38 +237,34 @@ def served_files(cfg: Config, use_case: str) -> tuple[str, str]:
 
 
 def state_features(frames: dict[str, DataFrame], cfg: Config, use_case: str, history: dict[str, DataFrame] | None = None) -> DataFrame:
-    """The valid rows of a path's streams -> one feature row per event to decide (per-key state,
-    starting from ``history`` when the checkpoint is new: ``state_history``)."""
-    if use_case == "fraud":
-        return fraud_features(frames["transactions"], frames["user_events"], float(cfg["pipeline.allowed_lateness_s"]), history)
-    return market_features_state(frames["market_ticks"], float(cfg["decisions.market_state_ttl_s"]),
-                                 None if history is None else history["market_ticks"])
+    """The valid rows of a path's streams -> one feature row per event to decide (its per-key
+    state, ``DecisionPath.state``, starting from ``history`` when the checkpoint is new:
+    ``state_history``)."""
+    state = DECISION_PATHS[use_case].state
+    return keyed_state(state, frames, STATES[state].arg(cfg), history)
 
 
 def scored_columns(spark: SparkSession, use_case: str) -> tuple[str, ...]:
     """The feature columns a decision plan hands its scorer (each served version picks its own
-    by name): the state's features, and for fraud the merchant and terminal risk."""
-
-    if use_case == "fraud":
-        return (*jvm_features(spark, "FraudState"), *[f for g in RISK_FEATURE_GROUPS.values() for f in g])
-    return tuple(jvm_features(spark, "MarketState"))
+    by name): the state's features, then merchant and terminal risk where the path has them."""
+    path = DECISION_PATHS[use_case]
+    risk = [f for g in RISK_FEATURE_GROUPS.values() for f in g] if path.risk else []
+    return (*jvm_features(spark, path.state), *risk)
 
 
 def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, ...]) -> DataFrame:
     """Feature rows -> decision rows in ``decision_schema``'s columns, in Spark SQL and the JVM
-    functions only (no Python per event): the risk lookup (fraud), the gate (the use case's
+    functions only (no Python per event): the risk lookup (``DecisionPath.risk``), the gate (the use case's
     expectation suite: a row with reasons is ``refused``), the served champion's score, threshold
     and decision (``finlake.Scorer``). A fraud alert also carries its feature values
     (``features``: what ``explain`` needs)."""
 
-    uc = USE_CASES[use_case]
-    if use_case == "fraud":
-
+    uc, path = USE_CASES[use_case], DECISION_PATHS[use_case]
+    if path.risk:
         features = features.withColumns(ServedRisk.columns(RISK_FUNCTION))
     reasons = rule_failures(TOPOLOGY[use_case].gate, min_amount(cfg))
     ok = F.size("reasons") == 0
-    rows = features.withColumn("reasons", reasons).withColumn("_s", jvm_score(scorer_function(use_case), columns, "amount"
-                                                                                   if use_case == "fraud" else None))
+    rows = features.withColumn("reasons", reasons).withColumn("_s", jvm_score(scorer_function(use_case), columns, path.amount))
     common = {"model_name": F.col("_s.model_name"), "model_version": F.col("_s.model_version"), "decided_at": F.call_function(NOW_FUNCTION),
               "event_kafka_timestamp": F.col("kafka_timestamp")}
     if uc.kind == "binary":
@@ -244,7 +277,7 @@ def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, 
                "signal": F.when(ok, F.col("_s.decision")), "decision": F.when(ok, F.lit("signal")).otherwise(F.lit("refused")), **common}
     names = [c.split(" ")[0] for c in decision_schema(use_case).split(", ")]
     decided = rows.withColumns(out)
-    if DECISION_PATHS[use_case].alerts_topic:
+    if path.alerts_topic:
         decided = decided.withColumn("features", F.when(F.col("decision") == "alert",
                                                         F.map_from_arrays(F.array(*[F.lit(c) for c in columns]),
                                                                           F.array(*[F.col(c).cast("double") for c in columns]))))
@@ -274,7 +307,6 @@ class DecisionRun:
     tallies the plan's observed counts per batch into ``history``."""
 
     def __init__(self, spark: SparkSession, cfg: Config, use_case: str):
-
         self.spark, self.cfg, self.use_case = spark, cfg, use_case
         self.columns = scored_columns(spark, use_case)
         champion_file, risk_file = served_files(cfg, use_case)
@@ -285,8 +317,7 @@ class DecisionRun:
         register_jvm_scorer(spark, scorer_function(use_case), served=champion_file, refresh_s=refresh_s, columns=self.columns)
         spark.sparkContext._jvm.finlake.Now.register(spark._jsparkSession, NOW_FUNCTION)
         self.risk = None
-        if use_case == "fraud":
-
+        if DECISION_PATHS[use_case].risk:
             self.risk = ServedRisk(cfg, risk_file)
             self.risk.write(spark)
             self.risk.register(spark, RISK_FUNCTION, refresh_s)
@@ -448,9 +479,6 @@ def warm_up(spark: SparkSession, cfg: Config, use_case: str, pan_key: bytes | No
     otherwise takes several seconds more than the next ones (and so after a restart too). The
     events go nowhere: no state store, no topic, no table. Returns how many rows were decided
     (served files and functions must be registered: ``DecisionRun``)."""
-    import json
-
-
     path = DECISION_PATHS[use_case]
     now = time.time()
     rows: dict[str, list] = {s: [] for s in path.streams}
@@ -507,7 +535,6 @@ class LandBatch:
     idempotent (``txnAppId`` from the checkpoint, ``txnVersion`` = batch id)."""
 
     def __init__(self, cfg: Config, use_case: str, checkpoint: str):
-
         catalog = Catalog(cfg)
         self.path = DECISION_PATHS[use_case]
         self.target = catalog.spec(self.path.table)
@@ -531,7 +558,6 @@ class LandBatch:
                            F.col("decided_at").alias("scored_at"), "decision_latency_ms")
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-
         spark = batch.sparkSession
         rows = batch.persist()
         try:
@@ -587,7 +613,7 @@ def decision_rows(use_case: str, dedup_window: str, topics: dict[str, str] | Non
             decided = F.col("record_kafka_timestamp")
         rows = rows.withColumn("decision_kafka_timestamp", decided).drop("record_kafka_timestamp")
         rows = rows.withColumn("decision_latency_ms", (F.unix_micros("decision_kafka_timestamp") - F.unix_micros("event_kafka_timestamp")) / 1000.0)
-        if use_case == "fraud":
+        if USE_CASES[use_case].kind == "binary":   # the score table keeps the contributions as JSON text
             rows = rows.withColumn("top_features", F.to_json("top_features"))
         return rows.withWatermark("event_time", dedup_window).dropDuplicatesWithinWatermark(["event_id", "model_version"])
 
@@ -597,8 +623,6 @@ def decision_rows(use_case: str, dedup_window: str, topics: dict[str, str] | Non
 def _offsets(starting_offsets, topics: list[str]) -> str:
     """Spark's ``startingOffsets`` for ``topics`` (physical names): "earliest"/"latest", or
     their part of a {topic: {partition: offset}} dict."""
-    import json
-
     if isinstance(starting_offsets, str):
         return starting_offsets
     return json.dumps({t: starting_offsets[t] for t in topics})
@@ -635,15 +659,13 @@ class ExplainBatch:
     where the registry is."""
 
     def __init__(self, cfg: Config, use_case: str):
-
         self.cfg, self.use_case = cfg, use_case
         self.client = registry.connect(cfg)
         self.versions: dict[tuple[str, str], tuple] = {}
         self.explained = 0
 
     def _version(self, name: str, version: str):
-        import xgboost as xgb
-
+        import xgboost as xgb   # 3.4 s to import, measured: only a process that explains alerts pays it
 
         if (name, version) not in self.versions:
             model = load_version(self.client, name, version)
@@ -653,10 +675,7 @@ class ExplainBatch:
         return self.versions[(name, version)]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        import json
-
-        import pandas as pd
-
+        import pandas as pd   # 1.2 s to import, measured: only where alerts are explained
 
         pdf = batch.toPandas()
         if pdf.empty:

@@ -43,6 +43,8 @@ public final class FraudState {
     private FraudState() {}
 
     static final long M10 = 600_000L, H1 = 3_600_000L, H24 = 86_400_000L;
+    /** The state's key column. */
+    public static final String KEY = "customer_id";
     public static final String[] FEATURES = {
         "tx_count_10m", "tx_count_1h", "tx_count_24h", "amount_sum_10m", "amount_sum_1h", "amount_sum_24h",
         "amount_mean_10m", "amount_mean_1h", "amount_mean_24h", "amount_max_10m", "amount_max_1h", "amount_max_24h",
@@ -174,13 +176,13 @@ public final class FraudState {
      * frame), counted from the first batch of a new checkpoint.
      */
     public static Dataset<Row> apply(Dataset<Row> events, long latenessMs, Dataset<Row> initial) {
-        return KeyedState.transform(events, "customer_id", logic(events.schema(), latenessMs), outputSchema(events.schema()),
+        return KeyedState.transform(events, KEY, logic(events.schema(), latenessMs), outputSchema(events.schema()),
                                     HOME_LOOKBACK + latenessMs, initial);
     }
 
     /** The same state as {@code flatMapGroupsWithState} (the operator finlake used before; benchmarks). */
     public static Dataset<Row> applyFlatMap(Dataset<Row> events, long latenessMs) {
-        return KeyedState.flatMap(events, "customer_id", logic(events.schema(), latenessMs), outputSchema(events.schema()),
+        return KeyedState.flatMap(events, KEY, logic(events.schema(), latenessMs), outputSchema(events.schema()),
                                   HOME_LOOKBACK + latenessMs);
     }
 

@@ -34,6 +34,8 @@ public final class MarketState {
     private MarketState() {}
 
     public static final int KEEP = 240;
+    /** The state's key column. */
+    public static final String KEY = "symbol";
     public static final String[] FEATURES = {
         "mid", "ret_1", "ret_5", "ret_20", "realised_vol_20", "realised_vol_100", "spread_bps", "imbalance",
         "imbalance_mean_5", "imbalance_mean_20",
@@ -105,12 +107,12 @@ public final class MarketState {
      * the first batch of a new checkpoint.
      */
     public static Dataset<Row> apply(Dataset<Row> ticks, long ttlMs, Dataset<Row> initial) {
-        return KeyedState.transform(ticks, "symbol", logic(ticks.schema()), outputSchema(ticks.schema()), ttlMs, initial);
+        return KeyedState.transform(ticks, KEY, logic(ticks.schema()), outputSchema(ticks.schema()), ttlMs, initial);
     }
 
     /** The same state as {@code flatMapGroupsWithState} (the operator finlake used before; benchmarks). */
     public static Dataset<Row> applyFlatMap(Dataset<Row> ticks, long ttlMs) {
-        return KeyedState.flatMap(ticks, "symbol", logic(ticks.schema()), outputSchema(ticks.schema()), ttlMs);
+        return KeyedState.flatMap(ticks, KEY, logic(ticks.schema()), outputSchema(ticks.schema()), ttlMs);
     }
 
     static Fn logic(StructType in) {
