@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 # Tests that need no Kafka broker and no long Spark job: what CI runs on the other Pythons.
 FAST_TESTS ?= tests/test_config.py tests/test_calibration.py tests/test_generators.py tests/test_schedule.py \
-	tests/test_stats.py tests/test_topology.py tests/test_imports.py tests/test_cli.py tests/test_preflight.py tests/test_jvm_trees.py tests/test_sequence.py
+	tests/test_stats.py tests/test_topology.py tests/test_imports.py tests/test_metrics.py tests/test_cli.py tests/test_preflight.py tests/test_jvm_trees.py tests/test_sequence.py
 
 .PHONY: help preflight install install-dev jars up down status demo bench chaos test test-fast lock clean sql-server sql-server-stop schedule unschedule
 

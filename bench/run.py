@@ -174,7 +174,7 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
             .agg(F.sum("unexpected_count").alias("n")).collect()}
     streams = {}
     for s in STREAMS:
-        batches = [r[7] for r in progress if r[0] == silver_query(cfg, s) and r[4] > 0]
+        batches = [r.batch_duration_ms for r in progress if r.query_name == silver_query(cfg, s) and r.num_input_rows > 0]
         silver = spark.read.format("delta").load(catalog.spec(f"silver.{s}").location).count()
         quarantined = spark.read.format("delta").load(catalog.spec(f"quarantine.{s}").location).count()
         n = sent["per_topic"].get(s, 0)

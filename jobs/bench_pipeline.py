@@ -161,10 +161,10 @@ def run(spark, cfg, args) -> dict:
         spark.streams.removeListener(collector)
         per_query, phases = {}, {}
         for row in collector.snapshot():
-            if row[4] > 0:
-                per_query.setdefault(row[0], []).append(row[7])
-                for phase, ms in row[9].items():
-                    phases.setdefault(row[0], {}).setdefault(phase, []).append(ms)
+            if row.num_input_rows > 0:
+                per_query.setdefault(row.query_name, []).append(row.batch_duration_ms)
+                for phase, ms in row.metrics.items():
+                    phases.setdefault(row.query_name, {}).setdefault(phase, []).append(ms)
         # Per query: batches with rows, mean and max batch time, and the mean of each of Spark's
         # phases (addBatch is the foreachBatch function; latestOffset, walCommit ... the rest).
         result["batch_ms"] = {q: {"batches": len(v), "mean": round(sum(v) / len(v)), "max": max(v),

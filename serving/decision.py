@@ -303,8 +303,8 @@ class DecisionRun:
     champion spec (``ml.scoring.ServedChampion``: a moved ``champion`` alias is written there
     and served by the running plan within ``decisions.champion_poll_s`` plus the scorer's
     refresh) and, for fraud, the served risk snapshot (``lakehouse.risk.ServedRisk``, retaken
-    every ``decisions.risk_refresh_s``). ``watch(query)`` runs both in a daemon thread and
-    tallies the plan's observed counts per batch into ``history``."""
+    every ``decisions.risk_refresh_s``). ``watch(query)`` keeps both current in daemon threads of
+    their own and tallies the plan's observed counts per batch into ``history``."""
 
     def __init__(self, spark: SparkSession, cfg: Config, use_case: str):
         self.spark, self.cfg, self.use_case = spark, cfg, use_case
@@ -333,12 +333,6 @@ class DecisionRun:
             observe.serving(self.use_case, model.name, model.version)
         return model
 
-    def refresh(self) -> None:
-        """Serve a moved champion; retake the risk snapshot when due."""
-        self._serve()
-        if self.risk is not None and self.risk.due():
-            self.risk.write(self.spark)
-
     def tally(self, query) -> None:
         """Add the batches the query finished since the last call to ``history``."""
         for p in query.recentProgress:
@@ -357,23 +351,39 @@ class DecisionRun:
     def decided(self) -> int:
         return sum(h["rows"] for h in self.history)
 
+    def _guarded(self, step) -> None:
+        """Run ``step``; an error is kept (and shown once) and the plan keeps serving what it has."""
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - the plan keeps serving what it has; the error is kept and shown
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not self.errors or self.errors[-1] != msg:
+                self.errors.append(msg)
+                print(f"decide {self.use_case}: {msg}", flush=True)
+
     def watch(self, query, every_s: float | None = None) -> threading.Thread:
+        """Keep the plan's served files current while ``query`` runs, in daemon threads: one polls
+        the champion alias every ``every_s`` (default ``decisions.champion_poll_s``) and tallies
+        the plan's counts; one retakes the risk snapshot when it is due. A snapshot takes a few
+        Spark jobs; in a thread of its own a champion swap never waits for it. Returns the
+        champion thread."""
         every_s = float(self.cfg["decisions.champion_poll_s"]) if every_s is None else every_s
 
-        def loop():
+        def champion():
             while query.isActive:
-                try:
-                    self.tally(query)
-                    self.refresh()
-                except Exception as e:  # noqa: BLE001 - the plan keeps serving what it has; the error is kept and shown
-                    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-                    if not self.errors or self.errors[-1] != msg:
-                        self.errors.append(msg)
-                        print(f"decide {self.use_case}: {msg}", flush=True)
+                self._guarded(lambda: (self.tally(query), self._serve()))
                 time.sleep(every_s)
             self.tally(query)
 
-        t = threading.Thread(target=loop, name=f"decision-run-{self.use_case}", daemon=True)
+        def risk():
+            while query.isActive:
+                if self.risk.due():
+                    self._guarded(lambda: self.risk.write(self.spark))
+                time.sleep(every_s)
+
+        if self.risk is not None:
+            threading.Thread(target=risk, name=f"decision-risk-{self.use_case}", daemon=True).start()
+        t = threading.Thread(target=champion, name=f"decision-run-{self.use_case}", daemon=True)
         t.start()
         return t
 
