@@ -71,8 +71,10 @@ def _produce_live(queue, cfg, argv):
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def layer_counts(spark, cfg) -> dict:
-    """Rows per stream and layer, with duplicates dropped (from ops.dq_results) and quarantine reasons."""
+def layer_counts(spark, cfg, since: dt.datetime) -> dict:
+    """Rows per stream and layer that this run wrote (at or after ``since``, so a demo run again
+    in the same home counts its own), with duplicates dropped (from ops.dq_results) and
+    quarantine reasons."""
     from pyspark.sql import functions as F
 
     from lakehouse.catalog import Catalog
@@ -80,20 +82,21 @@ def layer_counts(spark, cfg) -> dict:
 
     catalog = Catalog(cfg)
 
-    def count(name, where=None):
-        df = spark.read.format("delta").load(catalog.spec(name).location)
-        return (df.where(where) if where is not None else df).count()
+    def read(name, written):
+        return spark.read.format("delta").load(catalog.spec(name).location).where(F.col(written) >= F.lit(since))
 
-    dq = spark.read.format("delta").load(catalog.spec("ops.dq_results").location)
+    dq = read("ops.dq_results", "run_time")
     dups = {r["table"]: int(r["n"] or 0) for r in dq.where("expectation = 'duplicates_dropped'").groupBy("table")
             .agg(F.sum("unexpected_count").alias("n")).collect()}
     out = {}
     for s in STREAMS:
-        q = spark.read.format("delta").load(catalog.spec(f"quarantine.{s}").location)
+        q = read(f"quarantine.{s}", "quarantined_at")
         reasons = {r["reason"]: r["n"] for r in q.select(F.explode("reasons").alias("reason")).groupBy("reason")
                    .agg(F.count("*").alias("n")).collect()}
-        out[s] = {"bronze": count(f"bronze.{s}"), "bronze_live": count(f"bronze.{s}", F.col("partition") >= 0),
-                  "silver": count(f"silver.{s}"), "quarantine": q.count(), "duplicates_dropped": dups.get(f"silver.{s}", 0),
+        bronze = read(f"bronze.{s}", "ingest_time")
+        out[s] = {"bronze": bronze.count(), "bronze_live": bronze.where(F.col("partition") >= 0).count(),
+                  "silver": read(f"silver.{s}", "silver_time").count(), "quarantine": q.count(),
+                  "duplicates_dropped": dups.get(f"silver.{s}", 0),
                   "quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
     return out
 
@@ -139,11 +142,11 @@ def scoring_performance(spark, cfg, fns: dict) -> dict:
     return out
 
 
-def decision_performance(spark, cfg) -> dict:
-    """Per decision path, from what it landed: decisions made (distinct live events decided,
-    refused by the gate included), the valid live events silver admitted (the two must be
-    equal), alerts or signals, and the decision latency (the decision's Kafka timestamp minus
-    its event's)."""
+def decision_performance(spark, cfg, since: dt.datetime) -> dict:
+    """Per decision path, from what it landed in this run (at or after ``since``): decisions
+    made (distinct live events decided, refused by the gate included), the valid live events
+    silver admitted (the two must be equal), alerts or signals, and the decision latency (the
+    decision's Kafka timestamp minus its event's)."""
     import numpy as np
     from pyspark.sql import functions as F
 
@@ -158,9 +161,11 @@ def decision_performance(spark, cfg) -> dict:
     out = {}
     for name, path in DECISION_PATHS.items():
         stream = path.streams[0]
-        valid = read(f"silver.{stream}").where(F.col("kafka_partition") >= 0).select("event_id").distinct()
-        landed = read(path.table).where(F.col("silver_time").isNull())   # the decision path's rows (the scorer sets silver_time)
-        refused = (read("quarantine.scoring").where(F.col("source_table") == path.table)
+        valid = (read(f"silver.{stream}").where((F.col("kafka_partition") >= 0) & (F.col("silver_time") >= F.lit(since)))
+                 .select("event_id").distinct())
+        # The decision path's rows (the scorer sets silver_time), decided in this run.
+        landed = read(path.table).where(F.col("silver_time").isNull() & (F.col("scored_at") >= F.lit(since)))
+        refused = (read("quarantine.scoring").where((F.col("source_table") == path.table) & (F.col("quarantined_at") >= F.lit(since)))
                    .select(F.get_json_object(F.col("payload").cast("string"), "$.event_id").alias("event_id")))
         decided = landed.select("event_id").unionByName(refused).distinct()
         ms = np.array([r[0] for r in landed.select("decision_latency_ms").collect()], dtype=float)
@@ -408,6 +413,9 @@ def run(spark, cfg, args) -> dict:
     from lakehouse.kafka.clients import ensure_topics
 
     started = time.perf_counter()
+    # What this run writes is counted from here on: a demo run again in the same home
+    # reconciles its own rows, not the earlier runs' too.
+    since = dt.datetime.now(dt.timezone.utc)
     steps = Steps(7)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     out = cfg.path("paths.reports") / "demo"
@@ -440,14 +448,14 @@ def run(spark, cfg, args) -> dict:
     monitoring = monitor_champions(spark, cfg, list(trained))
 
     steps("Summary and report")
-    counts = layer_counts(spark, cfg)
+    counts = layer_counts(spark, cfg, since)
     produced = {t: hist["per_topic"].get(t, 0) + live["sent"]["per_topic"].get(t, 0) for t in counts}
     for s, c in counts.items():
         c["produced"] = produced[s]
         c["reconciled"] = "yes" if (c["bronze"] == produced[s] and c["silver"] + c["quarantine"] + c["duplicates_dropped"] == c["bronze"]) else "NO"
     perf = stream_performance(spark, cfg, live["progress"], live["sent"]["per_topic"], counts)
     scoring = scoring_performance(spark, cfg, live["scorers"])
-    decisions = decision_performance(spark, cfg)
+    decisions = decision_performance(spark, cfg, since)
     models = {n: {"model": r["model"], "rows": r["rows"], "seconds": r["seconds"], "best": r["best"], "metrics": r["metrics"],
                   "table2_keys": TABLE2_KEYS[n], "promotion": r["promotion"]["reason"], "vs_baseline": r.get("vs_baseline")}
               for n, r in trained.items()}
