@@ -21,13 +21,12 @@ from lakehouse.session import spark_properties, submit_args
 
 
 
-def _packages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
-    """Our top-level packages, as pyproject.toml declares them for the install (one list)."""
+def packages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
+    """Our top-level packages, as the checkout's pyproject.toml declares them for the install
+    (one list; read when a zip is built, so an installed finlake without its checkout imports
+    this module fine)."""
     include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     return tuple(p.rstrip("*") for p in include)
-
-
-PACKAGES = _packages()
 
 
 def build_zip(dest: Path, root: Path = PROJECT_ROOT) -> Path:
@@ -35,7 +34,7 @@ def build_zip(dest: Path, root: Path = PROJECT_ROOT) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for package in PACKAGES:
+        for package in packages(root):
             for path in sorted((root / package).rglob("*")):
                 if path.is_file() and path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
                     info = zipfile.ZipInfo(str(path.relative_to(root)), date_time=(2020, 1, 1, 0, 0, 0))

@@ -106,14 +106,15 @@ def test_the_submitted_zip_holds_every_installed_package(tmp_path):
     plans' `serving` included, sources and YAML only."""
     import zipfile
 
-    from jobs.submit import PACKAGES, build_zip
+    from jobs.submit import build_zip, packages
     from lakehouse.config import PROJECT_ROOT
 
-    assert PACKAGES == ("lakehouse", "ml", "serving", "stats", "jobs")
+    pkgs = packages()
+    assert pkgs == ("lakehouse", "ml", "serving", "stats", "jobs")
     names = zipfile.ZipFile(build_zip(tmp_path / "finlake.zip")).namelist()
-    assert {n.split("/")[0] for n in names} == set(PACKAGES)
+    assert {n.split("/")[0] for n in names} == set(pkgs)
     assert "serving/decision.py" in names and "lakehouse/schemas/tables.py" in names
     assert not [n for n in names if not n.endswith((".py", ".yaml"))]
-    expected = {str(p.relative_to(PROJECT_ROOT)) for pkg in PACKAGES for p in (PROJECT_ROOT / pkg).rglob("*")
+    expected = {str(p.relative_to(PROJECT_ROOT)) for pkg in pkgs for p in (PROJECT_ROOT / pkg).rglob("*")
                 if p.is_file() and p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts}
     assert set(names) == expected
