@@ -104,11 +104,6 @@ def fraud_state_input(transactions: DataFrame, user_events: DataFrame) -> DataFr
     return tx.unionByName(ue)
 
 
-def _jvm_state(spark: SparkSession, cls: str, df: DataFrame, arg: int, initial: DataFrame | None = None) -> DataFrame:
-    jvm = spark.sparkContext._jvm
-    return DataFrame(getattr(jvm.finlake, cls).apply(df._jdf, arg, None if initial is None else initial._jdf), spark)
-
-
 def _ticks_input(ticks: DataFrame) -> DataFrame:
     return ticks.select(_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
                         "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
@@ -149,8 +144,9 @@ def keyed_state(state: str, frames: dict[str, DataFrame], arg: int, history: dic
     one output row per new event, its columns and the state's features; ``history`` (batch
     frames of past events, as silver holds them): the state a new checkpoint starts from."""
     wiring = STATES[state]
-    first = next(iter(frames.values()))
-    return _jvm_state(first.sparkSession, state, wiring.input(frames), arg, None if history is None else wiring.input(history))
+    spark = next(iter(frames.values())).sparkSession
+    initial = None if history is None else wiring.input(history)._jdf
+    return DataFrame(getattr(spark.sparkContext._jvm.finlake, state).apply(wiring.input(frames)._jdf, arg, initial), spark)
 
 
 def fraud_features(transactions: DataFrame, user_events: DataFrame, allowed_lateness_s: float,
