@@ -29,7 +29,7 @@ help:
 	@echo "make install | install-dev   the locked environment in $(VENV) (install-dev adds the test and sequence extras)"
 	@echo "make test-fast   the tests that need no broker (PYTHON=python3.11 VENV=.venv-3.11 for another Python)"
 	@echo "make lock    re-resolve uv.lock after a change to pyproject.toml"
-	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads, then the ingest capacity (jobs/bench_pipeline.py)"
+	@echo "make bench   run the benchmark harness (bench/run.py) at several offered loads, then the ingest capacity (bench/pipeline.py)"
 	@echo "make chaos   run the chaos and fuzz run (bench/chaos.py): hostile input, SIGKILLs, broker restart"
 	@echo "make up | down | status   manage the local Kafka broker"
 	@echo "make sql-server | sql-server-stop   Spark's Thrift JDBC/ODBC server over every table (127.0.0.1:10000)"
@@ -96,11 +96,11 @@ demo: install
 	$(PY) jobs/demo.py
 
 # The whole stack at offered loads (bench/run.py), then the ingest capacity against the raw
-# Spark limit taken in the same run (jobs/bench_pipeline.py).
+# Spark limit taken in the same run (bench/pipeline.py).
 BENCH_BACKLOG ?= 200000
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
-	$(PY) jobs/bench_pipeline.py --streams all --backlog $(BENCH_BACKLOG)
+	$(PY) -m bench.pipeline --streams all --backlog $(BENCH_BACKLOG)
 
 chaos: install-dev
 	$(PY) -m bench.chaos $(CHAOS_ARGS)

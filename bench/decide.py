@@ -165,6 +165,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
 
     from lakehouse.session import build_session
     from lakehouse.config import load_config
+    from lakehouse.runtime import StreamingRun
     from serving.decision import start_decisions
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import ensure_topics, topic_name
@@ -191,13 +192,11 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
         version = register_bench_champion(cfg)
         msgs = _messages(rate, seconds, seed=rate)
         base = cfg.path("paths.checkpoints") / "bench-decide" / prefix
-        queries = []
+        run_ = StreamingRun(spark, cfg, "bench-decide")
         if with_lakehouse:
-            from lakehouse.streaming import start_pipeline
-            queries += start_pipeline(spark, cfg, ["transactions", "user_events"], [], "5 seconds")
-        q, fn = start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))
-        queries.append(q)
-        queries.append(start_passthrough(spark, cfg, topic_name(cfg, "transactions"), prefix + "passthrough", str(base / "pass"), trigger))
+            run_.start_lakehouse(["transactions", "user_events"], [], "5 seconds")
+        q = run_.start(lambda: start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))[0])
+        run_.start(lambda: start_passthrough(spark, cfg, topic_name(cfg, "transactions"), prefix + "passthrough", str(base / "pass"), trigger))
         time.sleep(15)   # both queries running and idle before the load starts
         got, until, produced = {}, {"t": time.monotonic() + 10 ** 6}, {}
         consumer = threading.Thread(target=_consume, args=(cfg, [topic_name(cfg, "fraud_decisions"), prefix + "passthrough"], until, got))
@@ -211,8 +210,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
         until["t"] = time.monotonic() + 3
         consumer.join()
         progress = [p for p in q.recentProgress]
-        for qq in queries:
-            qq.stop()
+        run_.stop()
         decided = got.get(topic_name(cfg, "fraud_decisions"), [])
         passed = got.get(prefix + "passthrough", [])
         d, p = summarise(decided), summarise(passed)

@@ -54,7 +54,7 @@ def bronze_rate_series(spark, cfg, streams) -> list[tuple[int, int]]:
     """Rows committed into bronze (all streams) per second of the run, from the Delta logs."""
     from pyspark.sql import functions as F
 
-    from jobs.bench_pipeline import commit_times
+    from lakehouse.metrics import commit_times
     from lakehouse.catalog import Catalog
 
     per_second: dict[int, int] = {}
@@ -115,15 +115,15 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     import numpy as np
     from pyspark.sql import functions as F
 
-    from jobs.bench_pipeline import latency_stats
+    from lakehouse.metrics import latency_stats
     from lakehouse.catalog import Catalog
     from lakehouse.config import load_config
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import ensure_topics
-    from lakehouse.metrics import ProgressCollector
-    from lakehouse.streaming import silver_query, start_pipeline, wait_until_idle
+    from lakehouse.runtime import StreamingRun
+    from lakehouse.streaming import silver_query
     from lakehouse.topology import GOLD_VIEWS, STREAMS
-    from ml.scoring import start_scoring
+    from serving.start import start_scorers
 
     tag = f"bench{load}_{int(time.time())}"
     cfg = load_config(base_cfg.env, [*args.conf, f"kafka.topic_prefix={tag}_",
@@ -132,10 +132,9 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     ensure_topics(cfg)
     catalog = Catalog(cfg)
     catalog.register(spark, [f"{l}.{s}" for l in ("bronze", "silver", "quarantine") for s in STREAMS] + ["ops.dq_results"])
-    collector = ProgressCollector()
-    spark.streams.addListener(collector)
+    run = StreamingRun(spark, cfg, "bench", catalog)
     trig = args.trigger
-    queries = start_pipeline(spark, cfg, STREAMS, GOLD_VIEWS, trig)
+    run.start_lakehouse(STREAMS, GOLD_VIEWS, trig)
     time.sleep(10)
     sampler = ProcessSampler(dict(sampler_roots))
     broker_pid = info.get("pid") or bootstrap_pid(cfg["kafka.bootstrap_servers"])
@@ -154,20 +153,18 @@ def one_level(spark, base_cfg, load: int, args, sampler_roots: dict) -> dict:
     deadline = time.monotonic() + 180
     while not first_commit.exists() and time.monotonic() < deadline:
         time.sleep(1)
-    score_q, scorer = start_scoring(spark, cfg, "fraud", processing_time=trig, alerts=True)
-    queries.append(score_q)
+    scorer = start_scorers(run, ["fraud"], processing_time=trig, alerts=True)["fraud"]
     sent = out.get(timeout=args.duration + 300)
     producer.join(10)
     if "error" in sent:
         raise RuntimeError(f"producer failed: {sent['error']}")
-    wait_until_idle(queries, args.drain)
-    resources = sampler.stop()
-    for q in queries:
-        q.stop()
-    time.sleep(0.5)
-    spark.streams.removeListener(collector)
-    progress = collector.snapshot()
-    failed = [q.name for q in queries if q.exception() is not None]
+    try:
+        run.wait_until_idle(args.drain)
+    finally:
+        resources = sampler.stop()
+    failed = [q.name for q in run.queries if q.exception() is not None]
+    run.stop()
+    progress = run.progress()
     # Per stream: micro-batch processing time, completeness, error rate.
     dq = spark.read.format("delta").load(catalog.spec("ops.dq_results").location)
     dups = {r["table"]: int(r["n"] or 0) for r in dq.where("expectation = 'duplicates_dropped'").groupBy("table")
@@ -272,7 +269,7 @@ def ensure_champion(spark, cfg) -> None:
 
 
 def run(spark, cfg, args) -> dict:
-    from jobs.bench_pipeline import machine
+    from lakehouse.metrics import machine
 
     loads = [int(x) for x in args.loads.split(",") if x.strip()]
     out = cfg.path("paths.reports") / "bench"

@@ -36,8 +36,6 @@ COMMANDS = {
     "selfcheck": "selfcheck",
     "topology": "topology",
     "submit": "submit",
-    "bench-pipeline": "bench_pipeline",
-    "bench-scoring": "bench_scoring",
 }
 
 JOBS = Path(__file__).resolve().parent

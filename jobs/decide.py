@@ -17,55 +17,27 @@ import sys
 import time
 
 from jobs import common
+from lakehouse.kafka.broker import ensure_broker
+from lakehouse.runtime import StreamingRun
+from lakehouse.topology import DECISION_PATHS
+from serving.start import start_decision_paths
 
 
 def _use_cases(text: str) -> list[str]:
-    from lakehouse.topology import DECISION_PATHS
-
     return common.pick("use case", text, DECISION_PATHS)
 
 
-def start_all(spark, cfg, use_cases, starting_offsets="latest", land=True, trigger=None, land_from=None):
-    """Start the decision queries (and, with ``land``, their alert explanation and landing
-    queries); returns [(restart function, query)] and the ``DecisionRun`` of each use case.
-    ``land_from``: where new explanation and landing checkpoints start (default earliest:
-    every decision on the topics; or ``end_offsets`` of the decision and alert topics)."""
-    from serving.decision import start_decisions, start_explaining, start_landing
-    from lakehouse.kafka.clients import ensure_topics
-    from lakehouse.topology import DECISION_PATHS
-
-    ensure_topics(cfg)
-    running, runs = [], {}
-    start = land_from or "earliest"
-    for name in use_cases:
-        if land:   # started first: they read from the topics' ends as of now, before any new decision
-            if DECISION_PATHS[name].alerts_topic:
-                explain = lambda name=name: start_explaining(spark, cfg, name, starting_offsets=start)[0]
-                running.append((explain, explain()))
-            landing = lambda name=name: start_landing(spark, cfg, name, starting_offsets=start)[0]
-            running.append((landing, landing()))
-
-        def decide(name=name):
-            q, run = start_decisions(spark, cfg, name, starting_offsets, trigger)
-            runs[name] = run
-            return q
-        running.append((decide, decide()))
-    return running, runs
-
-
 def run(spark, cfg, args) -> dict:
-    from lakehouse.kafka.broker import ensure_broker
-
     use_cases = _use_cases(args.use_cases)
     ensure_broker(cfg)
     started = time.monotonic()
     common.live_metrics(spark, cfg, "decide")
-    running, _ = start_all(spark, cfg, use_cases, args.starting_offsets, land=not args.no_landing)
-    print(f"decide: {len(running)} queries running ({', '.join(q.name for _, q in running)}); stop with Ctrl-C", flush=True)
+    run = StreamingRun(spark, cfg, "decide")
+    start_decision_paths(run, use_cases, args.starting_offsets, land=not args.no_landing)
+    print(f"decide: {len(run.queries)} queries running ({', '.join(q.name for q in run.queries)}); stop with Ctrl-C", flush=True)
     stop = common.stop_flag()
-    restarts = common.supervise(running, cfg, "decide",
-                                lambda: stop["stop"] or (args.timeout is not None and time.monotonic() - started >= args.timeout),
-                                every_s=1.0)
+    restarts = run.supervise(lambda: stop["stop"] or (args.timeout is not None and time.monotonic() - started >= args.timeout),
+                             every_s=1.0)
     return {"use_cases": use_cases, "seconds": round(time.monotonic() - started, 1), "restarts": restarts}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from jobs import common
-from jobs.sql import render
+from reports.console import render
 
 MIN_RETAIN_HOURS = 168
 

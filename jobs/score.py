@@ -12,64 +12,38 @@ import sys
 import time
 
 from jobs import common
+from lakehouse.kafka.broker import ensure_broker
+from lakehouse.kafka.clients import ensure_topics
+from lakehouse.runtime import StreamingRun
+from lakehouse.topology import USE_CASES
+from serving.start import start_scorers
 
 
 def run(spark, cfg, args) -> dict:
-    from lakehouse.catalog import Catalog
-    from lakehouse.metrics import ProgressCollector
-    from lakehouse.topology import USE_CASES
-    from ml.scoring import start_scoring
-
     names = common.pick("use case", args.use_case, USE_CASES)
     if args.alerts and "fraud" in names:
-        from lakehouse.kafka.broker import ensure_broker
-        from lakehouse.kafka.clients import ensure_topics
-
         ensure_broker(cfg)
         ensure_topics(cfg)
-    catalog = Catalog(cfg)
-    collector = ProgressCollector()
-    spark.streams.addListener(collector)
     common.live_metrics(spark, cfg, "score")
     started = time.monotonic()
-    running = {}
-    for name in names:
-        try:
-            running[name] = start_scoring(spark, cfg, name, args.available_now, alerts=args.alerts)
-        except RuntimeError as exc:
-            for q, _ in running.values():
-                q.stop()
-            common.fail(str(exc))
+    run = StreamingRun(spark, cfg, "scoring")
+    try:
+        fns = start_scorers(run, names, available_now=args.available_now, alerts=args.alerts)
+    except RuntimeError as exc:   # no champion: one line
+        run.stop()
+        common.fail(str(exc))
     if args.available_now:
-        for name, (q, _) in running.items():
-            try:
-                q.awaitTermination()
-            except Exception:
-                pass
-            if q.exception():
-                common.fail(f"query {q.name} failed: {common.root_cause(q.exception())}")
+        run.await_all()
+        run.stop()
     else:
         stop = common.stop_flag()
-        print(f"scoring: {len(running)} queries running; stop with Ctrl-C", flush=True)
-        failed = None
-        while not stop["stop"] and (args.timeout is None or time.monotonic() - started < args.timeout):
-            time.sleep(2)
-            collector.flush(spark, catalog.spec("ops.stream_metrics"))
-            failed = next((q for q, _ in running.values() if q.exception() is not None), None)
-            if failed:
-                break
-        for q, _ in running.values():
-            q.stop()
-        if failed:
-            common.fail(f"query {failed.name} failed: {common.root_cause(failed.exception())}")
-    time.sleep(0.5)
-    collector.flush(spark, catalog.spec("ops.stream_metrics"))
-    spark.streams.removeListener(collector)
+        print(f"scoring: {len(run.queries)} queries running; stop with Ctrl-C", flush=True)
+        run.supervise(lambda: stop["stop"] or (args.timeout is not None and time.monotonic() - started >= args.timeout))
     out = {}
-    for name, (_, fn) in running.items():
+    for name, fn in fns.items():
         target = USE_CASES[name].scores
         batches = fn.history
-        rows = spark.read.format("delta").load(catalog.spec(target).location).count() if catalog.register(spark, [target]) else 0
+        rows = spark.read.format("delta").load(run.catalog.spec(target).location).count() if run.catalog.register(spark, [target]) else 0
         out[name] = {"table": target, "rows": rows,
                      "batches": len(batches), "scored": sum(b["scored"] for b in batches),
                      "alerts": sum(b["alerts"] for b in batches), "versions": sorted({b["version"] for b in batches})}

@@ -7,11 +7,11 @@ Every table in conf/base/catalog.yaml is registered by name; Delta time travel w
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from jobs import common
+from reports.console import render
 
 
 def split_statements(text: str) -> list[str]:
@@ -38,30 +38,6 @@ def split_statements(text: str) -> list[str]:
         i += 1
     out.append("".join(buf))
     return [s.strip() for s in out if s.strip()]
-
-
-def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
-    if fmt == "json":
-        return "\n".join(json.dumps(dict(zip(columns, r)), default=str) for r in rows)
-    if fmt == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(columns)
-        w.writerows(rows)
-        return buf.getvalue().rstrip("\n")
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*columns, show_lines=False)
-    for r in rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in r))
-    console = Console(file=None, width=200, record=True)
-    with console.capture() as cap:
-        console.print(table)
-    return cap.get().rstrip("\n")
 
 
 def run(spark, cfg, args) -> list[dict]:

@@ -2,14 +2,22 @@
 ``ops.stream_metrics`` by the driver loop (never from the listener thread itself)."""
 from __future__ import annotations
 
+import json
+import os
+import platform
 import threading
-from collections import namedtuple
+from collections import deque, namedtuple
 from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
 from lakehouse.catalog import TableSpec
+from lakehouse.procs import ProcessSampler, bootstrap_pid
 from lakehouse.schemas.tables import STREAM_METRICS
 
 # One query's progress after one batch, named as ops.stream_metrics' columns (and written there
@@ -19,8 +27,9 @@ QueryProgress = namedtuple("QueryProgress", STREAM_METRICS.fieldNames())
 
 
 class ProgressCollector(StreamingQueryListener):
-    def __init__(self):
+    def __init__(self, keep: int = 100_000):
         self._rows: list[QueryProgress] = []
+        self._seen: deque[QueryProgress] = deque(maxlen=keep)
         self._lock = threading.Lock()
 
     def onQueryStarted(self, event):
@@ -36,6 +45,7 @@ class ProgressCollector(StreamingQueryListener):
                             int(durations.get("triggerExecution", 0)), dropped, durations)
         with self._lock:
             self._rows.append(row)
+            self._seen.append(row)
 
     def onQueryIdle(self, event):
         pass
@@ -47,6 +57,11 @@ class ProgressCollector(StreamingQueryListener):
         """The progress records collected and not yet flushed."""
         with self._lock:
             return list(self._rows)
+
+    def history(self) -> list[QueryProgress]:
+        """Every record collected, flushed ones included (the last ``keep``)."""
+        with self._lock:
+            return list(self._seen)
 
     def flush(self, spark: SparkSession, spec: TableSpec) -> int:
         """Append what was collected to ``ops.stream_metrics``; returns the rows written."""
@@ -73,3 +88,66 @@ def seconds_behind(samples: list[tuple[float, int]], landed: int, now: float) ->
             return max(0.0, now - at)
         t_prev, k_prev = t, k
     return 0.0
+
+
+def commit_times(location: str) -> dict[str, float]:
+    """File name -> commit time (epoch seconds) of the Delta version that added it."""
+    out = {}
+    for log in sorted(Path(location, "_delta_log").glob("*.json")):
+        ts, adds = None, []
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if "commitInfo" in entry:
+                ts = entry["commitInfo"]["timestamp"] / 1000.0
+            if "add" in entry:
+                adds.append(entry["add"]["path"].split("/")[-1])
+        for name in adds:
+            out[name] = ts
+    return out
+
+
+def latency_stats(spark: SparkSession, location: str, where=None) -> dict:
+    """Kafka -> committed latency of a Delta table's rows (``where``: which): each row's Kafka
+    timestamp against the commit time of the version that added its file; median, p99, max."""
+    from pyspark.sql import functions as F
+
+    commits = commit_times(location)
+    df = spark.read.format("delta").load(location)
+    rows = (df.where(where) if where is not None else df).select(
+        F.col("kafka_timestamp").cast("double").alias("k"), F.col("_metadata.file_name").alias("f")).collect()
+    delays = np.array([commits[r.f] - r.k for r in rows if r.f in commits])
+    if len(delays) == 0:
+        return {"rows": 0}
+    return {"rows": int(len(delays)), "median_ms": round(float(np.median(delays)) * 1000, 1),
+            "p99_ms": round(float(np.percentile(delays, 99)) * 1000, 1), "max_ms": round(float(delays.max()) * 1000, 1)}
+
+
+def machine() -> dict:
+    """The machine's figures reported beside every measurement."""
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "platform": platform.platform()}
+
+
+def process_sampler(bootstrap_servers: str) -> ProcessSampler:
+    """A started sampler of this process tree (driver, Spark's JVM, Python workers) and the broker."""
+    roots = {"finlake": os.getpid()}
+    broker = bootstrap_pid(bootstrap_servers)
+    if broker is not None and broker != os.getpid():
+        roots["kafka"] = broker
+    sampler = ProcessSampler(roots)
+    sampler.start()
+    return sampler
+
+
+class sampled:
+    """``with sampled(cfg) as usage:`` fills ``usage`` with the block's CPU and peak memory."""
+
+    def __init__(self, cfg):
+        self.cfg, self.usage = cfg, {}
+
+    def __enter__(self) -> dict:
+        self.sampler = process_sampler(self.cfg["kafka.bootstrap_servers"])
+        return self.usage
+
+    def __exit__(self, *exc):
+        self.usage.update(self.sampler.stop())
+        return False

@@ -17,12 +17,13 @@ ENV, TRANSACTIONS, RATE, WAIT_S, OVERRIDES = widgets(ENV="local", TRANSACTIONS=2
 
 import time
 
-from jobs import common, produce
-from jobs.decide import start_all
+from jobs import produce
 from lakehouse.catalog import Catalog
 from lakehouse.config import load_config
 from lakehouse.kafka.broker import ensure_broker
+from lakehouse.runtime import StreamingRun
 from lakehouse.session import build_session
+from serving.start import start_decision_paths
 
 cfg = load_config(ENV, overrides(OVERRIDES))
 spark = build_session(cfg, app_name="finlake-notebook")
@@ -31,9 +32,10 @@ catalog.register(spark)
 ensure_broker(cfg)
 scores = catalog.spec("gold.fraud_scores").location
 before = spark.read.format("delta").load(scores).count()
-running, decide = start_all(spark, cfg, ["fraud"], starting_offsets="latest")   # the queries run in the background
-while not all(q.lastProgress for _, q in running):   # each has fixed its starting offsets
-    assert all(q.exception() is None for _, q in running), [str(q.exception()) for _, q in running]
+run = StreamingRun(spark, cfg, "notebook", catalog)   # every query of this notebook, stopped together below
+decide = start_decision_paths(run, ["fraud"], starting_offsets="latest")   # the queries run in the background
+while not all(q.lastProgress for q in run.queries):   # each has fixed its starting offsets
+    run.raise_if_failed()
     time.sleep(1)
 
 # COMMAND ----------
@@ -45,10 +47,10 @@ sent = produce.run(spark, cfg, produce.build_parser().parse_args([
 deadline = time.monotonic() + WAIT_S
 landed = 0
 while time.monotonic() < deadline and landed < 0.95 * TRANSACTIONS:
-    assert all(q.exception() is None for _, q in running), [str(q.exception()) for _, q in running]
+    run.raise_if_failed()
     time.sleep(5)
     landed = spark.read.format("delta").load(scores).count() - before
-common.stop_all([q for _, q in running])
+run.stop()
 print(f"{landed} decisions landed")
 assert landed > 0, "no decision landed within WAIT_S seconds"
 

@@ -443,7 +443,8 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     import json
     import time
 
-    from jobs.decide import start_all
+    from lakehouse.runtime import StreamingRun
+    from serving.start import start_decision_paths
     from lakehouse.kafka.clients import ensure_topics
     from lakehouse.kafka.produce import send_raw
     from ml import registry
@@ -474,12 +475,13 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
 
     def run_until(n):
         """Start the queries (resuming their checkpoints) and stop once n rows have landed."""
-        running, runs = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
+        run = StreamingRun(spark, cfg, "test")
+        runs = start_decision_paths(run, ["fraud"], starting_offsets="earliest")
         try:
             deadline = time.monotonic() + 300
-            land = next(q for _, q in running if q.name == "land_fraud")
+            land = next(q for q in run.queries if q.name == "land_fraud")
             while time.monotonic() < deadline:
-                assert all(q.exception() is None for _, q in running), [q.exception() for _, q in running]
+                assert all(q.exception() is None for q in run.queries), [q.exception() for q in run.queries]
                 if land.lastProgress and any(p["numInputRows"] for p in land.recentProgress):
                     got = read(spark, cfg, "gold.fraud_scores").count() if (folder / "tables" / "gold.fraud_scores").exists() else 0
                     if got >= n:
@@ -487,12 +489,11 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
                 time.sleep(2)
             time.sleep(12)   # one more landing trigger: nothing further may arrive
         finally:
-            for _, q in running:
-                q.stop()
+            run.stop()
         # One plan, Kafka source to Kafka sink (no foreachBatch), whose observed counts are
         # tallied per batch; the warm-up before the start (decisions.warm_up) left nothing
         # behind: the topics hold only the live decisions (checked below).
-        decide = next(q for _, q in running if q.name == "decide_fraud")
+        decide = next(q for q in run.queries if q.name == "decide_fraud")
         assert "KafkaTable" in decide.lastProgress["sink"]["description"], decide.lastProgress["sink"]
         runs["fraud"].tally(decide)
         assert cfg["decisions.warm_up"] and runs["fraud"].errors == [] and runs["fraud"].decided > 0
@@ -581,7 +582,8 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
     from pathlib import Path
 
     from bench.decide import register_bench_champion
-    from jobs.decide import start_all
+    from lakehouse.runtime import StreamingRun
+    from serving.start import start_decision_paths
     from lakehouse.catalog import Catalog
     from lakehouse.config import load_config
     from lakehouse.kafka.clients import ensure_topics
@@ -601,7 +603,8 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
             valid += [e.event["event_id"]] if e.topic == "transactions" else []
         if len(valid) >= 600:
             break
-    running, runs = start_all(spark, cfg, ["fraud"], starting_offsets="earliest")
+    run = StreamingRun(spark, cfg, "test")
+    runs = start_decision_paths(run, ["fraud"], starting_offsets="earliest")
     try:
         # About 37 s of sending, the alias moved after 10 s: decisions keep coming well past
         # the 10 s the swap may take.
@@ -611,19 +614,18 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
         client.set_registered_model_alias(name, registry.CHAMPION, second)
         moved_at = time.time()
         sender.join()
-        land = next(q for _, q in running if q.name == "land_fraud")
+        land = next(q for q in run.queries if q.name == "land_fraud")
         deadline = time.monotonic() + 240
         location = Path(Catalog(cfg).spec("gold.fraud_scores").location)
         while time.monotonic() < deadline:
-            assert all(q.exception() is None for _, q in running), [q.exception() for _, q in running]
+            assert all(q.exception() is None for q in run.queries), [q.exception() for q in run.queries]
             if (location / "_delta_log").exists() and spark.read.format("delta").load(str(location)).count() >= len(valid):
                 break
             time.sleep(2)
         time.sleep(6)   # more landing triggers: nothing further may arrive
         assert land.isActive
     finally:
-        for _, q in running:
-            q.stop()
+        run.stop()
     landed = spark.read.format("delta").load(str(location)).select("event_id", "model_version").toPandas()
     assert sorted(landed["event_id"]) == sorted(valid)   # each once: a doubled decision would land under both versions
     decisions = consume(cfg, "fraud_decisions")

@@ -51,7 +51,7 @@ def test_demo_main_end_to_end(kafka, job_env, tmp_path):
 
 
 def test_demo_names_every_shortfall_in_one_line():
-    from jobs.demo import demo_shortfalls
+    from reports.demo import demo_shortfalls
 
     ok = {"produced": 10, "bronze": 10, "silver": 7, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "yes"}
     short = {"produced": 10, "bronze": 9, "silver": 5, "quarantine": 2, "duplicates_dropped": 1, "reconciled": "NO"}

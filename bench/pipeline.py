@@ -1,8 +1,8 @@
 """Benchmark the medallion pipeline on this machine (a benchmark, not a test).
 
-    python jobs/bench_pipeline.py --backlog 200000               # capacity: bronze and silver rows/s from a backlog
-    python jobs/bench_pipeline.py --rate 2000 --duration 60      # latency Kafka -> readable in silver at an offered rate
-    python jobs/bench_pipeline.py --streams all --rate 5000 --gold   # ... and in the gold feature views
+    python -m bench.pipeline --backlog 200000               # capacity: bronze and silver rows/s from a backlog
+    python -m bench.pipeline --rate 2000 --duration 60      # latency Kafka -> readable in silver at an offered rate
+    python -m bench.pipeline --streams all --rate 5000 --gold   # ... and in the gold feature views
 
 Capacity: a backlog is produced first, then bronze and silver each catch up (availableNow)
 and rows per second are timed. Latency: a paced producer runs beside the continuous pipeline;
@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 from jobs import common
+from lakehouse.metrics import latency_stats, machine, process_sampler, sampled
+from lakehouse.runtime import StreamingRun
 
 
 def _produce(cfg, streams, count, rate, duration, seed):
@@ -42,42 +44,11 @@ def produce_args(args):
     return produce.build_parser().parse_args(args)
 
 
-def commit_times(location: str) -> dict[str, float]:
-    """File name -> commit time (epoch seconds) of the Delta version that added it."""
-    out = {}
-    for log in sorted(Path(location, "_delta_log").glob("*.json")):
-        ts, adds = None, []
-        for line in log.read_text().splitlines():
-            entry = json.loads(line)
-            if "commitInfo" in entry:
-                ts = entry["commitInfo"]["timestamp"] / 1000.0
-            if "add" in entry:
-                adds.append(entry["add"]["path"].split("/")[-1])
-        for name in adds:
-            out[name] = ts
-    return out
-
-
-def latency_stats(spark, location: str, where=None) -> dict:
-    import numpy as np
-    from pyspark.sql import functions as F
-
-    commits = commit_times(location)
-    df = spark.read.format("delta").load(location)
-    rows = (df.where(where) if where is not None else df).select(
-        F.col("kafka_timestamp").cast("double").alias("k"), F.col("_metadata.file_name").alias("f")).collect()
-    delays = np.array([commits[r.f] - r.k for r in rows if r.f in commits])
-    if len(delays) == 0:
-        return {"rows": 0}
-    return {"rows": int(len(delays)), "median_ms": round(float(np.median(delays)) * 1000, 1),
-            "p99_ms": round(float(np.percentile(delays, 99)) * 1000, 1), "max_ms": round(float(delays.max()) * 1000, 1)}
-
-
 def run(spark, cfg, args) -> dict:
     from lakehouse.catalog import Catalog
     from lakehouse.config import load_config
     from lakehouse.kafka.broker import ensure_broker
-    from lakehouse.streaming import ingest_mode, start_bronze, start_ingest, start_pipeline, start_silver
+    from lakehouse.streaming import ingest_mode, start_bronze, start_ingest, start_silver
     from lakehouse.topology import STREAMS, gold_views_for, stream_table
 
     tag = f"bench{int(time.time())}_"
@@ -138,14 +109,11 @@ def run(spark, cfg, args) -> dict:
         result["kafka_to_silver_vs_raw_spark_pct"] = round(
             100 * result["kafka_to_silver_rows_per_s"] / result["raw_spark_limit"]["rows_per_s"], 1)
     else:
-        from lakehouse.metrics import ProgressCollector
-
-        collector = ProgressCollector()
-        spark.streams.addListener(collector)
+        run = StreamingRun(spark, bcfg, "bench", catalog)
         ctx = mp.get_context("fork")
-        sampler = _sampler(bcfg)
+        sampler = process_sampler(bcfg["kafka.bootstrap_servers"])
         gold = gold_views_for(streams) if args.gold else []
-        queries = start_pipeline(spark, bcfg, streams, gold, args.trigger)
+        run.start_lakehouse(streams, gold, args.trigger)
         time.sleep(15)  # let every query start before load arrives
         sent = ctx.Queue()
         producer = ctx.Process(target=_produce_into, args=(sent, bcfg, ",".join(streams), None, args.rate, args.duration, 11))
@@ -155,12 +123,10 @@ def run(spark, cfg, args) -> dict:
         producer.join()
         time.sleep(args.drain)
         result["resources"] = sampler.stop()
-        for q in queries:
-            q.stop()
-        time.sleep(1)
-        spark.streams.removeListener(collector)
+        run.raise_if_failed()
+        run.stop()
         per_query, phases = {}, {}
-        for row in collector.snapshot():
+        for row in run.progress():
             if row.num_input_rows > 0:
                 per_query.setdefault(row.query_name, []).append(row.batch_duration_ms)
                 for phase, ms in row.metrics.items():
@@ -201,45 +167,6 @@ def raw_spark_rate(spark, cfg, streams, home) -> dict:
     seconds = time.perf_counter() - t0
     rows = spark.read.parquet(str(out / "data")).count()
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 1)}
-
-
-def _sampler(cfg):
-    """A started sampler of this process tree (driver, Spark's JVM, Python workers) and the broker."""
-    import os
-
-    from lakehouse.procs import ProcessSampler, bootstrap_pid
-
-    roots = {"finlake": os.getpid()}
-    broker = bootstrap_pid(cfg["kafka.bootstrap_servers"])
-    if broker is not None and broker != os.getpid():
-        roots["kafka"] = broker
-    sampler = ProcessSampler(roots)
-    sampler.start()
-    return sampler
-
-
-class sampled:
-    """``with sampled(cfg) as usage:`` fills ``usage`` with the block's CPU and peak memory."""
-
-    def __init__(self, cfg):
-        self.cfg, self.usage = cfg, {}
-
-    def __enter__(self) -> dict:
-        self.sampler = _sampler(self.cfg)
-        return self.usage
-
-    def __exit__(self, *exc):
-        self.usage.update(self.sampler.stop())
-        return False
-
-
-def machine() -> dict:
-    import os
-    import platform
-
-    import psutil
-
-    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "platform": platform.platform()}
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """Benchmark streaming scoring on this machine (a benchmark, not a test).
 
-    python jobs/bench_scoring.py --rows 100000                  # foreachBatch rate against raw inplace_predict
+    python -m bench.scoring --rows 100000                  # foreachBatch rate against raw inplace_predict
 
 Throughput: the fraud champion scores the same gold feature rows twice in one run: raw
 ``inplace_predict`` on a pandas frame in this process (the limit), and the scoring
@@ -16,7 +16,7 @@ import sys
 import time
 
 from jobs import common
-from jobs.bench_pipeline import machine
+from lakehouse.metrics import machine
 
 
 def throughput(spark, cfg, bcfg, rows: int, repeats: int) -> dict:
