@@ -10,174 +10,50 @@ count, from one or several processes, with noise on demand; prints a JSON summar
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 from jobs import common
-
-
-def _parse_streams(text: str) -> tuple[str, ...]:
-    from lakehouse.topology import STREAMS
-
-    return tuple(common.pick("stream", text, STREAMS))
-
-
-def _parse_mix(text: str | None) -> dict:
-    from lakehouse.generators.streams import DEFAULT_MIX
-
-    mix = dict(DEFAULT_MIX)
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"mix entry '{item}' must be stream=weight")
-        mix[name.strip()] = float(value)
-    return mix
-
-
-def _worker(plan, progress, results):
-    from lakehouse.generators.producer import run_shard
-
-    try:
-        results.put(run_shard(plan, progress))
-    except Exception as exc:  # reported by the parent as one line
-        results.put({"shard": plan.shard, "error": f"{type(exc).__name__}: {exc}"})
-
-
-def plans_from(cfg, args, run_id: str):
-    from lakehouse.catalog import Catalog
-    from lakehouse.generators.noise import NoiseConfig
-    from lakehouse.generators.producer import ShardPlan
-    from lakehouse.generators.streams import GeneratorConfig
-    from lakehouse.kafka.clients import client_config
-    from lakehouse.security import pan_hmac_key
-
-    paced = args.rate != "max"
-    try:
-        rate = float(args.sim_rate) if not paced else float(args.rate)
-        # Live streams start their event time now; files and backfills default to history.
-        start = args.start or ("now" if args.mode == "kafka" else None)
-        gen = GeneratorConfig(seed=args.seed, start=start, rate=rate,
-                              streams=_parse_streams(args.streams), mix=_parse_mix(args.mix),
-                              fraud_rate=args.fraud_rate, label_delay_s=args.label_delay,
-                              threshold_bps=args.threshold_bps, n_customers=args.customers,
-                              noise=NoiseConfig.parse(args.noise), world_seed=args.world_seed,
-                              drift=tuple(d.strip() for d in (args.drift or "").split(",") if d.strip()),
-                              drift_at=args.drift_at).validate()
-    except ValueError as exc:
-        common.fail(str(exc))
-    if args.count is None and args.duration is None:
-        common.fail("give --count N or --duration SECONDS")
-    if args.processes < 1:
-        common.fail(f"--processes must be at least 1, got {args.processes}")
-    catalog = Catalog(cfg)
-    truth = {t: catalog.spec(t).location for t in ("truth.fraud", "truth.trading", "truth.loan_pd")} if args.truth else None
-    mode = "files" if args.mode in ("files", "bronze") else "kafka"
-    out = args.out or str(cfg.home / "landing" / run_id)
-    plans = []
-    for k in range(args.processes):
-        share = None
-        if args.count is not None:
-            share = args.count // args.processes + (1 if k < args.count % args.processes else 0)
-        plans.append(ShardPlan(shard=k, shards=args.processes, gen=gen, run_id=run_id, max_messages=share,
-                               duration_s=args.duration, paced=paced, mode=mode,
-                               kafka_conf=client_config(cfg) if mode == "kafka" else None,
-                               files_dir=out if mode == "files" else None, truth_locations=truth,
-                               topic_prefix=str(cfg["kafka.topic_prefix"] or ""), event_timestamps=args.kafka_time == "event",
-                               pan_key=pan_hmac_key(cfg) if mode == "files" else None))
-    return plans, out
+from lakehouse.kafka.broker import ensure_broker
 
 
 def run(spark, cfg, args) -> dict:
+    # Imported here, not at the top: the producer loads pyspark (through the table schemas) and
+    # rich draws the bar; ``--help`` and the command list need neither.
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lakehouse.generators.producer import ShardProcesses, keep_the_replay, plans_from, summarize
 
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%S")
     plans, out = plans_from(cfg, args, run_id)
     if plans[0].mode == "kafka":
-        from lakehouse.kafka.broker import ensure_broker
-
         ensure_broker(cfg)
-        if args.kafka_time == "event":
-            _keep_the_replay(cfg, plans[0].gen)
-    ctx = mp.get_context("fork")
-    progress = ctx.Array("q", len(plans))
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(p, progress, results), daemon=True) for p in plans]
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    collected = []
+        notice = keep_the_replay(cfg, plans[0].gen) if args.kafka_time == "event" else None
+        if notice:
+            print(f"produce: {notice}", file=sys.stderr, flush=True)
+    shards = ShardProcesses(plans)   # forked before the bar starts its refresh thread
     total = args.count
     with Progress(TextColumn("[bold]produce"), BarColumn(), TextColumn("{task.completed:,.0f} msgs"),
                   TextColumn("{task.fields[rate]:,.0f}/s"), TimeElapsedColumn(), disable=args.quiet,
                   transient=True) as bar:
         task = bar.add_task("produce", total=total or args.duration, rate=0)
-        while len(collected) < len(procs):
-            try:
-                collected.append(results.get(timeout=0.5))
-            except Exception:
-                pass
-            done = sum(progress)
-            elapsed = time.perf_counter() - started
+
+        def show(done, elapsed):
             bar.update(task, completed=done if total else min(elapsed, args.duration), rate=done / max(elapsed, 1e-9))
-            if not any(p.is_alive() for p in procs) and results.empty() and len(collected) < len(procs):
-                break
-    for p in procs:
-        p.join(10)
+
+        collected = shards.wait(show)
     errors = [r["error"] for r in collected if "error" in r]
-    if errors or len(collected) < len(procs):
+    if errors or len(collected) < len(plans):
         common.fail(f"producer shard failed: {errors[0] if errors else 'a process exited without a result'}")
     summary = summarize(collected, args, run_id)
     if args.mode == "files":
         summary["files"] = out
     if args.mode == "bronze":
-        from lakehouse.backfill import files_to_bronze
+        from lakehouse.backfill import files_to_bronze   # pyspark: only the bronze mode needs it
 
         summary["bronze_rows"] = files_to_bronze(spark, cfg, Path(out))
     return summary
-
-
-def _keep_the_replay(cfg, gen) -> None:
-    """Event-time timestamps older than a topic's retention are deleted by the broker within
-    minutes: raise the retention of the replayed topics first, and say so."""
-    import datetime as dt
-
-    from lakehouse.generators.base import parse_start
-    from lakehouse.kafka.clients import replay_retention
-
-    oldest = parse_start(gen.start)
-    changed = replay_retention(cfg, [s for s in gen.streams], oldest)
-    if changed:
-        hours = max(changed.values()) / 3_600_000
-        since = dt.datetime.fromtimestamp(oldest, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-        print(f"produce: replaying from {since} UTC: retention of {', '.join(sorted(changed))} raised to {hours:,.0f} h so the "
-              f"broker keeps it (set it back once bronze has caught up: these topics carry clear card numbers)",
-              file=sys.stderr, flush=True)
-
-
-def summarize(results: list[dict], args, run_id: str) -> dict:
-    per_topic: Counter = Counter()
-    per_noise: dict[str, Counter] = {}
-    truth: Counter = Counter()
-    for r in results:
-        per_topic.update(r["per_topic"])
-        for t, c in r["per_noise"].items():
-            per_noise.setdefault(t, Counter()).update(c)
-        truth.update(r["truth"])
-    # Seconds until the last shard's last message was acknowledged by the broker.
-    seconds = max(r["seconds"] for r in results)
-    sent = sum(r["sent"] for r in results)
-    return {"run_id": run_id, "mode": args.mode, "processes": len(results), "target_rate": args.rate,
-            "sent": sent, "delivered": sum(r["delivered"] for r in results), "failed": sum(r["failed"] for r in results),
-            "errors": [e for r in results for e in r["errors"]][:5], "seconds": round(seconds, 3),
-            "achieved_rate": round(sent / seconds, 1) if seconds > 0 else None,
-            "per_topic": dict(sorted(per_topic.items())),
-            "per_noise": {t: dict(sorted(c.items())) for t, c in sorted(per_noise.items())},
-            "truth": dict(sorted(truth.items())), "seed": args.seed}
 
 
 def build_parser():

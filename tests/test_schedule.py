@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_crontab_block_runs_each_configured_job_and_installs_once_beside_other_lines(cfg, tmp_path):
     from croniter import croniter
 
-    from jobs.schedule import crontab_block, entries, with_block, without_block
+    from jobs.schedule import entries
+    from lakehouse.schedule import crontab_block, with_block, without_block
 
     items = entries(cfg)
     assert {e.job for e in items} >= {"monitor", "retrain", "stats_report", "maintain"}
@@ -57,7 +58,7 @@ def test_a_bad_schedule_entry_is_refused_by_name(cfg):
 def test_due_picks_the_next_entries_in_time_order(cfg):
     import datetime as dt
 
-    from jobs.schedule import Entry, due
+    from lakehouse.schedule import Entry, due
 
     items = [Entry("hourly", "0 * * * *", "monitor", ()), Entry("nightly", "30 2 * * *", "retrain", ()),
              Entry("also", "0 3 * * *", "monitor", ())]

@@ -1,18 +1,27 @@
-"""One producer shard: generate, add noise, pace, and send to Kafka (or write files), counting
-what was sent per topic and per noise kind. ``jobs/produce.py`` runs one or several shards."""
+"""The producer: one run's shard plans from the produce options, one shard (generate, add
+noise, pace, and send to Kafka or write files, counting what was sent per topic and per noise
+kind), the shards run in forked processes, and their summaries summed. ``jobs/produce.py``
+parses the options and shows the progress."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import multiprocessing as mp
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse.generators.base import TRUTH_PREFIX
-from lakehouse.generators.noise import NoiseInjector
-from lakehouse.generators.streams import GeneratorConfig, generate
+from lakehouse.catalog import Catalog
+from lakehouse.config import ConfigError
+from lakehouse.generators.base import TRUTH_PREFIX, parse_start
+from lakehouse.generators.noise import NoiseConfig, NoiseInjector
+from lakehouse.generators.streams import DEFAULT_MIX, GeneratorConfig, generate
 from lakehouse.generators.truth import TruthWriter
+from lakehouse.kafka.clients import client_config, replay_retention
 from lakehouse.kafka.produce import DeliveryCounter
+from lakehouse.security import pan_hmac_key
+from lakehouse.topology import STREAMS, names
 
 
 @dataclass
@@ -127,3 +136,135 @@ def _tokenized(e, key, tokenize_event):
     if e.topic == "transactions":
         e.event = tokenize_event(key, e.event)
     return e
+
+
+def parse_streams(text: str) -> tuple[str, ...]:
+    """A streams selection (a comma list of topics, or ``all``); ValueError naming an unknown one."""
+    return tuple(names("stream", text, STREAMS))
+
+
+def parse_mix(text: str | None) -> dict:
+    """The default mix with ``stream=weight,...`` overrides; ValueError on an entry without ``=``."""
+    mix = dict(DEFAULT_MIX)
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"mix entry '{item}' must be stream=weight")
+        mix[name.strip()] = float(value)
+    return mix
+
+
+def plans_from(cfg, args, run_id: str) -> tuple[list[ShardPlan], str]:
+    """One plan per process from the produce options (``jobs/produce.py``'s arguments), sharing
+    the count, and the folder files mode writes to; ConfigError naming a bad option."""
+    paced = args.rate != "max"
+    try:
+        rate = float(args.sim_rate) if not paced else float(args.rate)
+        # Live streams start their event time now; files and backfills default to history.
+        start = args.start or ("now" if args.mode == "kafka" else None)
+        gen = GeneratorConfig(seed=args.seed, start=start, rate=rate,
+                              streams=parse_streams(args.streams), mix=parse_mix(args.mix),
+                              fraud_rate=args.fraud_rate, label_delay_s=args.label_delay,
+                              threshold_bps=args.threshold_bps, n_customers=args.customers,
+                              noise=NoiseConfig.parse(args.noise), world_seed=args.world_seed,
+                              drift=tuple(d.strip() for d in (args.drift or "").split(",") if d.strip()),
+                              drift_at=args.drift_at).validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.count is None and args.duration is None:
+        raise ConfigError("give --count N or --duration SECONDS")
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be at least 1, got {args.processes}")
+    catalog = Catalog(cfg)
+    truth = {t: catalog.spec(t).location for t in ("truth.fraud", "truth.trading", "truth.loan_pd")} if args.truth else None
+    mode = "files" if args.mode in ("files", "bronze") else "kafka"
+    out = args.out or str(cfg.home / "landing" / run_id)
+    plans = []
+    for k in range(args.processes):
+        share = None
+        if args.count is not None:
+            share = args.count // args.processes + (1 if k < args.count % args.processes else 0)
+        plans.append(ShardPlan(shard=k, shards=args.processes, gen=gen, run_id=run_id, max_messages=share,
+                               duration_s=args.duration, paced=paced, mode=mode,
+                               kafka_conf=client_config(cfg) if mode == "kafka" else None,
+                               files_dir=out if mode == "files" else None, truth_locations=truth,
+                               topic_prefix=str(cfg["kafka.topic_prefix"] or ""), event_timestamps=args.kafka_time == "event",
+                               pan_key=pan_hmac_key(cfg) if mode == "files" else None))
+    return plans, out
+
+
+def keep_the_replay(cfg, gen: GeneratorConfig) -> str | None:
+    """Event-time timestamps older than a topic's retention are deleted by the broker within
+    minutes: raise the retention of the replayed topics first. Returns the notice to show
+    (None when no retention had to change)."""
+    oldest = parse_start(gen.start)
+    changed = replay_retention(cfg, list(gen.streams), oldest)
+    if not changed:
+        return None
+    hours = max(changed.values()) / 3_600_000
+    since = dt.datetime.fromtimestamp(oldest, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return (f"replaying from {since} UTC: retention of {', '.join(sorted(changed))} raised to {hours:,.0f} h so the "
+            f"broker keeps it (set it back once bronze has caught up: these topics carry clear card numbers)")
+
+
+def _worker(plan, progress, results):
+    try:
+        results.put(run_shard(plan, progress))
+    except Exception as exc:  # reported by the parent as one line
+        results.put({"shard": plan.shard, "error": f"{type(exc).__name__}: {exc}"})
+
+
+class ShardProcesses:
+    """Each plan run by ``run_shard`` in its own forked process, started on construction (so
+    before the caller starts any thread of its own, such as a progress display's)."""
+
+    def __init__(self, plans: list[ShardPlan]):
+        ctx = mp.get_context("fork")
+        self.progress = ctx.Array("q", len(plans))
+        self.results = ctx.Queue()
+        self.procs = [ctx.Process(target=_worker, args=(p, self.progress, self.results), daemon=True) for p in plans]
+        self.started = time.perf_counter()
+        for p in self.procs:
+            p.start()
+
+    def wait(self, on_progress=None, every_s: float = 0.5) -> list[dict]:
+        """The shards' summaries as they finish (a failed shard's is ``{"shard", "error"}``; fewer
+        than the plans when a process died without one). ``on_progress(sent, elapsed_s)`` is
+        called about every ``every_s`` seconds meanwhile."""
+        collected = []
+        while len(collected) < len(self.procs):
+            try:
+                collected.append(self.results.get(timeout=every_s))
+            except Exception:
+                pass
+            if on_progress is not None:
+                on_progress(sum(self.progress), time.perf_counter() - self.started)
+            if not any(p.is_alive() for p in self.procs) and self.results.empty() and len(collected) < len(self.procs):
+                break
+        for p in self.procs:
+            p.join(10)
+        return collected
+
+
+def summarize(results: list[dict], args, run_id: str) -> dict:
+    """The run's summary: the shards' counts summed, their first errors, the achieved rate."""
+    per_topic: Counter = Counter()
+    per_noise: dict[str, Counter] = {}
+    truth: Counter = Counter()
+    for r in results:
+        per_topic.update(r["per_topic"])
+        for t, c in r["per_noise"].items():
+            per_noise.setdefault(t, Counter()).update(c)
+        truth.update(r["truth"])
+    # Seconds until the last shard's last message was acknowledged by the broker.
+    seconds = max(r["seconds"] for r in results)
+    sent = sum(r["sent"] for r in results)
+    return {"run_id": run_id, "mode": args.mode, "processes": len(results), "target_rate": args.rate,
+            "sent": sent, "delivered": sum(r["delivered"] for r in results), "failed": sum(r["failed"] for r in results),
+            "errors": [e for r in results for e in r["errors"]][:5], "seconds": round(seconds, 3),
+            "achieved_rate": round(sent / seconds, 1) if seconds > 0 else None,
+            "per_topic": dict(sorted(per_topic.items())),
+            "per_noise": {t: dict(sorted(c.items())) for t, c in sorted(per_noise.items())},
+            "truth": dict(sorted(truth.items())), "seed": args.seed}
