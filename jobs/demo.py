@@ -1,16 +1,10 @@
-"""The end-to-end demo on the embedded default stack, in one command.
-
-1. Start (or reuse) the local Kafka broker.
-2. Backfill a training history (about two days of event time, all streams) into bronze, and
-   run the medallion pipeline over it (silver + quarantine, gold features).
-3. Train the three models (fraud, trading signal, loan PD), log them to MLflow, promote.
-4. Go live: the pipeline, the fraud and trading decision paths (decisions and alerts to Kafka,
-   landed in gold) and the loan-PD scorer run continuously while a paced producer sends every
-   stream with a little bad input mixed in.
-5. Write the statistical report and monitor each champion (drift against its training period,
-   delayed-label precision and recall, the promotion history).
-6. Write FINLAKE_HOME/reports/demo/index.html and summary.json: counts per layer (reconciled),
-   model quality, stream performance, statistics, monitoring, plots.
+"""The end-to-end demo on the embedded default stack, in one command: start (or reuse) the local
+Kafka broker; backfill a training history (two days of event time, all streams) into bronze and
+run the medallion pipeline over it; train the fraud, trading-signal and loan-PD models (MLflow,
+promotion); go live (the pipeline, the fraud and trading decision paths and the loan-PD scorer
+while a paced producer sends every stream with a little bad input); write the statistics report,
+monitor each champion, and write FINLAKE_HOME/reports/demo/index.html and summary.json (counts
+per layer, reconciled; model quality; stream performance; statistics; monitoring; plots).
 """
 from __future__ import annotations
 
@@ -27,7 +21,7 @@ from jobs import stats_report as stats_job
 from jobs import train as train_job
 from lakehouse.kafka.broker import ensure_broker
 from lakehouse.kafka.clients import end_offsets, ensure_topics, topic_name
-from lakehouse.metrics import machine, seconds_behind
+from lakehouse.metrics import Freshness, machine
 from lakehouse.runtime import StreamingRun
 from lakehouse.streaming import kafka_query
 from lakehouse.topology import DECISION_PATHS, GOLD_VIEWS, LAKEHOUSE_SCORED, STREAMS
@@ -42,6 +36,8 @@ SHORT_DEMO_ARGV = ["--history", "20000", "--history-hours", "6", "--fraud-rate",
                    "--live-seconds", "20", "--drain", "400", "--trigger", "1 second", "--noise", "all=0.01", "--seed", "3",
                    *[a for g in ("ml.search.folds=2", "ml.search.max_depth=[3]", "ml.search.learning_rate=[0.3]",
                                  "ml.search.n_estimators=[40, 80]", "stats.sample_rows=3000") for a in ("--conf", g)]]
+
+
 def _produce_live(queue, cfg, argv):
     try:
         queue.put(produce.run(None, cfg, produce.build_parser().parse_args(argv)))
@@ -56,9 +52,9 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     # A reused broker may hold another run's messages (and decisions): new checkpoints start at
     # the topics' current ends, so this run reads, decides and reconciles exactly what it sends.
     ensure_topics(cfg)
-    topics = [topic_name(cfg, run.catalog.source_topic(f"bronze.{s}")) for s in STREAMS]
-    ends = end_offsets(cfg, topics)
-    start_at = {s: json.dumps({t: ends[t]}) for s, t in zip(STREAMS, topics)}
+    topics = [run.catalog.source_topic(f"bronze.{s}") for s in STREAMS]
+    ends = end_offsets(cfg, topics)   # by the topics' Kafka names
+    start_at = {s: json.dumps({topic_name(cfg, t): ends[topic_name(cfg, t)]}) for s, t in zip(STREAMS, topics)}
     run.start_lakehouse(STREAMS, GOLD_VIEWS, args.trigger, bronze_from=start_at)
     scorers = start_scorers(run, LAKEHOUSE_SCORED, processing_time=args.trigger, only_new=True)   # loan PD: no decision path
     land_from = end_offsets(cfg, [t for p in DECISION_PATHS.values() for t in (p.decisions_topic, p.alerts_topic) if t])
@@ -71,19 +67,15 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
             "--noise", args.noise, "--fraud-rate", str(args.fraud_rate), "--label-delay", "20", "--run-id", f"live-{seed}"]
     producer = ctx.Process(target=_produce_live, args=(result, cfg, argv))  # it forks its own shards
     producer.start()
-    # Freshness: what Kafka holds of this run (end offsets against the run's start) every 5 s,
-    # and how far bronze is behind it: now minus when Kafka held what bronze has landed.
-    t0, start_total, ingest = time.monotonic(), sum(sum(p.values()) for p in ends.values()), {kafka_query(cfg, s) for s in STREAMS}
-    samples, behind = [(t0, 0)], []
+    # Freshness every 5 s: what Kafka holds of this run, and how far bronze is behind it.
+    t0, fresh, ingest = time.monotonic(), Freshness(cfg, topics, ends), {kafka_query(cfg, s) for s in STREAMS}
     while producer.is_alive():
         time.sleep(5)
         run.check()
-        now = time.monotonic()
-        samples.append((now, sum(sum(p.values()) for p in end_offsets(cfg, topics).values()) - start_total))
         landed = sum(r.num_input_rows for r in run.progress() if r.query_name in ingest)
-        behind.append(seconds_behind(samples, landed, now))
-        steps.log(f"live: {now - t0:,.0f} s of {args.live_seconds:.0f} s; Kafka {samples[-1][1]:,} messages; bronze {landed:,} "
-                  f"({behind[-1]:,.0f} s behind Kafka); {deciders['fraud'].decided:,} transactions decided")
+        held, behind = fresh.look(landed)
+        steps.log(f"live: {time.monotonic() - t0:,.0f} s of {args.live_seconds:.0f} s; Kafka {held:,} messages; bronze {landed:,} "
+                  f"({behind:,.0f} s behind Kafka); {deciders['fraud'].decided:,} transactions decided")
     sent = result.get(timeout=120)
     producer.join(10)
     if "error" in sent:
@@ -92,8 +84,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     run.wait_until_idle(args.drain)   # stop once every query has caught up with what was sent
     time.sleep(2 * float(str(args.trigger).split()[0]))
     run.stop()
-    return {"sent": sent, "progress": run.progress(), "scorers": scorers, "deciders": deciders,
-            "bronze_behind_s": {"max": round(max(behind), 1) if behind else None, "last": round(behind[-1], 1) if behind else None}}
+    return {"sent": sent, "progress": run.progress(), "scorers": scorers, "deciders": deciders, "bronze_behind_s": fresh.summary()}
 
 
 def run(spark, cfg, args) -> dict:

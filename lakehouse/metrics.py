@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import threading
+import time
 from collections import deque, namedtuple
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
 from lakehouse.catalog import TableSpec
+from lakehouse.kafka.clients import end_offsets
 from lakehouse.procs import ProcessSampler, bootstrap_pid
 from lakehouse.schemas.tables import STREAM_METRICS
 
@@ -88,6 +90,28 @@ def seconds_behind(samples: list[tuple[float, int]], landed: int, now: float) ->
             return max(0.0, now - at)
         t_prev, k_prev = t, k
     return 0.0
+
+
+class Freshness:
+    """How far a layer is behind Kafka, looked at now and then: each ``look`` samples what the
+    topics hold since ``ends`` (their end offsets at the start) and, from the layer's landed
+    count, how many seconds behind them it is (``seconds_behind``)."""
+
+    def __init__(self, cfg, topics: list[str], ends: dict[str, dict[int, int]]):
+        self.cfg, self.topics = cfg, topics
+        self.start_total = sum(sum(p.values()) for p in ends.values())
+        self.samples, self.behind = [(time.monotonic(), 0)], []
+
+    def look(self, landed: int) -> tuple[int, float]:
+        """(records Kafka holds since the start, seconds the layer is behind) now."""
+        now = time.monotonic()
+        self.samples.append((now, sum(sum(p.values()) for p in end_offsets(self.cfg, self.topics).values()) - self.start_total))
+        self.behind.append(seconds_behind(self.samples, landed, now))
+        return self.samples[-1][1], self.behind[-1]
+
+    def summary(self) -> dict:
+        """The most and the last seconds behind seen (None before the first look)."""
+        return {"max": round(max(self.behind), 1) if self.behind else None, "last": round(self.behind[-1], 1) if self.behind else None}
 
 
 def commit_times(location: str) -> dict[str, float]:
