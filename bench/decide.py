@@ -1,7 +1,8 @@
 """Decision-path latency against a pass-through floor taken in the same run.
 
     python -m bench.decide                          # 1,000 / 5,000 / 20,000 tx/s, 30 s each
-    python -m bench.decide --rates 5000 --seconds 60 --with-lakehouse
+    python -m bench.decide --rates 5000 --seconds 60 --with-lakehouse        # beside the whole lakehouse
+    python -m bench.decide --rates 5000 --seconds 60 --with-lakehouse ingest # beside bronze and silver of its two topics
 
 For each offered load a paced producer sends valid transactions (and the user events that go
 with them) to the real broker. Two queries run with the same trigger:
@@ -9,7 +10,9 @@ with them) to the real broker. Two queries run with the same trigger:
   gate, the JVM scorer on the served champion, Spark's Kafka sink);
 - a stateless Kafka -> Kafka pass-through of the same topic (the floor).
 Latency = Kafka timestamp of the output record minus that of its transaction. ``--with-lakehouse``
-runs bronze and silver of both topics beside them. The scoring step alone against raw
+runs the whole lakehouse beside them (the ingest query of all six topics and every gold view,
+trigger 5 s, as the demo does; the loan-PD scorer aside); ``--with-lakehouse ingest`` bronze and
+silver of the two topics only (the earlier measurements). The scoring step alone against raw
 ``inplace_predict``: ``python -m bench.jvm_scoring``. The champion is a booster trained on random
 feature rows (speed does not depend on what it learnt). Results: bench/results/decide.json.
 """
@@ -166,6 +169,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
     from lakehouse.session import build_session
     from lakehouse.config import load_config
     from lakehouse.runtime import StreamingRun
+    from lakehouse.topology import GOLD_VIEWS, STREAMS
     from serving.decision import start_decisions
     from lakehouse.kafka.broker import ensure_broker
     from lakehouse.kafka.clients import ensure_topics, topic_name
@@ -193,7 +197,9 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
         msgs = _messages(rate, seconds, seed=rate)
         base = cfg.path("paths.checkpoints") / "bench-decide" / prefix
         run_ = StreamingRun(spark, cfg, "bench-decide")
-        if with_lakehouse:
+        if with_lakehouse == "all":
+            run_.start_lakehouse(STREAMS, GOLD_VIEWS, "5 seconds")
+        elif with_lakehouse == "ingest":
             run_.start_lakehouse(["transactions", "user_events"], [], "5 seconds")
         q = run_.start(lambda: start_decisions(spark, cfg, "fraud", "latest", trigger, str(base / "decide"))[0])
         run_.start(lambda: start_passthrough(spark, cfg, topic_name(cfg, "transactions"), prefix + "passthrough", str(base / "pass"), trigger))
@@ -236,7 +242,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rates", default="1000,5000,20000")
     p.add_argument("--seconds", type=float, default=30)
-    p.add_argument("--with-lakehouse", action="store_true")
+    p.add_argument("--with-lakehouse", nargs="?", const="all", default=None, choices=["all", "ingest"],
+                   help="run the lakehouse beside: all (every stream's ingest and every gold view) or ingest (bronze and silver of the two topics)")
     p.add_argument("--trigger", default=None, help="the decision and pass-through queries' trigger (default: decisions.trigger)")
     p.add_argument("--out", default="decide.json", help="the record's file name under bench/results")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="finlake config override (repeatable)")
