@@ -8,28 +8,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from typing import Callable
 
 from lakehouse.config import Config, ConfigError, load_config
 from lakehouse.failures import QueryFailed, root_cause
+from lakehouse.jars import JarResolutionError
+from lakehouse.java import JavaMissingError
+from lakehouse.kafka.broker import BrokerError
+from lakehouse.session import build_session
+
+try:
+    from py4j.protocol import Py4JNetworkError
+
+    _PY4J_ERRORS: tuple[type[BaseException], ...] = (Py4JNetworkError,)
+except ImportError:
+    _PY4J_ERRORS = ()
 
 # Errors a user can fix from the message alone: printed as one line, exit code 2.
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from lakehouse.jars import JarResolutionError
-    from lakehouse.java import JavaMissingError
-    from lakehouse.kafka.broker import BrokerError
-
-    return (ConfigError, BrokerError, JavaMissingError, JarResolutionError, QueryFailed)
-
-
-def _py4j_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from py4j.protocol import Py4JNetworkError
-
-        return (Py4JNetworkError,)
-    except ImportError:
-        return ()
+_USER_ERRORS = (ConfigError, BrokerError, JavaMissingError, JarResolutionError, QueryFailed)
 
 
 def parser(description: str | None) -> argparse.ArgumentParser:
@@ -49,7 +47,7 @@ def fail(message: str, code: int = 2) -> None:
 def pick(kind: str, text: str, known) -> list[str]:
     """A ``--stream`` / ``--use-case`` style selection (a comma list, or ``all``) of ``known``
     names; an unknown one fails in one line naming it and what is known."""
-    from lakehouse.topology import names
+    from lakehouse.topology import names  # pyspark (via lakehouse.gold): +0.7 s at import; stack, submit, sql_server never pick
 
     try:
         return names(kind, text, known)
@@ -78,16 +76,15 @@ def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str,
     try:
         if not (needs_spark(args) if callable(needs_spark) else needs_spark):
             return run(None, cfg, args)
-        from lakehouse.catalog import Catalog
-        from lakehouse.session import build_session
+        from lakehouse.catalog import Catalog  # pyspark: +0.7 s at import; jobs without Spark never need it
 
         spark = build_session(cfg, app_name=app_name)
         if register_catalog:
             Catalog(cfg).register(spark)
         return run(spark, cfg, args)
-    except _user_errors() as exc:
+    except _USER_ERRORS as exc:
         fail(str(exc))
-    except (ConnectionError, EOFError) + _py4j_errors() as exc:
+    except (ConnectionError, EOFError) + _PY4J_ERRORS as exc:
         # The Spark JVM went away under us: say so in one line, not with py4j's traceback.
         fail(f"Spark stopped unexpectedly ({root_cause(exc)}); its log is {cfg.path('paths.logs') / 'spark.log'}", 1)
 
@@ -95,7 +92,7 @@ def execute(p: argparse.ArgumentParser, argv, run: Callable, app_name: str,
 def live_metrics(spark, cfg, job: str) -> str | None:
     """Feed the session's streaming queries into the Prometheus metrics and serve them on the
     job's port (``metrics.ports.<job>``); returns the endpoint's URL, or None."""
-    from lakehouse import observe
+    from lakehouse import observe  # pyspark: +0.7 s at import; only streaming jobs serve metrics
 
     observe.attach(spark)
     url = observe.serve(cfg, job)
@@ -111,8 +108,6 @@ def emit(result: dict) -> None:
 
 def stop_flag() -> dict:
     """A flag that SIGTERM or Ctrl-C sets (``flag["stop"]``), for jobs that run until stopped."""
-    import signal
-
     flag = {"stop": False}
 
     def on_signal(signum, _frame):

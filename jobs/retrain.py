@@ -10,13 +10,14 @@ from __future__ import annotations
 import sys
 import time
 
+from rich.console import Console
+
 from jobs import common
 from jobs.train import parse_use_cases
 
 
 def run(spark, cfg, args) -> dict:
-    from rich.console import Console
-
+    # pyspark, pandas: +2.0 s at import; --help stays quick
     from ml.datasets import LeakageError, TrainingDataError
     from ml.monitor import MonitorError
     from ml.retrain import retrain_use_case

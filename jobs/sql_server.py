@@ -20,8 +20,12 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from jobs import common
+from lakehouse.jvm import ensure_jars
 from lakehouse.procs import port_open, stop_process, who_holds
+from lakehouse.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +40,6 @@ def _pid_file(cfg) -> Path:
 
 def server_pid(cfg) -> int | None:
     """The pid of this home's SQL server, if it runs."""
-    import psutil
-
     try:
         pid = int(_pid_file(cfg).read_text().strip())
         proc = psutil.Process(pid)
@@ -51,7 +53,7 @@ def server_pid(cfg) -> int | None:
 def serve(spark, cfg, stop: threading.Event | None = None) -> dict:
     """Start the Thrift server on ``spark`` (catalog registered) and block until ``stop`` is
     set or the process gets SIGTERM/SIGINT; tables created meanwhile are registered by name."""
-    from lakehouse.catalog import Catalog
+    from lakehouse.catalog import Catalog  # pyspark: +0.7 s at import; start, stop, status start no Spark
 
     stop = stop or threading.Event()
     host, port = str(cfg["sql_server.host"]), int(cfg["sql_server.port"])
@@ -121,9 +123,7 @@ def stop(cfg, timeout: float = 60.0) -> bool:
 def serve_session(cfg):
     """The session ``serve`` runs: the jars also on the driver's class path, because the JDBC
     sessions the server opens resolve Delta's catalog from the application class loader."""
-    from lakehouse.catalog import Catalog
-    from lakehouse.jvm import ensure_jars
-    from lakehouse.session import build_session
+    from lakehouse.catalog import Catalog  # pyspark: +0.7 s at import; start, stop, status start no Spark
 
     spark = build_session(cfg, app_name="finlake-sql-server", extra={"spark.driver.extraClassPath": os.pathsep.join(ensure_jars(cfg))})
     Catalog(cfg).register(spark)

@@ -10,7 +10,9 @@ import shutil
 from pathlib import Path
 
 from jobs import common
+from lakehouse.jvm import ensure_udf_jar
 from lakehouse.kafka.broker import LocalKafka
+from lakehouse.kafka.clients import admin_client
 
 
 JAR_NAME = "finlake-jvm.jar"
@@ -18,15 +20,11 @@ JAR_NAME = "finlake-jvm.jar"
 
 def run(_spark, cfg, args) -> dict:
     if args.action == "jar":
-        from lakehouse.jvm import ensure_udf_jar
-
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ensure_udf_jar(cfg), out / JAR_NAME)
         return {"jar": str(out / JAR_NAME)}
     if not cfg["kafka.managed"]:
-        from lakehouse.kafka.clients import admin_client
-
         if args.action == "status":
             md = admin_client(cfg).list_topics(timeout=10)
             return {"managed": False, "bootstrap": cfg["kafka.bootstrap_servers"], "brokers": len(md.brokers),

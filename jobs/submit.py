@@ -17,7 +17,8 @@ import zipfile
 from pathlib import Path
 
 from lakehouse.config import PROJECT_ROOT, Config, ConfigError, load_config
-from lakehouse.session import spark_properties, submit_args
+from lakehouse.jvm import ensure_jars
+from lakehouse.session import spark_properties, submit_args, write_log4j, write_pools
 
 
 
@@ -80,9 +81,6 @@ def main(argv=None) -> None:
         cfg = load_config(args.env, args.conf)
         jars = None
         if not args.print:
-            from lakehouse.jvm import ensure_jars
-            from lakehouse.session import write_log4j, write_pools
-
             jars = ensure_jars(cfg)
             write_log4j(cfg)
             write_pools(cfg)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 
 from jobs import common
+from lakehouse.kafka.clients import topic_name
 
 
 def run(_spark, cfg, args) -> dict:
+    # pyspark (via lakehouse.gold and lakehouse.catalog): +0.7 s at import; --help stays quick
     from lakehouse import topology
     from lakehouse.catalog import Catalog
-    from lakehouse.kafka.clients import topic_name
 
     catalog = Catalog(cfg)
     for line in topology.describe():

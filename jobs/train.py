@@ -11,11 +11,13 @@ from __future__ import annotations
 import sys
 import time
 
+from rich.console import Console
+
 from jobs import common
 
 
 def parse_use_cases(text: str) -> list[str]:
-    from lakehouse.topology import USE_CASES
+    from lakehouse.topology import USE_CASES  # pyspark (via lakehouse.gold): +0.7 s at import; --help stays quick
 
     return common.pick("use case", text, USE_CASES)
 
@@ -64,7 +66,7 @@ def check_model(model: str, names: list[str], as_of: float | None = None) -> Non
             common.fail("--model sequence trains the trading use case only: use --use-case trading")
         if as_of is not None:
             common.fail("--as-of applies to the xgboost models only (trading labels come from the ticks that follow)")
-        from ml.sequence import SequenceUnavailable, load_keras
+        from ml.sequence import SequenceUnavailable, load_keras  # pandas: +1.3 s at import; only --model sequence
 
         try:
             load_keras()
@@ -73,8 +75,7 @@ def check_model(model: str, names: list[str], as_of: float | None = None) -> Non
 
 
 def run(spark, cfg, args) -> dict:
-    from rich.console import Console
-
+    # pyspark, pandas, sklearn: +4.6 s at import; --help stays quick
     from ml.datasets import LeakageError, TrainingDataError
     from ml.train import train_use_case
 
@@ -92,7 +93,7 @@ def run(spark, cfg, args) -> dict:
 
             try:
                 if model == "sequence":
-                    from ml.sequence import train_sequence
+                    from ml.sequence import train_sequence  # pandas: +1.3 s at import; only --model sequence
 
                     results[name] = train_sequence(spark, cfg, step)
                 else:

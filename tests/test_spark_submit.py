@@ -110,10 +110,10 @@ def test_the_submitted_zip_holds_every_installed_package(tmp_path):
     from lakehouse.config import PROJECT_ROOT
 
     pkgs = packages()
-    assert pkgs == ("lakehouse", "ml", "serving", "stats", "jobs")
+    assert pkgs == ("lakehouse", "ml", "serving", "stats", "reports", "jobs")
     names = zipfile.ZipFile(build_zip(tmp_path / "finlake.zip")).namelist()
     assert {n.split("/")[0] for n in names} == set(pkgs)
-    assert "serving/decision.py" in names and "lakehouse/schemas/tables.py" in names
+    assert "serving/decision.py" in names and "reports/demo.py" in names and "lakehouse/schemas/tables.py" in names
     assert not [n for n in names if not n.endswith((".py", ".yaml"))]
     expected = {str(p.relative_to(PROJECT_ROOT)) for pkg in pkgs for p in (PROJECT_ROOT / pkg).rglob("*")
                 if p.is_file() and p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts}
