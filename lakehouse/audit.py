@@ -19,6 +19,9 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([dD][c-fC-F][0-9a-fA-F]{2}))?|\\([ntrbf\"\\/])")
 _SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\", "/": "/"}
 # our tokens, also where a card number glued to a word was replaced ("card<token>y"): any
@@ -115,8 +118,7 @@ def delta_tables(root: Path) -> list[Path]:
 def scan_tables(root: Path, known: set[str] | None = None) -> dict[str, dict]:
     """Read every Delta table under ``root`` with delta-rs; per table its rows and the clear
     card numbers found in any string or binary column (raises if delta-rs cannot read one)."""
-    import pyarrow as pa
-    from deltalake import DeltaTable
+    from deltalake import DeltaTable  # here, not at the top: an optional (dev) extra, needed by this function only
 
     out = {}
     for path in delta_tables(root):
@@ -135,8 +137,6 @@ def scan_tables(root: Path, known: set[str] | None = None) -> dict[str, dict]:
 
 def _parquet_text(path: Path) -> str:
     """Every value of a Parquet file as text (a Delta checkpoint keeps file statistics there)."""
-    import pyarrow.parquet as pq
-
     return repr(pq.read_table(path).to_pylist())
 
 

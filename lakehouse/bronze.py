@@ -13,6 +13,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.jvm import set_pan_key
+
 
 def kafka_to_bronze(df: DataFrame) -> DataFrame:
     """Kafka source rows -> the bronze columns (key and payload still as received)."""
@@ -36,8 +38,6 @@ def tokenize_pan(key: bytes):
     Other bytes are untouched."""
 
     def transform(df: DataFrame) -> DataFrame:
-        from lakehouse.jvm import set_pan_key
-
         set_pan_key(df.sparkSession, key)
         return (df.withColumn("payload", F.call_function("finlake_tokenize_payload", F.col("payload")))
                 .withColumn("key", F.call_function("finlake_tokenize_key", F.col("key"))))

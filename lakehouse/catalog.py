@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+
 from lakehouse.config import Config, ConfigError
 from lakehouse.schemas.tables import SCHEMAS
 
@@ -46,8 +49,6 @@ def read_delta_if_exists(spark, location: str):
     A read refreshes the JVM's cached log of the path. ``DeltaTable.isDeltaTable`` does not: a
     long-running process that first looked at a path before its first commit kept being told
     there is no table there."""
-    from pyspark.errors import AnalysisException
-
     try:
         return spark.read.format("delta").load(location)
     except AnalysisException as exc:
@@ -122,8 +123,6 @@ class Catalog:
         meet a missing table); one whose schema its writer defines is registered once it
         exists. Returns the names registered.
         """
-        from delta.tables import DeltaTable
-
         wanted = [self.spec(n) for n in names] if names is not None else list(self)
         warehouse = str(self.cfg["paths.warehouse"]).rstrip("/")
         for layer in sorted({s.layer for s in wanted}):

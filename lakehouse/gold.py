@@ -18,6 +18,8 @@ HOME_LOOKBACK_MS = 30 * 86_400_000
 # given before that hour began. Serving reads one snapshot per (entity, hour) computed by the same
 # transform (lakehouse.risk: ServedRisk serves them to the decision plans).
 RISK_SNAPSHOT_MS = 3_600_000
+# The history a row's risk counts starts at most this long before the row (30 days before its hour).
+RISK_HISTORY_MS = DAYS_MS["30d"] + RISK_SNAPSHOT_MS
 RISK_ENTITIES = {"merchant": "merchant_id", "terminal": "terminal_id"}
 RISKY_USER_EVENTS = ("password_reset", "device_change", "payee_add")
 
@@ -196,6 +198,20 @@ def add_risk_features(labels: DataFrame, history: DataFrame | None = None):
     return transform
 
 
+def entity_history(batch: DataFrame):
+    """A transform of transactions keeping those at any of ``batch``'s merchants or terminals:
+    the history the merchant and terminal risk of ``batch``'s rows count."""
+
+    def transform(history: DataFrame) -> DataFrame:
+        merchants = batch.select("merchant_id").distinct()
+        terminals = batch.where(F.col("terminal_id").isNotNull()).select("terminal_id").distinct()
+        return (history.join(F.broadcast(merchants), "merchant_id", "left_semi")
+                .unionByName(history.join(F.broadcast(terminals), "terminal_id", "left_semi"))
+                .dropDuplicates(["event_id"]))
+
+    return transform
+
+
 def add_user_event_features(user_events: DataFrame):
     """Per customer, recent user-event anomalies at or before each transaction: risky events
     (password reset, device change, new payee) in 1 h and 24 h, device changes and distinct
@@ -243,6 +259,9 @@ def card_features(transactions: DataFrame, user_events: DataFrame, labels: DataF
     return feats.select(*CARD_KEEP, *[F.col(c).cast("double") for c in CARD_FEATURES])
 
 
+MARKET_KEEP = ["event_id", "event_time", "symbol", "kafka_timestamp", "silver_time"]
+
+
 def market_features(ticks: DataFrame) -> DataFrame:
     """gold.market_features: per tick, returns over 1/5/20 ticks, realised volatility over 20
     and 100 ticks, spread and order-flow imbalance (with its recent means)."""
@@ -260,8 +279,10 @@ def market_features(ticks: DataFrame) -> DataFrame:
     )
     df = df.select("*", F.avg("imbalance").over(w.rowsBetween(-4, 0)).alias("imbalance_mean_5"),
                    F.avg("imbalance").over(w.rowsBetween(-19, 0)).alias("imbalance_mean_20"))
-    return df.select("event_id", "event_time", "symbol", "kafka_timestamp", "silver_time",
-                     *[F.col(c).cast("double") for c in MARKET_FEATURES])
+    return df.select(*MARKET_KEEP, *[F.col(c).cast("double") for c in MARKET_FEATURES])
+
+
+BORROWER_KEEP = ["event_id", "event_time", "customer_id", "purpose", "kafka_timestamp", "silver_time"]
 
 
 def borrower_features(applications: DataFrame, bureau: DataFrame) -> DataFrame:
@@ -279,5 +300,4 @@ def borrower_features(applications: DataFrame, bureau: DataFrame) -> DataFrame:
     joined = applications.join(asof.withColumnRenamed("_app", "event_id"), "event_id", "left")
     joined = joined.withColumn("snapshot_age_s", (F.col("_ts") - F.col("_ts_snap")) / 1000.0)
     joined = joined.withColumn("loan_to_income", F.col("loan_amount").cast("double") / F.col("annual_income").cast("double"))
-    return joined.select("event_id", "event_time", "customer_id", "purpose", "kafka_timestamp", "silver_time",
-                         *[F.col(c).cast("double") for c in BORROWER_FEATURES])
+    return joined.select(*BORROWER_KEEP, *[F.col(c).cast("double") for c in BORROWER_FEATURES])

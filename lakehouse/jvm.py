@@ -24,6 +24,8 @@ from lakehouse.config import Config
 from lakehouse.jars import JarResolutionError, resolve
 from lakehouse.java import JavaMissingError, javac_executable
 
+# pyspark is imported where used: ~0.6 s, and every finlake command imports this module at start (jobs.common).
+
 SRC = Path(__file__).resolve().parent / "jvm" / "src"
 # name -> (class, return type as Spark DDL)
 FUNCTIONS = {
@@ -145,3 +147,8 @@ def java_strings(spark, items) -> object:
 def set_pan_key(spark, key: bytes) -> None:
     """Hand the PAN key to the driver's JVM (and so to local executors); never into a plan."""
     spark.sparkContext._jvm.finlake.Pan.setKey(bytearray(key))
+
+
+def release_checkpoint(df) -> None:
+    """Free the blocks of ``df.localCheckpoint()`` now, not when the JVM collects its RDD."""
+    df._jdf.queryExecution().analyzed().rdd().unpersist(False)

@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from confluent_kafka import Producer
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.backfill import append_landing
+from lakehouse.kafka.clients import client_config, ensure_topics, replay_retention, topic_name
 from lakehouse.schemas.events import EVENT_TIME_FIELD, FIELD_DEFAULTS, MESSAGE_KEY, MESSAGE_SCHEMAS
 
 FORMATS = ("csv", "parquet", "json")
@@ -109,8 +113,6 @@ class SourceMapping:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SourceMapping":
-        import yaml
-
         p = Path(path)
         if not p.is_file():
             raise MappingError(f"mapping file {p} does not exist")
@@ -238,10 +240,6 @@ def load_to_kafka(cfg, topics: dict[str, DataFrame], kafka_time: str = "event") 
     """Send every message to its topic (record timestamp = the event time with ``kafka_time``
     ``event``, the send time with ``now``), after raising topic retention for the oldest one.
     Returns per-topic counts, the retention changes and failures."""
-    from confluent_kafka import Producer
-
-    from lakehouse.kafka.clients import client_config, ensure_topics, replay_retention, topic_name
-
     ensure_topics(cfg)
     retention = {}
     if kafka_time == "event":
@@ -282,8 +280,6 @@ def load_to_kafka(cfg, topics: dict[str, DataFrame], kafka_time: str = "event") 
 def load_to_bronze(spark: SparkSession, cfg, topics: dict[str, DataFrame]) -> dict:
     """Append the messages to the bronze tables directly, through the backfill's transforms
     (the PAN tokenized on the way, no lateness check). Returns rows per topic."""
-    from lakehouse.backfill import append_landing
-
     landed = {}
     for topic, df in topics.items():
         landing = df.select("key", "value", F.col("event_time").cast("double").alias("timestamp"))

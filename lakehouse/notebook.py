@@ -24,7 +24,7 @@ _given: dict[str, Any] = {}
 
 def _dbutils():
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # here, not at the top: only a notebook kernel has it
 
         shell = get_ipython()
         return shell.user_ns.get("dbutils") if shell is not None else None

@@ -17,6 +17,7 @@ from collections import Counter as Tally
 from typing import Iterable
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from pyspark.sql.streaming import StreamingQueryListener
 
 INPUT_RATE = Gauge("finlake_query_input_rows_per_second", "Rows per second arriving at a streaming query", ["query"])
 PROCESS_RATE = Gauge("finlake_query_processed_rows_per_second", "Rows per second a streaming query processed", ["query"])
@@ -90,23 +91,22 @@ def record_progress(p) -> None:
             KAFKA_LAG.labels(q, topic).set(behind)
 
 
+class _Listener(StreamingQueryListener):
+    def onQueryStarted(self, event):
+        pass
+
+    def onQueryProgress(self, event):
+        record_progress(event.progress)
+
+    def onQueryIdle(self, event):
+        pass
+
+    def onQueryTerminated(self, event):
+        pass
+
+
 def attach(spark) -> None:
     """Feed every streaming query of ``spark`` into the metrics (once per session)."""
-    from pyspark.sql.streaming import StreamingQueryListener
-
-    class _Listener(StreamingQueryListener):
-        def onQueryStarted(self, event):
-            pass
-
-        def onQueryProgress(self, event):
-            record_progress(event.progress)
-
-        def onQueryIdle(self, event):
-            pass
-
-        def onQueryTerminated(self, event):
-            pass
-
     with _lock:
         if id(spark) in _attached:
             return

@@ -10,7 +10,10 @@ recomputes the same rows.
 """
 from __future__ import annotations
 
+import datetime as dt
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +22,10 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog, TableSpec
 from lakehouse.config import Config, ConfigError
-from lakehouse.gold import borrower_features, card_features, market_features
+from lakehouse.gold import RISK_HISTORY_MS, entity_history, risk_asof
 from lakehouse.quality import min_amount as quality_min_amount
 from lakehouse.quality import validate
+from lakehouse.risk import RiskSnapshots
 from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, DEFAULT_MIN_AMOUNT, rule_name
@@ -122,8 +126,6 @@ class StagedSilver:
     observed: tuple = ()
 
     def finish(self) -> None:
-        import time
-
         try:
             if self.new_rows is not None:
                 t = time.perf_counter()
@@ -179,8 +181,6 @@ class SilverBatch:
         ]
 
     def _phase(self, name: str, since: float) -> float:
-        import time
-
         now = time.perf_counter()
         self.phases_ms[name] = round((now - since) * 1000)
         return now
@@ -190,8 +190,6 @@ class SilverBatch:
         if staged is None:
             return
         try:
-            import time
-
             t = time.perf_counter()
             idempotent_append(dq_frame(batch.sparkSession, batch_id, staged.dq), self.dq, self.app, batch_id)
             self._phase("write_dq", t)
@@ -223,8 +221,6 @@ class SilverBatch:
         return silver.where(F.col("event_id").isin(ids)).select("event_id", content_hash(self.stream).alias("content_hash"))
 
     def _process(self, spark: SparkSession, staged: StagedSilver) -> StagedSilver | None:
-        import time
-
         parsed, batch_id = staged.parsed, staged.batch_id
         s = self.settings
         t = time.perf_counter()
@@ -322,8 +318,6 @@ class IngestBatch:
         independent, and threads overlap their driver-side waits (Delta logs, commits, planning)."""
         if self.threads <= 1 or len(args) <= 1:
             return [fn(*a) for a in args]
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(self.threads) as pool:
             futures = [pool.submit(fn, *a) for a in args]
         failed = next((f.exception() for f in futures if f.exception() is not None), None)
@@ -335,8 +329,6 @@ class IngestBatch:
         return [f.result() for f in futures]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        import time
-
         t0 = time.perf_counter()
         batch = batch.persist()
         try:
@@ -379,35 +371,25 @@ class IngestBatch:
 
 class GoldBatch:
     """The ``foreachBatch`` function of one gold table: the batch's new silver rows plus the
-    silver history their windows need, through the shared pure transform."""
+    silver history their windows need, through the view's pure transform (``GOLD_VIEWS``)."""
 
     def __init__(self, cfg: Config, table: str, checkpoint: str):
         self.cfg, self.table = cfg, table
         catalog = Catalog(cfg)
         self.spec = catalog.spec(table)
-        view = GOLD_VIEWS[table]
+        self.view = view = GOLD_VIEWS[table]
         self.driver = catalog.spec(stream_table("silver", view.driver))
         self.others = {o: catalog.spec(stream_table("silver", o)) for o in view.reads}
         self.app = app_id(checkpoint, table)
-        # Live card batches take merchant and terminal risk from hourly snapshots (0: never).
-        self.snapshot_max_hours = int(cfg.get("pipeline.risk_snapshot_max_hours", 0) or 0) if table == "gold.card_features" else 0
-        if self.snapshot_max_hours > 0:
-            from lakehouse.risk import RiskSnapshots
-
-            self.risk = RiskSnapshots(cfg)
-        else:
-            self.risk = None
-        self.lookback_s = {
-            "gold.card_features": float(cfg["pipeline.card_history_days"]) * 86400,
-            "gold.market_features": float(cfg["pipeline.market_history_minutes"]) * 60,
-            "gold.borrower_features": float(cfg["pipeline.bureau_history_days"]) * 86400,
-        }[table]
+        # Live batches take merchant and terminal risk from hourly snapshots (0: never).
+        self.snapshot_max_hours = int(cfg.get("pipeline.risk_snapshot_max_hours", 0) or 0) if view.risk_snapshots else 0
+        self.risk = RiskSnapshots(cfg) if self.snapshot_max_hours > 0 else None
+        setting, unit_s = view.lookback
+        self.lookback_s = float(cfg[setting]) * unit_s
 
     def _few_hours(self, batch: DataFrame) -> bool:
         """Whether the batch's transactions fall in few enough hours to take their risk from
         hourly snapshots (``pipeline.risk_snapshot_max_hours``; 0: always the exact transform)."""
-        from lakehouse.gold import risk_asof
-
         most = self.snapshot_max_hours
         return most > 0 and batch.select(risk_asof().alias("h")).distinct().limit(most + 1).count() <= most
 
@@ -417,54 +399,37 @@ class GoldBatch:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
+        view = self.view
         batch = batch.persist()
         try:
             bounds = batch.agg(F.min("event_time").alias("lo"), F.max("event_time").alias("hi")).first()
             if bounds["lo"] is None:
                 return
-            import datetime as dt
-
             lo = bounds["lo"] - dt.timedelta(seconds=self.lookback_s)
             hi = bounds["hi"]
-            # Windows partition by customer (cards are a customer's) / symbol: only those of this
-            # batch need history.
-            key, other_key = {"gold.card_features": ("customer_id", "customer_id"), "gold.market_features": ("symbol", None),
-                              "gold.borrower_features": ("customer_id", "customer_id")}[self.table]
-            keys = batch.select(key).distinct()
-            own = (self._history(spark, self.driver, lo, hi).join(F.broadcast(keys), key, "left_semi")
+            # Windows partition by the view's key (a customer: cards are a customer's; a symbol):
+            # only those of this batch need history.
+            keys = batch.select(view.key).distinct()
+            own = (self._history(spark, self.driver, lo, hi).join(F.broadcast(keys), view.key, "left_semi")
                    .join(batch.select("event_id"), "event_id", "left_anti"))
             rows = own.unionByName(batch)
-            other = None
-            if other_key:
-                name = "user_events" if self.table == "gold.card_features" else "bureau_updates"
-                other = self._history(spark, self.others[name], lo, hi).join(
-                    F.broadcast(batch.select(other_key).distinct()), other_key, "left_semi")
+            others = [self._history(spark, self.others[s], lo, hi).join(
+                F.broadcast(batch.select(view.key).distinct()), view.key, "left_semi") for s in view.keyed_reads]
             if self._few_hours(batch):
                 # A live batch: merchant and terminal risk from the hour's snapshot (computed
                 # once an hour by the same transform), not from 30 days of silver every batch.
-                from lakehouse.gold import CARD_FEATURES, CARD_KEEP
-
-                out = card_features(rows, other, None).join(batch.select("event_id"), "event_id", "left_semi")
-                out = self.risk.attach(out).select(*CARD_KEEP, *CARD_FEATURES)
-            elif self.table == "gold.card_features":
+                out = view.transform(rows, *others, None).join(batch.select("event_id"), "event_id", "left_semi")
+                out = self.risk.attach(out).select(*view.keep, *view.feature_columns)
+            elif view.risk_labels:
                 # Merchant and terminal risk count every transaction of the batch's merchants and
                 # terminals over 30 days before the row's hour, and the labels given since.
-                from lakehouse.gold import DAYS_MS, RISK_SNAPSHOT_MS
-
-                risk_lo = bounds["lo"] - dt.timedelta(milliseconds=DAYS_MS["30d"] + RISK_SNAPSHOT_MS)
-                history = self._history(spark, self.driver, risk_lo, hi)
-                merchants = batch.select("merchant_id").distinct()
-                terminals = batch.where(F.col("terminal_id").isNotNull()).select("terminal_id").distinct()
-                risk_history = (history.join(F.broadcast(merchants), "merchant_id", "left_semi")
-                                .unionByName(history.join(F.broadcast(terminals), "terminal_id", "left_semi"))
-                                .dropDuplicates(["event_id"]))
-                labels = spark.read.format("delta").load(self.others["tx_labels"].location).where(
+                risk_lo = bounds["lo"] - dt.timedelta(milliseconds=RISK_HISTORY_MS)
+                risk_history = self._history(spark, self.driver, risk_lo, hi).transform(entity_history(batch))
+                labels = spark.read.format("delta").load(self.others[view.risk_labels].location).where(
                     (F.col("labelled_at") >= F.lit(risk_lo)) & (F.col("labelled_at") <= F.lit(hi)))
-                out = card_features(rows, other, labels, risk_history)
-            elif self.table == "gold.market_features":
-                out = market_features(rows)
+                out = view.transform(rows, *others, labels, risk_history)
             else:
-                out = borrower_features(rows, other)
+                out = view.transform(rows, *others)
             out = out.join(batch.select("event_id"), "event_id", "left_semi")
             writer = out.write.format("delta").mode("append").option("txnAppId", self.app).option("txnVersion", batch_id)
             writer.save(self.spec.location)

@@ -5,6 +5,10 @@ snapshot was taken."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+import os
+import tempfile
 import threading
 import time
 from functools import reduce
@@ -12,7 +16,10 @@ from functools import reduce
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.config import Config
+from lakehouse.gold import DAYS_MS, RISK_ENTITIES, RISK_FEATURE_GROUPS, RISK_SNAPSHOT_MS, entity_risk, risk_asof
+from lakehouse.jvm import java_strings, release_checkpoint
 
 
 class RiskSnapshots:
@@ -23,8 +30,6 @@ class RiskSnapshots:
     ``decisions.risk_refresh_s``). Without silver tables, no history is known: counts are 0."""
 
     def __init__(self, cfg: Config, refresh_s: float | None = None):
-        from lakehouse.catalog import Catalog
-
         catalog = Catalog(cfg)
         self.tx, self.labels = catalog.spec("silver.transactions"), catalog.spec("silver.tx_labels")
         self.refresh_s = float(cfg["decisions.risk_refresh_s"]) if refresh_s is None else refresh_s
@@ -36,8 +41,6 @@ class RiskSnapshots:
         self._refreshing: set[int] = set()
 
     def _read(self, spark: SparkSession, spec, ddl: str) -> DataFrame:
-        from lakehouse.catalog import read_delta_if_exists
-
         df = read_delta_if_exists(spark, spec.location)
         return df if df is not None else spark.createDataFrame([], ddl)
 
@@ -51,8 +54,6 @@ class RiskSnapshots:
     def snapshot_frame(self, spark: SparkSession, asof_ms: int) -> DataFrame:
         """(entity column, key, _asof, the entity's risk features) for every entity with a
         transaction in the 30 days before ``asof_ms``."""
-        from lakehouse.gold import DAYS_MS, RISK_ENTITIES, entity_risk
-
         lo = dt.datetime.fromtimestamp((asof_ms - DAYS_MS["30d"]) / 1000, dt.timezone.utc).replace(tzinfo=None)
         hi = dt.datetime.fromtimestamp(asof_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
         tx = (self._read(spark, self.tx, "event_id string, event_time timestamp, merchant_id string, terminal_id string")
@@ -72,8 +73,6 @@ class RiskSnapshots:
         """The hour's snapshot. The first time an hour is asked for it is computed here; after
         ``refresh_s`` it is recomputed in the background and swapped in at a later call, so a
         batch never waits for a refresh (it joins the snapshot it has until the new one is in)."""
-        from lakehouse.streaming import release_checkpoint
-
         with self._lock:
             fresh = self._fresh.pop(asof_ms, None)
         if fresh is not None:
@@ -118,8 +117,6 @@ class RiskSnapshots:
         """The Column expressions ``attach`` uses, built once: each pyspark function call is
         several round trips to the JVM, and building them per batch cost about 0.5 s."""
         if self._cols is None:
-            from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS, risk_asof
-
             cols: dict = {"_asof": risk_asof()}
             for prefix, column in RISK_ENTITIES.items():
                 names = RISK_FEATURE_GROUPS[f"{prefix}_risk"]
@@ -135,8 +132,6 @@ class RiskSnapshots:
         """The batch with the risk features of each transaction's entities as of its hour.
         ``hours``: the batch's distinct ``risk_asof`` values, when the caller has them already
         (else one job finds them)."""
-        from lakehouse.gold import RISK_ENTITIES, risk_asof
-
         spark = batch.sparkSession
         if hours is None:
             hours = [r[0] for r in batch.select(risk_asof().alias("h")).distinct().collect()]
@@ -159,8 +154,6 @@ class RiskSnapshots:
 
 def risk_names() -> list[str]:
     """The risk features of one entity without its prefix, in order (the same for each entity)."""
-    from lakehouse.gold import RISK_ENTITIES, RISK_FEATURE_GROUPS
-
     prefix = next(iter(RISK_ENTITIES))
     return [n.removeprefix(prefix + "_") for n in RISK_FEATURE_GROUPS[f"{prefix}_risk"]]
 
@@ -184,13 +177,6 @@ class ServedRisk:
 
     def write(self, spark: SparkSession, now_ms: int | None = None) -> int:
         """Take the snapshots around ``now_ms`` and write the file; returns its row count."""
-        import json
-        import math
-        import os
-        import tempfile
-
-        from lakehouse.gold import RISK_SNAPSHOT_MS
-
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         hour = now_ms // RISK_SNAPSHOT_MS * RISK_SNAPSHOT_MS
         names = risk_names()
@@ -220,8 +206,6 @@ class ServedRisk:
 
     def register(self, spark: SparkSession, name: str, refresh_s: float = 2.0) -> None:
         """The file as the Spark SQL function ``name(entity column, key, asof ms)``."""
-        from lakehouse.jvm import java_strings
-
         spark.sparkContext._jvm.finlake.Risk.register(spark._jsparkSession, name, self.path, java_strings(spark, risk_names()),
                                                       int(refresh_s * 1000))
 
@@ -230,8 +214,6 @@ class ServedRisk:
         """The risk feature columns (gold's names) of a transaction row, from the function
         ``name``: as ``RiskSnapshots.attach`` gives them (counts 0 for an entity with no
         transaction in the 30 days before, shares null)."""
-        from lakehouse.gold import RISK_ENTITIES, risk_asof
-
         out = {}
         for prefix, column in RISK_ENTITIES.items():
             values = F.call_function(name, F.lit(column), F.col(column), risk_asof().cast("long"))

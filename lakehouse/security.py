@@ -10,9 +10,13 @@ never for the PAN key.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
+import unicodedata
 from pathlib import Path
+
+from pyspark.sql import functions as F
 
 from lakehouse.config import Config, ConfigError
 
@@ -51,8 +55,6 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
 
 def hmac_sha256_col(key: bytes, message):
     """HMAC-SHA256 of a string column as lowercase hex, computed by Spark SQL functions."""
-    from pyspark.sql import functions as F
-
     ipad, opad = hmac_pads(key)
     inner = F.unhex(F.sha2(F.concat(F.lit(ipad), F.encode(message, "UTF-8")), 256))
     return F.sha2(F.concat(F.lit(opad), inner), 256)
@@ -60,10 +62,6 @@ def hmac_sha256_col(key: bytes, message):
 
 def tokenize_pan_value(key: bytes, pan: str) -> tuple[str, str]:
     """(token, last four) of a PAN in Python; equal to what ``hmac_sha256_col`` gives in Spark."""
-    import hmac
-
-    import unicodedata
-
     # every script's decimal digits, as ASCII: the JVM tokenizer reads them the same way
     digits = "".join(str(unicodedata.decimal(ch)) for ch in str(pan) if ch.isdecimal())
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest(), digits[-4:]

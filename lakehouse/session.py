@@ -16,6 +16,8 @@ from typing import Mapping
 from lakehouse.config import Config, ConfigError
 from lakehouse.jvm import ensure_jars, jar_specs, register_functions, udf_jar_path
 
+# pyspark is imported where used: ~0.6 s, and every finlake command imports this module at start (jobs.common).
+
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 

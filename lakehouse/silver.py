@@ -22,6 +22,7 @@ Structural reasons:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -113,8 +114,6 @@ def jvm_parse_type(stream: str) -> StructType:
 
 def _jvm_parse_function(spark, stream: str, max_payload_bytes: int, max_field_chars: int) -> tuple[str, str]:
     """(name, spec) of the stream's JVM parse for these limits and the session's time zone."""
-    import hashlib
-
     spec = jvm_parse_spec(stream, max_payload_bytes, max_field_chars, spark.conf.get("spark.sql.session.timeZone"))
     return f"finlake_parse_{stream}_{hashlib.sha256(spec.encode()).hexdigest()[:8]}", spec
 

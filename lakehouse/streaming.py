@@ -1,6 +1,7 @@
 """Streaming wiring: Kafka sources and the bronze queries, by table name."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,14 +10,11 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse.catalog import Catalog
-from lakehouse.config import Config
-from lakehouse.kafka.clients import spark_kafka_options, topic_name
+from lakehouse.config import Config, ConfigError
+from lakehouse.kafka.clients import end_offsets, spark_kafka_options, topic_name
+from lakehouse.pipeline import GoldBatch, IngestBatch, SilverBatch
 from lakehouse.security import pan_hmac_key
-
-
-def release_checkpoint(df: DataFrame) -> None:
-    """Free the blocks of ``df.localCheckpoint()`` now, not when the JVM collects its RDD."""
-    df._jdf.queryExecution().analyzed().rdd().unpersist(False)
+from lakehouse.topology import GOLD_VIEWS, STREAMS, stream_table
 
 
 INGEST_MODES = ("one_query", "per_layer")
@@ -25,8 +23,6 @@ INGEST_MODES = ("one_query", "per_layer")
 def ingest_mode(cfg: Config) -> str:
     """``pipeline.ingest``: one_query (Kafka -> bronze and silver of every stream in one query)
     or per_layer (a bronze query and a silver query per stream)."""
-    from lakehouse.config import ConfigError
-
     mode = str(cfg.get("pipeline.ingest", "one_query"))
     if mode not in INGEST_MODES:
         raise ConfigError(f"pipeline.ingest must be one of {', '.join(INGEST_MODES)}, got '{mode}'")
@@ -116,8 +112,6 @@ def _start(make_writer, cfg: Config, checkpoint: str, available_now: bool, proce
 
 
 def ingest_checkpoint(cfg: Config, streams) -> str:
-    from lakehouse.topology import STREAMS
-
     root = str(cfg["paths.checkpoints"]).rstrip("/")
     return f"{root}/ingest/" + ("all" if set(streams) == set(STREAMS) else "+".join(sorted(streams)))
 
@@ -128,10 +122,6 @@ def start_ingest(spark: SparkSession, cfg: Config, streams, available_now: bool 
     (+ quarantine, ops.dq_results) of each stream in one ``foreachBatch`` (``IngestBatch``).
     ``starting_offsets``: a new checkpoint's per-stream starting offsets (Spark's per-partition
     JSON for that stream's topic, or earliest/latest); default earliest. Returns (query, fn)."""
-    import json
-
-    from lakehouse.pipeline import IngestBatch
-
     catalog = Catalog(cfg)
     logical = {s: catalog.source_topic(f"bronze.{s}") for s in streams}
     topics = {topic_name(cfg, logical[s]): s for s in streams}
@@ -140,8 +130,6 @@ def start_ingest(spark: SparkSession, cfg: Config, streams, available_now: bool 
     offsets = next(iter(set(given.values()))) if len(set(given.values())) == 1 else None
     if offsets not in ("earliest", "latest"):
         # Spark wants every partition of every topic in the JSON: -2 earliest, -1 latest.
-        from lakehouse.kafka.clients import end_offsets
-
         parts = end_offsets(cfg, [logical[s] for s in topics.values() if given[s] in ("earliest", "latest")])
         merged = {}
         for topic, stream in topics.items():
@@ -168,8 +156,6 @@ def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: b
     With ``pipeline.ingest: one_query`` the ingest query carries Kafka's rows to silver itself;
     this query then takes only bronze rows that came another way (backfills and loads straight
     to bronze, partition -1)."""
-    from lakehouse.pipeline import SilverBatch
-
     catalog = Catalog(cfg)
     source, target = catalog.spec(f"bronze.{stream}"), catalog.spec(f"silver.{stream}")
     fn = SilverBatch(cfg, stream, target.checkpoint)
@@ -188,9 +174,6 @@ def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: b
 def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool = False,
                processing_time: str | None = None):
     """Start the silver -> ``table`` feature query (point-in-time windows over silver history)."""
-    from lakehouse.pipeline import GoldBatch
-    from lakehouse.topology import GOLD_VIEWS, stream_table
-
     catalog = Catalog(cfg)
     target = catalog.spec(table)
     source = catalog.spec(stream_table("silver", GOLD_VIEWS[table].driver))

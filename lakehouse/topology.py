@@ -8,8 +8,11 @@ agree, so a stream or a use case added here without its tables fails in CI, not 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
+from typing import Callable
 
+from lakehouse.gold import (BORROWER_FEATURES, BORROWER_KEEP, CARD_FEATURES, CARD_KEEP, MARKET_FEATURES, MARKET_KEEP,
+                            borrower_features, card_features, market_features)
 from lakehouse.schemas.events import SILVER_FIELDS
 
 # The event streams, in the order jobs list them. Each one's Kafka topic is its name (the
@@ -33,20 +36,46 @@ def stream_table(layer: str, stream: str) -> str:
 @dataclass(frozen=True)
 class GoldView:
     """A point-in-time feature table: one row per event of its driving stream, with windows
-    over its own history and over the other streams it reads."""
+    over its own history and over the other streams it reads.
+
+    ``transform`` (``lakehouse.gold``) computes it from the driver's rows, then the history of
+    each stream of ``keyed_reads``; with ``risk_labels`` (the labels that merchant and terminal
+    risk count) then those labels and the driver's history the risk counts, or None to leave the
+    risk out, for a live batch to attach from hourly snapshots (``lakehouse.risk``) when
+    ``risk_snapshots``. Its windows partition by ``key`` and reach back ``lookback`` (a config
+    key and the seconds in one unit of it). A row keeps the ``keep`` columns, then the
+    ``feature_columns``."""
     table: str
     driver: str
     reads: tuple[str, ...] = ()
+    _: KW_ONLY
+    transform: Callable
+    key: str
+    lookback: tuple[str, int]
+    keep: tuple[str, ...]
+    feature_columns: tuple[str, ...]
+    risk_labels: str | None = None
+    risk_snapshots: bool = False
 
     @property
     def streams(self) -> tuple[str, ...]:
         return (self.driver, *self.reads)
 
+    @property
+    def keyed_reads(self) -> tuple[str, ...]:
+        """The streams whose history the windows read by ``key``, in ``transform``'s order."""
+        return tuple(s for s in self.reads if s != self.risk_labels)
+
 
 GOLD_VIEWS: dict[str, GoldView] = {v.table: v for v in (
-    GoldView("gold.card_features", "transactions", ("user_events", "tx_labels")),
-    GoldView("gold.market_features", "market_ticks"),
-    GoldView("gold.borrower_features", "loan_applications", ("bureau_updates",)),
+    GoldView("gold.card_features", "transactions", ("user_events", "tx_labels"), transform=card_features,
+             key="customer_id", lookback=("pipeline.card_history_days", 86_400), keep=tuple(CARD_KEEP),
+             feature_columns=tuple(CARD_FEATURES), risk_labels="tx_labels", risk_snapshots=True),
+    GoldView("gold.market_features", "market_ticks", transform=market_features, key="symbol",
+             lookback=("pipeline.market_history_minutes", 60), keep=tuple(MARKET_KEEP), feature_columns=tuple(MARKET_FEATURES)),
+    GoldView("gold.borrower_features", "loan_applications", ("bureau_updates",), transform=borrower_features,
+             key="customer_id", lookback=("pipeline.bureau_history_days", 86_400), keep=tuple(BORROWER_KEEP),
+             feature_columns=tuple(BORROWER_FEATURES)),
 )}
 
 

@@ -62,6 +62,7 @@ def fit(method: str, y: np.ndarray, scores: np.ndarray) -> Calibration:
     scores = np.asarray(scores, dtype=float)
     if method == "none" or scores.ndim != 1 or len(np.unique(y)) < 2:
         return NONE
+    # sklearn: +2.5 s at import, and serving start-up (ml.scoring, ml.registry) loads this module
     from sklearn.isotonic import IsotonicRegression
 
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, np.asarray(y, dtype=float))

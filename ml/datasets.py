@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -94,8 +96,6 @@ def read_table(spark: SparkSession, catalog: Catalog, name: str) -> tuple[DataFr
     """A table pinned to its current version, and its lineage (Delta version or Parquet files)."""
     spec = catalog.spec(name)
     if spec.format == "parquet":
-        from pyspark.errors import AnalysisException
-
         files = sorted(Path(spec.location).glob("*.parquet")) if "://" not in spec.location else []
         try:
             df = spark.read.schema(spec.schema).parquet(spec.location)
@@ -104,8 +104,6 @@ def read_table(spark: SparkSession, catalog: Catalog, name: str) -> tuple[DataFr
                 raise
             raise TrainingDataError(f"table {name} does not exist at {spec.location}") from None
         return df, {"table": name, "format": "parquet", "location": spec.location, "files": len(files)}
-    from delta.tables import DeltaTable
-
     if not DeltaTable.isDeltaTable(spark, spec.location):
         raise TrainingDataError(f"table {name} does not exist yet at {spec.location}; run the pipeline first (jobs/stream.py)")
     version = DeltaTable.forPath(spark, spec.location).history(1).select("version").first()[0]
@@ -274,6 +272,7 @@ def expanding_folds(times: pd.Series, k: int, embargo_s: float) -> list[tuple[np
 
 def single_feature_auc(x: np.ndarray, y: np.ndarray) -> float:
     """How well one feature alone orders a binary label, folded so 0.5 is none and 1 is perfect."""
+    # sklearn: +2 s at import, and serving start-up (finlake decide / score) loads this module
     from sklearn.metrics import roc_auc_score
 
     ok = ~np.isnan(x)

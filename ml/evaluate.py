@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 from sklearn import metrics as skm
+
+from ml.calibration import expected_calibration_error
 
 
 def _auc(y, p) -> float | None:
@@ -119,8 +122,6 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, amount: np.nd
     """ROC-AUC, PR-AUC, the confusion matrix and precision/recall/F1 at ``threshold``, recall at
     0.5/1/2% FPR, log loss, Brier score, expected calibration error; with ``amount`` the fraud
     amount caught and, with ``review_cost``, the net amount saved after reviewing the alerts."""
-    from ml.calibration import expected_calibration_error
-
     y = np.asarray(y).astype(int)
     raw = np.asarray(p, dtype=float)
     p = np.clip(raw, 1e-7, 1 - 1e-7)
@@ -238,11 +239,10 @@ def promotion_test(kind: str, metric: str, higher_is_better: bool, y: np.ndarray
     """One-sided paired test that the challenger is better than the champion on the same rows:
     DeLong's test for ROC-AUC, a paired bootstrap otherwise. Returns the test's name, the
     p-value and its details."""
+    # stats (statsmodels): +1.5 s at import, and the scorers load this module for ``alerts`` alone
     import stats
 
     if metric == "roc_auc" and kind == "binary":
-        from scipy.stats import norm
-
         r = stats.delong_test(y, challenger, champion)
         if r.z is None:
             p = 0.0 if r.auc_diff > 0 else 1.0
@@ -259,6 +259,7 @@ def promotion_test(kind: str, metric: str, higher_is_better: bool, y: np.ndarray
 
 
 def _plt():
+    # pyplot: +1 s at import for the scorers and the search, which draw nothing; and Agg must come first
     import matplotlib
 
     matplotlib.use("Agg")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import mlflow.artifacts
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
@@ -40,8 +41,6 @@ class ChampionEvidence:
 
 def champion_evidence(cfg: Config, use_case: UseCase) -> ChampionEvidence | None:
     """What the champion's training run logged for the tests; None when there is no champion."""
-    import mlflow.artifacts
-
     client = registry.connect(cfg)
     name = registry.registered_name(cfg, use_case.registered_name)
     try:

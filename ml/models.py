@@ -9,6 +9,15 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import xgboost as xgb
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import Imputer, StandardScaler, VectorAssembler
+from pyspark.ml.regression import GBTRegressor
+from sklearn import linear_model, preprocessing
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 
 from lakehouse.config import Config
 from ml.datasets import UseCase
@@ -35,8 +44,6 @@ def xgb_params(cfg: Config, use_case: UseCase, setting: dict, pos_weight: float 
 
 def spark_xgb(cfg: Config, use_case: UseCase, setting: dict, pos_weight: float | None = None):
     """The distributed XGBoost estimator of a use case (classifier, or regressor for PD)."""
-    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
-
     params = xgb_params(cfg, use_case, setting, pos_weight)
     params.pop("random_state")
     common = dict(features_col=list(use_case.features), label_col="label", num_workers=int(cfg["ml.xgboost.num_workers"]),
@@ -50,10 +57,6 @@ def spark_xgb(cfg: Config, use_case: UseCase, setting: dict, pos_weight: float |
 def spark_baseline(use_case: UseCase):
     """The baseline: median imputation, standardisation, logistic regression (multinomial for
     trading); for PD its probability of the positive class is the predicted PD."""
-    from pyspark.ml import Pipeline
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.feature import Imputer, StandardScaler, VectorAssembler
-
     feats = list(use_case.features)
     imputed = [f"_imp_{f}" for f in feats]
     return Pipeline(stages=[
@@ -68,10 +71,6 @@ def spark_baseline(use_case: UseCase):
 
 def spark_gbt(use_case: UseCase, max_depth: int = 4, max_iter: int = 100):
     """pyspark.ml's GBTRegressor on 0/1 defaults, the second gradient-boosted PD model."""
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import Imputer, VectorAssembler
-    from pyspark.ml.regression import GBTRegressor
-
     feats = list(use_case.features)
     imputed = [f"_imp_{f}" for f in feats]
     return Pipeline(stages=[
@@ -84,8 +83,6 @@ def spark_gbt(use_case: UseCase, max_depth: int = 4, max_iter: int = 100):
 
 def native_xgb(cfg: Config, use_case: UseCase, setting: dict, pos_weight: float | None = None):
     """The same booster through xgboost's scikit-learn API, for per-fold fits on the driver."""
-    import xgboost as xgb
-
     params = xgb_params(cfg, use_case, setting, pos_weight)
     if use_case.kind == "pd":
         return xgb.XGBRegressor(n_jobs=2, **params)
@@ -94,12 +91,8 @@ def native_xgb(cfg: Config, use_case: UseCase, setting: dict, pos_weight: float 
 
 def native_baseline(use_case: UseCase):
     """The baseline through scikit-learn (same steps as ``spark_baseline``)."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500, C=1e4))
+    return make_pipeline(SimpleImputer(strategy="median"), preprocessing.StandardScaler(),
+                         linear_model.LogisticRegression(max_iter=500, C=1e4))
 
 
 def native_scores(model, use_case: UseCase, x: np.ndarray) -> np.ndarray:

@@ -20,18 +20,25 @@ Nothing here needs generator truth.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+import stats
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
+from lakehouse.schemas.tables import MODEL_MONITOR
 from ml import registry
 from ml.calibration import NONE
 from ml.datasets import USE_CASES, UseCase, latest_labels_as_of
+
+# mlflow and sklearn (ml.evaluate) are imported in the functions that use them: +2 s at import
+# together, and finlake demo (reports.demo) loads this module at start. The figures choose the
+# Agg backend when they draw, not on import.
 
 
 class MonitorError(RuntimeError):
@@ -82,8 +89,6 @@ def _scores(booster, use_case: UseCase, frame: pd.DataFrame, features: list[str]
 
 def _reference_scores(run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The champion's own test-period labels and scores (``test_scores.csv`` of its run)."""
-    import io
-
     import mlflow
 
     try:
@@ -98,8 +103,6 @@ def judge_drift(reference: pd.DataFrame, recent: pd.DataFrame, columns: list[str
     """One ``feature_psi`` and one ``feature_ks`` check per column (pure: pandas in, dicts out).
     A column drifts when both its PSI is above the threshold and KS rejects; a column that is
     constant in both samples, or too short, is ``skipped``."""
-    import stats
-
     out = []
     for col in columns:
         ref, cur = reference[col].to_numpy(dtype="float64"), recent[col].to_numpy(dtype="float64")
@@ -181,8 +184,6 @@ def verdict(checks: list[dict]) -> str:
 
 def append_rows(spark: SparkSession, cfg: Config, rows: list[tuple]) -> None:
     """Append ``ops.model_monitor`` rows (tuples in the schema's column order)."""
-    from lakehouse.schemas.tables import MODEL_MONITOR
-
     spark.createDataFrame(rows, MODEL_MONITOR).write.format("delta").mode("append").save(Catalog(cfg).spec("ops.model_monitor").location)
 
 
@@ -247,8 +248,6 @@ def monitor_use_case(spark: SparkSession, cfg: Config, name: str, run_time: dt.d
 
 def latest_checks(spark: SparkSession, cfg: Config) -> pd.DataFrame:
     """The checks of each use case's most recent monitoring run (``ops.model_monitor``)."""
-    from pyspark.sql import Window
-
     rows = spark.read.format("delta").load(Catalog(cfg).spec("ops.model_monitor").location)
     drift = rows.where(~F.col("check").isin("retrain", "promotion"))
     newest = F.max("run_time").over(Window.partitionBy("use_case"))

@@ -12,6 +12,8 @@ p-value are logged to the run and tagged on the version.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -19,6 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lakehouse.config import Config
+from ml.calibration import ARTIFACT, NONE, Calibration
+
+# mlflow is imported in the functions that use it: +4 s at import, and serving start-up (finlake
+# decide / score, --help included) loads this module; ``connect`` also sets mlflow's environment first.
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -150,9 +156,6 @@ def register_logged(client, reg_name: str, tags: dict[str, str], log) -> str:
     and return its number. MLflow prints "Successfully registered model ..." / "Created version
     ..." to stderr; the jobs report the registered version themselves (a quiet console). Errors
     still raise."""
-    import contextlib
-    import io
-
     with contextlib.redirect_stderr(io.StringIO()):
         info = log()
     version = str(info.registered_model_version)
@@ -181,11 +184,9 @@ def load_booster(name: str, version_or_alias: str):
     return model.get_booster() if hasattr(model, "get_booster") else model
 
 
-def load_calibration(client, name: str, version) -> "Calibration":
+def load_calibration(client, name: str, version) -> Calibration:
     """The calibration map of a registered version (identity for a version without one)."""
     import mlflow
-
-    from ml.calibration import ARTIFACT, NONE, Calibration
 
     tags = client.get_model_version(name, str(version.version if hasattr(version, "version") else version)).tags
     if tags.get("calibration", "none") == "none" or "run_id" not in tags:

@@ -23,6 +23,8 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
 from ml.datasets import USE_CASES
+from ml.monitor import append_rows, monitor_use_case
+from ml.train import train_use_case
 
 SEVERITY = {"ok": 0, "drifting": 1, "degraded": 2}
 WHEN = ("always", "drifting", "degraded")
@@ -37,9 +39,6 @@ def _naive(t: dt.datetime | str) -> dt.datetime:
 def retrain_use_case(spark: SparkSession, cfg: Config, name: str, when: str = "always", window_hours: float | None = None,
                      step: Callable[[str], None] = lambda _msg: None) -> dict:
     """Monitor (unless ``when`` is always), retrain on the fresh window, apply the rule, record it."""
-    from ml.monitor import append_rows, monitor_use_case
-    from ml.train import train_use_case
-
     if when not in WHEN:
         raise ValueError(f"when must be one of {', '.join(WHEN)}, got '{when}'")
     use_case = USE_CASES[name]

@@ -29,13 +29,19 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 from lakehouse import observe, topology
 from lakehouse.catalog import Catalog
 from lakehouse.config import Config
+from lakehouse.jvm import java_strings
+from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.pipeline import _dq_rows, app_id, idempotent_append
 from lakehouse.quality import min_amount, rule_failures, validate
 from lakehouse.schemas.expectations import suite_name
 from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
+from lakehouse.streaming import _start
 from ml import registry
 from ml.calibration import NONE, Calibration
 from ml.datasets import USE_CASES, UseCase
+
+# xgboost is imported in the functions that use it: +2 s at import, and serving start-up (finlake
+# decide / score, --help included) loads this module.
 
 TOP_FEATURES = 3
 
@@ -126,8 +132,6 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
     order): class probabilities and signal, score/decision/threshold/top features, or pd, through
     the version's calibration map. The one scoring definition of the lakehouse scorer and the
     decision path."""
-    import xgboost as xgb
-
     features = list(model.features)
     amount = None
     if model.threshold_on == "expected_loss":
@@ -146,6 +150,7 @@ def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.n
         out["signal"] = np.asarray(model.classes, dtype=object)[pred.argmax(axis=1)] if len(x) else np.zeros(0, dtype=object)
     elif use_case.kind == "binary":
         out["score"] = pred
+        # ml.evaluate (sklearn): +2 s at import of this module, which serving start-up loads
         from ml.evaluate import alerts
 
         hit = alerts(pred, model.threshold, model.threshold_on, amount)
@@ -214,8 +219,6 @@ def register_jvm_scorer(spark: SparkSession, name: str, model: LoadedModel | Non
     (``jvm_score(name, columns)``)."""
     scorer = spark.sparkContext._jvm.finlake.Scorer
     if served is not None and columns is not None:
-        from lakehouse.jvm import java_strings
-
         scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000), java_strings(spark, columns))
     elif served is not None:
         scorer.registerServed(spark._jsparkSession, name, served, int(refresh_s * 1000))
@@ -349,8 +352,6 @@ class ScoreBatch:
             rows.unpersist()
 
     def _send_alerts(self, alerts: DataFrame) -> None:
-        from lakehouse.kafka.clients import spark_kafka_options, topic_name
-
         value = F.to_json(F.struct("event_id", "event_time", "card_token", "customer_id", "amount", "score", "threshold",
                                    "model_name", "model_version", F.from_json("top_features", "array<struct<feature:string,contribution:double>>")
                                    .alias("top_features"), "scored_at"))
@@ -379,8 +380,6 @@ def start_scoring(spark: SparkSession, cfg: Config, use_case: str, available_now
                   processing_time: str | None = None, alerts: bool = True, only_new: bool = False):
     """Start the gold features -> scores query of a use case; returns (query, batch function).
     ``only_new`` (for a new checkpoint) skips the rows gold already holds."""
-    from lakehouse.streaming import _start
-
     catalog = Catalog(cfg)
     source, target = catalog.spec(topology.USE_CASES[use_case].features), catalog.spec(topology.USE_CASES[use_case].scores)
     fn = ScoreBatch(cfg, use_case, target.checkpoint, alerts)

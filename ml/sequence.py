@@ -29,7 +29,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lakehouse.config import Config
+from lakehouse.config import Config, ConfigError
+from ml import registry
+
+# Keras is the optional 'sequence' extra (``load_keras``). mlflow, Spark, ml.datasets, ml.evaluate
+# and ml.train are imported in the functions that use them: +5 s at import together, and
+# finlake train --model sequence loads this module to check the extra before Spark starts.
 
 REGISTERED_SUFFIX = "trading-sequence"
 EXTRA_HINT = "the sequence model needs the 'sequence' extra: pip install -e '.[sequence]' (make install does it)"
@@ -179,8 +184,6 @@ def log_sequence_model(client, network, spec: dict, reg_name: str, example: pd.D
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    from ml import registry
-
     model = _python_model_class()()
     model.network, model.spec = network, spec   # what load_context reads back from the artifacts
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,11 +217,9 @@ def train_sequence(spark, cfg: Config, step: Callable[[str], None] = lambda _msg
     from pyspark.sql import functions as F
 
     from lakehouse.catalog import Catalog
-    from lakehouse.config import ConfigError
     from ml import evaluate as ev
-    from ml import registry
     from ml.datasets import USE_CASES, TrainingDataError, build_rows, time_split
-    from ml.train import MIN_ROWS, _flat_metrics, judge, versus_champion
+    from ml.train import MIN_ROWS, _flat_metrics, _test_scores, judge, versus_champion
 
     try:
         s = settings(cfg)
@@ -285,8 +286,6 @@ def train_sequence(spark, cfg: Config, step: Callable[[str], None] = lambda _msg
         metrics["ceiling"] = judge(use_case, val_pd, test_pd, None, truth)
 
     step("logging to MLflow and registering")
-    from ml.train import _test_scores
-
     champ_key = f"xgboost_champion_v{champion.version}"
     seq_scores = {"sequence": (None, seq_test), "xgboost_champion": (None, champ_test)}
     figures = {"confusion_sequence.png": ev.confusion_figure(metrics["sequence"]["confusion"], use_case.classes,

@@ -8,14 +8,21 @@
 6. Choose the decision threshold on validation; judge model, baseline and ceiling (the true
    probabilities) on the test period, which nothing above has seen.
 7. Log everything to MLflow, register the booster, apply the promotion rule.
+
+``train_use_case`` runs them as four steps, each handing the next a record:
+``build_training_data`` (1-3) -> ``train_models`` (4-5) -> ``validate_models`` (6) ->
+``register_and_promote`` (7).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import mlflow
 import numpy as np
 import pandas as pd
 from pyspark.ml.functions import vector_to_array
@@ -23,12 +30,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog
-from lakehouse.config import Config
+from lakehouse.config import Config, ConfigError
+from ml import calibration
 from ml import evaluate as ev
 from ml import registry
-from ml.datasets import USE_CASES, TrainingDataError, UseCase, build_rows, check_leakage, time_split
+from ml.datasets import USE_CASES, TimeSplit, TrainingDataError, UseCase, build_rows, check_leakage, time_split
 from ml.models import spark_baseline, spark_gbt, spark_xgb
-from ml.search import run_search, setting_weight
+from ml.search import SearchResult, run_search, setting_weight
 
 MIN_ROWS = {"train": 200, "validation": 50, "test": 50}
 
@@ -95,6 +103,79 @@ def _flat_metrics(prefix: str, metrics: dict) -> dict[str, float]:
     return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
 
 
+# ---------------------------------------------------------------------------------------------
+# What each step hands the next
+
+
+@dataclass
+class TrainingData:
+    """One use case's labelled rows split by time: Spark frames to fit on and score, pandas
+    copies to search and judge on. ``rows`` is persisted until ``train_use_case`` is done."""
+
+    use_case: UseCase              # without the features the training period never fills
+    features: list[str]
+    rows: DataFrame                # every row, with its ``period``
+    train_df: DataFrame
+    val_df: DataFrame
+    test_df: DataFrame
+    train_pd: pd.DataFrame
+    val_pd: pd.DataFrame
+    test_pd: pd.DataFrame
+    split: TimeSplit
+    counts: dict[str, int]         # rows per period
+    total: int                     # labelled rows before sampling
+    sampled: bool
+    lineage: list[dict]
+    as_of: float | None
+    since: float | None
+    empty: list[str]               # features left out: no value in the training period
+    feature_auc: dict[str, float]  # the leakage check's single-feature AUCs
+
+
+@dataclass
+class TrainedModels:
+    """The searched setting and the fitted models, each with how ``spark_scores`` reads it."""
+
+    search: SearchResult
+    weight: float | None
+    models: dict[str, tuple[object, str]]   # xgboost, baseline[, gbt] -> (Spark model, classification | regression)
+    search_s: float
+    fit_s: float
+    base_fit_s: float
+
+
+@dataclass
+class Validation:
+    """Everything judged on the held-out periods; ``direct`` is what the promotion rule compares."""
+
+    policy: ev.ThresholdPolicy
+    cal: calibration.Calibration
+    scores: dict[str, tuple[np.ndarray | None, np.ndarray]]   # scorer -> (validation, test) scores
+    metrics: dict[str, dict]
+    ceiling: bool
+    vs_baseline: dict
+    booster: object
+    direct: np.ndarray        # the registered booster's calibrated test scores
+    agreement: float          # largest |xgboost.spark - booster| raw score difference
+    figures: dict
+    report_dir: Path
+
+
+@dataclass
+class Registered:
+    """The registered version of the run, its threshold and the promotion rule's decision."""
+
+    name: str
+    version: str
+    run_id: str
+    threshold: float | None
+    decision: registry.Decision
+
+
+# ---------------------------------------------------------------------------------------------
+# train -> validate -> promote
+
+
 def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | None = None,
                    step: Callable[[str], None] = lambda _msg: None, since: float | None = None,
                    run_tags: dict[str, str] | None = None) -> dict:
@@ -102,11 +183,22 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
 
     ``since`` (epoch seconds) keeps only rows from that event time on: the fresh window a
     retraining learns from. ``run_tags`` are added to the MLflow run."""
-    import mlflow
+    use_case, policy, cal_method = _settings(cfg, name)
+    started = time.perf_counter()
+    data = build_training_data(spark, cfg, use_case, as_of, since, step)
+    trained = train_models(cfg, data, step)
+    validation = validate_models(cfg, data, trained, policy, cal_method, step)
+    registered = register_and_promote(cfg, data, trained, validation, run_tags, step)
+    data.rows.unpersist()
+    for fig in validation.figures.values():
+        fig.clear()
+    result = _result(data, trained, validation, registered, started)
+    (validation.report_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
 
-    from lakehouse.config import ConfigError
-    from ml import calibration
 
+def _settings(cfg: Config, name: str) -> tuple[UseCase, ev.ThresholdPolicy, str]:
+    """The configured use case, threshold policy and calibration method; a bad value is a ConfigError."""
     try:
         use_case = USE_CASES[name].configured(cfg)
         policy = ev.ThresholdPolicy.from_cfg(cfg)
@@ -115,21 +207,36 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
             raise ValueError(f"ml.calibration.{name}: unknown method '{cal_method}' (known: {', '.join(calibration.METHODS)})")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    started = time.perf_counter()
-    catalog = Catalog(cfg)
-    features = list(use_case.features)
-    step("building the training set")
-    rows, lineage = build_rows(spark, catalog, use_case, as_of, float(cfg["ml.trading.flat_bps"]))
+    return use_case, policy, cal_method
+
+
+def _labelled_rows(spark: SparkSession, cfg: Config, use_case: UseCase, as_of: float | None,
+                   since: float | None) -> tuple[DataFrame, list[dict], int, bool]:
+    """Gold's labelled rows point in time (from ``since`` on), sampled down to
+    ``ml.max_training_rows``; with their lineage, the count before sampling and whether it sampled."""
+    rows, lineage = build_rows(spark, Catalog(cfg), use_case, as_of, float(cfg["ml.trading.flat_bps"]))
     if since is not None:
         rows = rows.where(F.col("event_time").cast("double") >= F.lit(float(since)))
     total = rows.count()
     if total == 0:
         window = "" if since is None else f" since {dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()}"
-        raise TrainingDataError(f"{name}: no labelled rows in {use_case.features_table}{window}; produce events and run the pipeline first")
+        raise TrainingDataError(f"{use_case.name}: no labelled rows in {use_case.features_table}{window}; "
+                                f"produce events and run the pipeline first")
     cap = int(cfg["ml.max_training_rows"])
     sampled = total > cap
     if sampled:
         rows = rows.sample(fraction=cap / total, seed=7)
+    return rows, lineage, total, sampled
+
+
+def build_training_data(spark: SparkSession, cfg: Config, use_case: UseCase, as_of: float | None, since: float | None,
+                        step: Callable[[str], None]) -> TrainingData:
+    """Labelled rows split by time into train, validation and test (an embargo before each cut),
+    each period large enough, without features the training period never fills; raises
+    ``LeakageError`` if a feature leaks the label."""
+    name, features = use_case.name, list(use_case.features)
+    step("building the training set")
+    rows, lineage, total, sampled = _labelled_rows(spark, cfg, use_case, as_of, since)
     split = time_split(rows, float(cfg["ml.split.train"]), float(cfg["ml.split.validation"]), float(cfg["ml.split.embargo_s"]))
     rows = rows.withColumn("period", split.period()).persist()
     counts = {r["period"]: r["count"] for r in rows.groupBy("period").count().collect()}
@@ -160,10 +267,17 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
 
     step("checking for leakage")
     feature_auc = check_leakage(train_pd, features, "label", float(cfg["ml.leakage_max_auc"]))
+    return TrainingData(use_case, features, rows, train_df, val_df, test_df, train_pd, val_pd, test_pd, split, counts,
+                        total, sampled, lineage, as_of, since, empty, feature_auc)
 
+
+def train_models(cfg: Config, data: TrainingData, step: Callable[[str], None]) -> TrainedModels:
+    """Search depth / learning rate / rounds over time-ordered folds of the training period, fit
+    the best setting with xgboost.spark on the whole of it, and the baselines beside it."""
+    use_case, train_pd, train_df = data.use_case, data.train_pd, data.train_df
     step("searching hyperparameters")
     t0 = time.perf_counter()
-    x = train_pd[features].to_numpy(dtype=float)
+    x = train_pd[data.features].to_numpy(dtype=float)
     y = train_pd["label"].to_numpy()
     search = run_search(cfg, use_case, x, y, epoch_seconds(train_pd["event_time"]), step)
     search_s = time.perf_counter() - t0
@@ -181,12 +295,21 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
               "baseline": (base_model, "classification")}
     if use_case.kind == "pd":
         models["gbt"] = (spark_gbt(use_case).fit(train_df), "regression")
+    return TrainedModels(search, weight, models, search_s, fit_s, base_fit_s)
 
+
+def validate_models(cfg: Config, data: TrainingData, trained: TrainedModels, policy: ev.ThresholdPolicy,
+                    cal_method: str, step: Callable[[str], None]) -> Validation:
+    """Calibrate on validation, choose the threshold there, and judge model, baselines and the
+    ceiling (the true probabilities) on the test period, which nothing before has seen; test
+    the model against its baseline, check the registered booster scores as xgboost.spark did,
+    and draw the figures into the training report folder."""
+    use_case, val_pd, test_pd = data.use_case, data.val_pd, data.test_pd
     step("judging on the test period")
-    metrics, scores = {}, {}
-    for label, (model, kind) in models.items():
-        v = val_pd[["event_id"]].merge(spark_scores(model, use_case, val_df, kind), on="event_id", how="left")
-        t = test_pd[["event_id"]].merge(spark_scores(model, use_case, test_df, kind), on="event_id", how="left")
+    scores = {}
+    for label, (model, kind) in trained.models.items():
+        v = val_pd[["event_id"]].merge(spark_scores(model, use_case, data.val_df, kind), on="event_id", how="left")
+        t = test_pd[["event_id"]].merge(spark_scores(model, use_case, data.test_df, kind), on="event_id", how="left")
         scores[label] = (_scores_of(v, use_case), _scores_of(t, use_case))
     # Calibrate the booster's scores on validation (the threshold is then chosen on calibrated
     # validation scores); the raw scores are judged too, to show what calibration changed.
@@ -195,8 +318,7 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
     if cal.method != "none":
         scores["xgboost"] = (cal.apply(raw_xgb[0]), cal.apply(raw_xgb[1]))
         scores["xgboost_uncalibrated"] = raw_xgb
-    for label in scores:
-        metrics[label] = judge(use_case, val_pd, test_pd, scores[label][0], scores[label][1], policy)
+    metrics = {label: judge(use_case, val_pd, test_pd, scores[label][0], scores[label][1], policy) for label in scores}
     # The ceiling needs the generator's true probability of every validation and test row; on a
     # user's own data there is none, and everything else runs without it.
     ceiling = all(np.isfinite(_truth_of(f, use_case).astype(float)).all() for f in (val_pd, test_pd))
@@ -205,104 +327,131 @@ def train_use_case(spark: SparkSession, cfg: Config, name: str, as_of: float | N
         metrics["ceiling"] = judge(use_case, val_pd, test_pd, *scores["ceiling"], policy)
     else:
         step("no generator truth for these rows: the ceiling is not available")
+    vs_baseline = _versus_baseline(cfg, use_case, test_pd, scores, step)
 
-    # Is the model better than its baseline at all? The same one-sided paired test as promotion.
-    y_test = test_pd["label"].to_numpy()
-    alpha = float(cfg.get("ml.promotion.alpha") or 0.05)
-    tested = ev.promotion_test(use_case.kind, use_case.promotion_metric, use_case.promotion_higher_is_better, y_test,
-                               scores["xgboost"][1], scores["baseline"][1], n_boot=int(cfg["ml.promotion.bootstrap"]))
-    vs_baseline = {"metric": use_case.promotion_metric, "test": tested["test"], "p_value": float(tested["p_value"]),
-                   "alpha": alpha, "significant": bool(tested["p_value"] < alpha)}
-    if not vs_baseline["significant"]:
-        step(f"xgboost is not significantly better than the baseline ({tested['test']} p = {tested['p_value']:.3g})")
-
-    booster = xgb_model.get_booster()
-    direct = booster_scores(booster, use_case, test_pd, features)
+    booster = trained.models["xgboost"][0].get_booster()
+    direct = booster_scores(booster, use_case, test_pd, data.features)
     agreement = float(np.max(np.abs(direct - raw_xgb[1]))) if len(direct) else 0.0
-    direct = cal.apply(direct)
-
     figures = _figures(use_case, test_pd, scores, metrics)
-    report_dir = cfg.path("paths.reports") / "training" / name
+    report_dir = cfg.path("paths.reports") / "training" / use_case.name
     report_dir.mkdir(parents=True, exist_ok=True)
     for fname, fig in figures.items():
         fig.savefig(report_dir / fname, dpi=110)
+    return Validation(policy, cal, scores, metrics, ceiling, vs_baseline, booster, cal.apply(direct), agreement,
+                      figures, report_dir)
 
+
+def _versus_baseline(cfg: Config, use_case: UseCase, test: pd.DataFrame, scores: dict, step: Callable[[str], None]) -> dict:
+    """Is the model better than its baseline at all? The same one-sided paired test as promotion."""
+    alpha = float(cfg.get("ml.promotion.alpha") or 0.05)
+    tested = ev.promotion_test(use_case.kind, use_case.promotion_metric, use_case.promotion_higher_is_better,
+                               test["label"].to_numpy(), scores["xgboost"][1], scores["baseline"][1],
+                               n_boot=int(cfg["ml.promotion.bootstrap"]))
+    out = {"metric": use_case.promotion_metric, "test": tested["test"], "p_value": float(tested["p_value"]),
+           "alpha": alpha, "significant": bool(tested["p_value"] < alpha)}
+    if not out["significant"]:
+        step(f"xgboost is not significantly better than the baseline ({tested['test']} p = {tested['p_value']:.3g})")
+    return out
+
+
+def register_and_promote(cfg: Config, data: TrainingData, trained: TrainedModels, validation: Validation,
+                         run_tags: dict[str, str] | None, step: Callable[[str], None]) -> Registered:
+    """Log the run to MLflow (parameters, metrics, evidence, figures), register the booster with
+    its calibration, and apply the promotion rule (``promote``) inside the same run."""
+    use_case, features, v = data.use_case, data.features, validation
     step("logging to MLflow and registering")
     client = registry.connect(cfg)
-    exp_id = registry.experiment(cfg, client, name)
+    exp_id = registry.experiment(cfg, client, use_case.name)
     reg_name = registry.registered_name(cfg, use_case.registered_name)
-    threshold = metrics["xgboost"].get("threshold")
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}-{time.strftime('%Y%m%dT%H%M%S')}") as run:
-        mlflow.log_params({
-            "use_case": name, "model": "SparkXGBRegressor" if use_case.kind == "pd" else "SparkXGBClassifier",
-            "ceiling": "available" if ceiling else "not available (no generator truth)",
-            "baseline": "LogisticRegression", "device": cfg["ml.xgboost.device"], "num_workers": cfg["ml.xgboost.num_workers"],
-            "n_features": len(features), "rows_total": total, "sampled": sampled,
-            "feature_groups": ",".join(use_case.groups), "features_left_out_empty": ",".join(empty) or "none",
-            "calibration": cal.method, "calibration_knots": len(cal.x),
-            **({f"threshold_{k}": v for k, v in policy.to_dict().items()} if use_case.kind == "binary" else {}),
-            **{f"rows_{p}": counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
-            **{f"best_{k}": v for k, v in search.best.items()}, "scale_pos_weight": weight,
-            **{f"split_{k}": v for k, v in split.to_dict().items()}, "as_of": as_of, "since": since,
-            "search_folds": cfg["ml.search.folds"], "search_settings": int(len(search.folds) / max(1, search.folds["fold"].nunique())),
-            "fold_metric": search.metric, "promotion_metric": use_case.promotion_metric,
-            "promotion_rule": f"champion moves only if test-period {use_case.promotion_metric} "
-                              f"{'rises' if use_case.promotion_higher_is_better else 'falls'} by more than {cfg['ml.promotion.min_delta']}",
-        })
-        for label, m in metrics.items():
-            mlflow.log_metrics(_flat_metrics(f"test_{label}", m))
-        mlflow.log_metrics({"train_seconds_xgboost": fit_s, "train_seconds_baseline": base_fit_s, "search_seconds": search_s,
-                            "spark_vs_booster_max_abs_diff": agreement, "vs_baseline_p_value": vs_baseline["p_value"],
-                            "search_best_mean": float(search.best_folds()["metric"].mean()),
-                            "search_baseline_mean": float(search.baseline["metric"].mean())})
-        mlflow.log_dict({"features": features}, "features.json")
-        mlflow.log_dict(cal.to_dict(), calibration.ARTIFACT)
-        mlflow.log_dict({"tables": lineage, "as_of": as_of, "since": since, "split": split.to_dict(), "sampled": sampled},
-                        "lineage.json")
-        if run_tags:
-            mlflow.set_tags(run_tags)
-        mlflow.log_dict(metrics, "metrics.json")
-        mlflow.log_dict(vs_baseline, "vs_baseline.json")
-        mlflow.set_tag("beats_baseline", "significantly" if vs_baseline["significant"] else "not significantly")
-        mlflow.log_dict({"single_feature_auc": feature_auc}, "leakage_check.json")
-        mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")
-        mlflow.log_text(search.baseline.to_csv(index=False), "search/baseline_folds.csv")
-        mlflow.log_text(_test_scores(use_case, test_pd, scores).to_csv(index=False), "test_scores.csv")
-        for fname, fig in figures.items():
-            mlflow.log_figure(fig, f"figures/{fname}")
-        example = test_pd[features].head(5).astype("float64")
-        tags = {"features": json.dumps(features), "use_case": name, "run_id": run.info.run_id,
-                "classes": json.dumps(list(use_case.classes)), "kind": use_case.kind, "calibration": cal.method}
+    threshold = v.metrics["xgboost"].get("threshold")
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{use_case.name}-{time.strftime('%Y%m%dT%H%M%S')}") as run:
+        mlflow.log_params(_run_params(cfg, data, trained, v))
+        _log_evidence(data, trained, v, run_tags)
+        example = data.test_pd[features].head(5).astype("float64")
+        tags = {"features": json.dumps(features), "use_case": use_case.name, "run_id": run.info.run_id,
+                "classes": json.dumps(list(use_case.classes)), "kind": use_case.kind, "calibration": v.cal.method}
         if threshold is not None:
             tags["threshold"] = repr(float(threshold))
         if use_case.kind == "binary":
-            tags.update(threshold_objective=policy.objective, threshold_on=policy.on)
-        version = registry.log_booster(client, booster, reg_name, example,
-                                       cal.apply(booster_scores(booster, use_case, example, features)), tags)
+            tags.update(threshold_objective=v.policy.objective, threshold_on=v.policy.on)
+        version = registry.log_booster(client, v.booster, reg_name, example,
+                                       v.cal.apply(booster_scores(v.booster, use_case, example, features)), tags)
 
         step("applying the promotion rule")
-        decision = promote(client, cfg, use_case, reg_name, version, test_pd, direct)
+        decision = promote(client, cfg, use_case, reg_name, version, data.test_pd, v.direct)
         mlflow.log_dict(decision.to_dict(), "promotion.json")
         mlflow.set_tags({"promoted": str(decision.promote).lower(), "registered_version": version})
         run_id = run.info.run_id
-    rows.unpersist()
-    for fig in figures.values():
-        fig.clear()
-    result = {
-        "use_case": name, "rows": {p: counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
-        "rows_total": total, "sampled": sampled, "split": split.to_dict(), "best": search.best, "ceiling_available": ceiling,
+    return Registered(reg_name, version, run_id, threshold, decision)
+
+
+def _run_params(cfg: Config, data: TrainingData, trained: TrainedModels, v: Validation) -> dict:
+    """The MLflow run's parameters: what was trained on, how it was split, searched and judged."""
+    use_case, search = data.use_case, trained.search
+    return {
+        "use_case": use_case.name, "model": "SparkXGBRegressor" if use_case.kind == "pd" else "SparkXGBClassifier",
+        "ceiling": "available" if v.ceiling else "not available (no generator truth)",
+        "baseline": "LogisticRegression", "device": cfg["ml.xgboost.device"], "num_workers": cfg["ml.xgboost.num_workers"],
+        "n_features": len(data.features), "rows_total": data.total, "sampled": data.sampled,
+        "feature_groups": ",".join(use_case.groups), "features_left_out_empty": ",".join(data.empty) or "none",
+        "calibration": v.cal.method, "calibration_knots": len(v.cal.x),
+        **({f"threshold_{k}": val for k, val in v.policy.to_dict().items()} if use_case.kind == "binary" else {}),
+        **{f"rows_{p}": data.counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
+        **{f"best_{k}": val for k, val in search.best.items()}, "scale_pos_weight": trained.weight,
+        **{f"split_{k}": val for k, val in data.split.to_dict().items()}, "as_of": data.as_of, "since": data.since,
+        "search_folds": cfg["ml.search.folds"], "search_settings": int(len(search.folds) / max(1, search.folds["fold"].nunique())),
+        "fold_metric": search.metric, "promotion_metric": use_case.promotion_metric,
+        "promotion_rule": f"champion moves only if test-period {use_case.promotion_metric} "
+                          f"{'rises' if use_case.promotion_higher_is_better else 'falls'} by more than {cfg['ml.promotion.min_delta']}",
+    }
+
+
+def _log_evidence(data: TrainingData, trained: TrainedModels, v: Validation, run_tags: dict[str, str] | None) -> None:
+    """Metrics, artifacts and figures of the active run: what the reports and the monitor read back."""
+    search = trained.search
+    for label, m in v.metrics.items():
+        mlflow.log_metrics(_flat_metrics(f"test_{label}", m))
+    mlflow.log_metrics({"train_seconds_xgboost": trained.fit_s, "train_seconds_baseline": trained.base_fit_s,
+                        "search_seconds": trained.search_s, "spark_vs_booster_max_abs_diff": v.agreement,
+                        "vs_baseline_p_value": v.vs_baseline["p_value"],
+                        "search_best_mean": float(search.best_folds()["metric"].mean()),
+                        "search_baseline_mean": float(search.baseline["metric"].mean())})
+    mlflow.log_dict({"features": data.features}, "features.json")
+    mlflow.log_dict(v.cal.to_dict(), calibration.ARTIFACT)
+    mlflow.log_dict({"tables": data.lineage, "as_of": data.as_of, "since": data.since, "split": data.split.to_dict(),
+                     "sampled": data.sampled}, "lineage.json")
+    if run_tags:
+        mlflow.set_tags(run_tags)
+    mlflow.log_dict(v.metrics, "metrics.json")
+    mlflow.log_dict(v.vs_baseline, "vs_baseline.json")
+    mlflow.set_tag("beats_baseline", "significantly" if v.vs_baseline["significant"] else "not significantly")
+    mlflow.log_dict({"single_feature_auc": data.feature_auc}, "leakage_check.json")
+    mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")
+    mlflow.log_text(search.baseline.to_csv(index=False), "search/baseline_folds.csv")
+    mlflow.log_text(_test_scores(data.use_case, data.test_pd, v.scores).to_csv(index=False), "test_scores.csv")
+    for fname, fig in v.figures.items():
+        mlflow.log_figure(fig, f"figures/{fname}")
+
+
+def _result(data: TrainingData, trained: TrainedModels, v: Validation, registered: Registered, started: float) -> dict:
+    """What ``train_use_case`` returns (and writes to ``result.json``)."""
+    use_case, search = data.use_case, trained.search
+    rows = {p: data.counts.get(p, 0) for p in ("train", "validation", "test", "embargo")}
+    return {
+        "use_case": use_case.name, "rows": rows, "rows_total": data.total, "sampled": data.sampled,
+        "split": data.split.to_dict(), "best": search.best, "ceiling_available": v.ceiling,
         "search": {"metric": search.metric, "best_mean": float(search.best_folds()["metric"].mean()),
                    "baseline_mean": float(search.baseline["metric"].mean()), "folds": int(search.folds["fold"].nunique())},
-        "metrics": metrics, "seconds": {"search": round(search_s, 1), "fit_xgboost": round(fit_s, 1),
-                                        "fit_baseline": round(base_fit_s, 1), "total": round(time.perf_counter() - started, 1)},
-        "model": {"name": reg_name, "version": version, "run_id": run_id, "threshold": threshold,
-                  "calibration": cal.method, "threshold_objective": policy.objective if use_case.kind == "binary" else None},
-        "features": features,
-        "promotion": decision.to_dict(), "vs_baseline": vs_baseline, "lineage": lineage, "spark_vs_booster_max_abs_diff": agreement,
-        "report_dir": str(report_dir),
+        "metrics": v.metrics, "seconds": {"search": round(trained.search_s, 1), "fit_xgboost": round(trained.fit_s, 1),
+                                          "fit_baseline": round(trained.base_fit_s, 1),
+                                          "total": round(time.perf_counter() - started, 1)},
+        "model": {"name": registered.name, "version": registered.version, "run_id": registered.run_id,
+                  "threshold": registered.threshold, "calibration": v.cal.method,
+                  "threshold_objective": v.policy.objective if use_case.kind == "binary" else None},
+        "features": data.features,
+        "promotion": registered.decision.to_dict(), "vs_baseline": v.vs_baseline, "lineage": data.lineage,
+        "spark_vs_booster_max_abs_diff": v.agreement, "report_dir": str(v.report_dir),
     }
-    (report_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
-    return result
 
 
 def promotion_value(use_case: UseCase, test: pd.DataFrame, scores: np.ndarray) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable
 
+from confluent_kafka import Producer
+
 from lakehouse.config import Config
 from lakehouse.kafka.clients import client_config, topic_name
 
@@ -31,8 +33,6 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
 
     Idempotent producer (acks=all): a retried send is never written twice.
     """
-    from confluent_kafka import Producer
-
     producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
                                               "log_level": 3}))
     topic = topic_name(cfg, topic)
@@ -58,8 +58,6 @@ def send_json(cfg: Config, topic: str, events: Iterable[dict], key: Callable[[di
 def send_raw(cfg: Config, messages: Iterable[tuple[str, bytes | None, bytes | None]], flush_timeout: float = 120.0) -> dict:
     """Produce ``(logical topic, key, value)`` byte messages as they are (no encoding, no
     checks: hostile input included); returns sent, delivered and failed counts per topic."""
-    from confluent_kafka import Producer
-
     producer = Producer(client_config(cfg, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
                                               "message.max.bytes": 2_000_000, "log_level": 3}))
     counters: dict[str, DeliveryCounter] = {}
