@@ -184,32 +184,3 @@ def start_gold(spark: SparkSession, cfg: Config, table: str, available_now: bool
                 .option("checkpointLocation", target.checkpoint).foreachBatch(fn))
 
     return _start(make_writer, cfg, target.checkpoint, available_now, processing_time)
-
-
-def start_pipeline(spark: SparkSession, cfg: Config, streams, gold_tables, processing_time: str,
-                   bronze_from: dict[str, str] | None = None) -> list:
-    """Start bronze and silver for ``streams`` (one ingest query, or two queries per stream with
-    ``pipeline.ingest: per_layer``) and the ``gold_tables`` queries, continuous (``bronze_from``:
-    a new checkpoint's starting offsets per stream, default earliest)."""
-    if ingest_mode(cfg) == "one_query":
-        queries = [start_ingest(spark, cfg, streams, processing_time=processing_time, starting_offsets=bronze_from)[0]]
-    else:
-        queries = [start_bronze(spark, cfg, f"bronze.{s}", processing_time=processing_time,
-                                starting_offsets=(bronze_from or {}).get(s, "earliest")) for s in streams]
-        queries += [start_silver(spark, cfg, s, processing_time=processing_time) for s in streams]
-    queries += [start_gold(spark, cfg, t, processing_time=processing_time) for t in gold_tables]
-    return queries
-
-
-def wait_until_idle(queries: list, timeout_s: float, checks: int = 4, every_s: float = 2.0):
-    """Wait until every query has been idle (no data available, no trigger running) for
-    ``checks`` looks in a row, or ``timeout_s`` passes, or one fails; returns a failed query."""
-    deadline, idle = time.monotonic() + timeout_s, 0
-    while time.monotonic() < deadline and idle < checks:
-        failed = next((q for q in queries if q.exception() is not None), None)
-        if failed:
-            return failed
-        quiet = all(not q.status["isDataAvailable"] and not q.status["isTriggerActive"] for q in queries)
-        idle = idle + 1 if quiet else 0
-        time.sleep(every_s)
-    return next((q for q in queries if q.exception() is not None), None)
