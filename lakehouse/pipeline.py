@@ -1,10 +1,9 @@
 """The streaming medallion pipeline: Kafka -> bronze -> silver (+ quarantine, ops.dq_results)
 -> gold, exactly once.
 
-Bronze uses the Delta sink. Silver and gold run in ``foreachBatch`` functions whose Delta
-writes are idempotent: ``txnAppId`` is an id stored in the query's checkpoint (a new
-checkpoint gets a new id, so a reset never silently skips writes) and ``txnVersion`` is the
-batch id. Within a batch, quarantine and data-quality rows are written before silver, so a
+Silver and gold run in ``foreachBatch`` functions whose Delta writes are idempotent
+(``lakehouse.commits``: each commit carries its writer's id, kept in the query's checkpoint,
+and the batch id; a replayed batch skips what committed). Within a batch, quarantine and data-quality rows are written before silver, so a
 batch replayed after a crash either finds silver committed (and all of it skipped) or
 recomputes the same rows.
 """
@@ -12,15 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog, TableSpec
+from lakehouse.commits import app_id, idempotent_append
 from lakehouse.config import Config, ConfigError
 from lakehouse.gold import RISK_HISTORY_MS, entity_history, risk_asof
 from lakehouse.quality import min_amount as quality_min_amount
@@ -72,30 +70,6 @@ class Settings:
                    int(cfg["pipeline.min_rows_for_failure_rate"]), policy, str(cfg["pipeline.trigger_interval"]),
                    int(cfg["pipeline.max_offsets_per_trigger"]), int(cfg["pipeline.max_payload_bytes"]),
                    int(cfg["pipeline.max_field_chars"]), parser, quality_min_amount(cfg))
-
-
-def app_id(checkpoint: str, query: str, writer: str | None = None) -> str:
-    """The idempotency id of a query: kept in its checkpoint folder, created with it. A query
-    that writes one table from several writers (the ingest query's bronze and silver of each
-    stream, all sharing ``ops.dq_results``) keeps one id per ``writer``."""
-    folder = Path(checkpoint)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / ("_finlake_app_id" if writer is None else f"_finlake_app_id.{writer}")
-    if not marker.exists():
-        tmp = folder / f".{uuid.uuid4().hex}"
-        tmp.write_text(f"{query}-{uuid.uuid4()}")
-        try:
-            tmp.rename(marker) if not marker.exists() else tmp.unlink()
-        except OSError:
-            tmp.unlink(missing_ok=True)
-    return marker.read_text().strip()
-
-
-def idempotent_append(df: DataFrame, spec: TableSpec, app: str, batch_id: int) -> None:
-    writer = df.write.format("delta").mode("append").option("txnAppId", app).option("txnVersion", batch_id)
-    if spec.partition_by:
-        writer = writer.partitionBy(*spec.partition_by)
-    writer.save(spec.location)
 
 
 def _dq_rows(spark: SparkSession, table: str, batch_id: int, suite: str, results: list[dict]) -> DataFrame:
@@ -431,7 +405,6 @@ class GoldBatch:
             else:
                 out = view.transform(rows, *others)
             out = out.join(batch.select("event_id"), "event_id", "left_semi")
-            writer = out.write.format("delta").mode("append").option("txnAppId", self.app).option("txnVersion", batch_id)
-            writer.save(self.spec.location)
+            idempotent_append(out, self.spec, self.app, batch_id)
         finally:
             batch.unpersist()

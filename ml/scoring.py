@@ -5,7 +5,7 @@ with no restart), gate the rows with the use case's Great Expectations suite (fa
 ``quarantine.scoring`` with every reason), score the rest with ``mapInPandas`` (Arrow
 batches, the booster shipped once per version as a broadcast and deserialised once per
 Python worker, ``inplace_predict``), send fraud alerts to Kafka, then commit the scores to
-the gold table idempotently (``txnAppId`` from the checkpoint, ``txnVersion`` = batch id) and
+the gold table idempotently (``lakehouse.commits``: the writer id from the checkpoint, the batch id) and
 the batch's Kafka-to-commit latency to ``ops.stream_metrics``.
 
 Alerts are at least once: a batch replayed after a crash sends its alerts again (keyed and
@@ -31,7 +31,8 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import Config
 from lakehouse.jvm import java_strings
 from lakehouse.kafka.clients import spark_kafka_options, topic_name
-from lakehouse.pipeline import _dq_rows, app_id, idempotent_append
+from lakehouse.commits import app_id, idempotent_append
+from lakehouse.pipeline import _dq_rows
 from lakehouse.quality import min_amount, rule_failures, validate
 from lakehouse.schemas.expectations import suite_name
 from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS

@@ -42,7 +42,7 @@ from lakehouse.generators.streams import GeneratorConfig, generate
 from lakehouse.gold import RISK_FEATURE_GROUPS
 from lakehouse.jvm import register_functions
 from lakehouse.kafka.clients import spark_kafka_options, topic_name
-from lakehouse.pipeline import app_id, idempotent_append
+from lakehouse.commits import app_id, idempotent_append
 from lakehouse.quality import min_amount, rule_failures
 from lakehouse.risk import ServedRisk
 from lakehouse.schemas.events import SILVER_FIELDS
@@ -538,7 +538,7 @@ def decision_conf(spark: SparkSession, state_partitions: int, whole_stage_codege
 class LandBatch:
     """``foreachBatch`` of a landing query: decisions to the score table, refused rows to
     ``quarantine.scoring``, the batch's decision latency to ``ops.stream_metrics``; every write
-    idempotent (``txnAppId`` from the checkpoint, ``txnVersion`` = batch id)."""
+    idempotent (``lakehouse.commits``: the writer id from the checkpoint, the batch id)."""
 
     def __init__(self, cfg: Config, use_case: str, checkpoint: str):
         catalog = Catalog(cfg)

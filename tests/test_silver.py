@@ -10,7 +10,8 @@ from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import load_config
-from lakehouse.pipeline import PipelineQualityError, SilverBatch, app_id
+from lakehouse.commits import app_id
+from lakehouse.pipeline import PipelineQualityError, SilverBatch
 from lakehouse.quality import predicate, validate
 from lakehouse.schemas.expectations import SUITES, rule_name
 from lakehouse.schemas.tables import QUARANTINE
