@@ -68,6 +68,12 @@ def run(spark, cfg, args) -> dict:
                 batches.append(fn)
                 return [query]
             layers = (("bronze+silver", ingest),)
+        elif result["ingest"] == "bronze_apart":
+            def part(layer):
+                query, fn = start_ingest(spark, bcfg, streams, True, layers=(layer,))
+                batches.append(fn)
+                return [query]
+            layers = (("bronze", lambda: part("bronze")), ("silver", lambda: part("silver")))
         else:
             layers = (("bronze", lambda: [start_bronze(spark, bcfg, f"bronze.{s}", True) for s in streams]),
                       ("silver", lambda: [start_silver(spark, bcfg, s, True) for s in streams]))

@@ -26,8 +26,9 @@ def run(spark, cfg, args) -> dict:
     unknown = [l for l in layers if l not in ("bronze", "silver", "gold")]
     if unknown:
         common.fail(f"unknown layer '{unknown[0]}' (known: bronze, silver, gold)")
-    one_query = ingest_mode(cfg) == "one_query"
-    if one_query and "bronze" in layers and "silver" not in layers:
+    mode = ingest_mode(cfg)
+    one_query = mode != "per_layer"   # Kafka is read by the ingest query (and, bronze_apart, the bronze query)
+    if mode == "one_query" and "bronze" in layers and "silver" not in layers:
         common.fail("pipeline.ingest=one_query writes bronze and silver in one query: use --layers bronze,silver "
                     "or --conf pipeline.ingest=per_layer")
     bound = max_share(cfg)
@@ -45,7 +46,9 @@ def run(spark, cfg, args) -> dict:
     if one_query:
         # Kafka -> bronze and silver in one query; the silver queries take only bronze rows that
         # came another way (backfills, loads straight to bronze).
-        starters["bronze"] = [lambda: start_ingest(spark, cfg, streams, now)[0]] if "silver" in layers else []
+        parts = [("bronze", "silver")] if mode == "one_query" else [("bronze",)] + ([("silver",)] if "silver" in layers else [])
+        starters["bronze"] = [(lambda p=p: start_ingest(spark, cfg, streams, now, layers=p)[0]) for p in parts
+                              if "silver" in layers or mode == "bronze_apart"]
         backfilled = [s for s in streams if _has_backfill(spark, catalog, s)] if "silver" in layers else []
         starters["silver"] = [(lambda s=s: start_silver(spark, cfg, s, True)) for s in backfilled]
     started = time.monotonic()

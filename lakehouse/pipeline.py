@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pyspark import SparkContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -274,17 +275,24 @@ class IngestBatch:
     with its own id in the query's checkpoint, and silver comes last, so a replayed batch skips
     what committed and recomputes the rest from the same Kafka bytes. Streams run on
     ``pipeline.ingest_threads`` threads. ``history`` keeps each batch's rows and milliseconds
-    per stream and phase."""
+    per stream and phase.
 
-    def __init__(self, cfg: Config, topics: dict[str, str], checkpoint: str):
+    ``layers``: ("bronze", "silver") both (``pipeline.ingest: one_query``); ("bronze",) the
+    bronze query and ("silver",) the ingest query of ``pipeline.ingest: bronze_apart``, where
+    bronze lands in its own short batches however long silver's take."""
+
+    def __init__(self, cfg: Config, topics: dict[str, str], checkpoint: str, layers=("bronze", "silver")):
         catalog = Catalog(cfg)
         self.topics = dict(sorted(topics.items(), key=lambda kv: STREAMS.index(kv[1])))   # topic -> stream
-        self.bronze = {s: catalog.spec(f"bronze.{s}") for s in self.topics.values()}
-        self.bronze_app = {s: app_id(checkpoint, "ingest", f"bronze.{s}") for s in self.topics.values()}
-        self.silver = {s: SilverBatch(cfg, s, checkpoint, writer=f"silver.{s}") for s in self.topics.values()}
+        streams = list(self.topics.values())
+        self.bronze = {s: catalog.spec(f"bronze.{s}") for s in streams} if "bronze" in layers else {}
+        self.bronze_app = {s: app_id(checkpoint, "ingest", f"bronze.{s}") for s in self.bronze}
+        self.silver = {s: SilverBatch(cfg, s, checkpoint, writer=f"silver.{s}") for s in streams} if "silver" in layers else {}
         self.dq = catalog.spec("ops.dq_results")
         self.dq_app = app_id(checkpoint, "ingest", "dq")
-        self.threads = max(1, int(cfg.get("pipeline.ingest_threads", 1) or 1))
+        threads = max(1, int(cfg.get("pipeline.ingest_threads", 1) or 1))
+        # Bronze alone is one append per stream: all of them side by side.
+        self.threads = threads if self.silver else max(threads, len(streams))
         self.history: list[dict] = []
 
     def _each(self, fn, args: list[tuple]) -> list:
@@ -292,8 +300,15 @@ class IngestBatch:
         independent, and threads overlap their driver-side waits (Delta logs, commits, planning)."""
         if self.threads <= 1 or len(args) <= 1:
             return [fn(*a) for a in args]
+        sc = SparkContext.getOrCreate()
+        pool_name = sc.getLocalProperty("spark.scheduler.pool")   # the query's pool, for the threads' jobs too
+
+        def in_pool(*a):
+            sc.setLocalProperty("spark.scheduler.pool", pool_name)
+            return fn(*a)
+
         with ThreadPoolExecutor(self.threads) as pool:
-            futures = [pool.submit(fn, *a) for a in args]
+            futures = [pool.submit(in_pool, *a) for a in args]
         failed = next((f.exception() for f in futures if f.exception() is not None), None)
         if failed is not None:
             for f in futures:   # free what the others staged before raising the first failure
@@ -313,9 +328,10 @@ class IngestBatch:
             def stage(topic: str, stream: str):
                 t1 = time.perf_counter()
                 rows = batch.where(F.col("topic") == topic)
-                idempotent_append(rows, self.bronze[stream], self.bronze_app[stream], batch_id)
+                if stream in self.bronze:
+                    idempotent_append(rows, self.bronze[stream], self.bronze_app[stream], batch_id)
                 t2 = time.perf_counter()
-                staged = self.silver[stream].stage(rows, batch_id)
+                staged = self.silver[stream].stage(rows, batch_id) if stream in self.silver else None
                 record["streams"][stream] = {"rows": per_topic[topic], "bronze_ms": round((t2 - t1) * 1000),
                                              "silver_stage_ms": round((time.perf_counter() - t2) * 1000)}
                 return staged

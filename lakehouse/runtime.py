@@ -34,12 +34,17 @@ def lakehouse_starters(spark: SparkSession, cfg: Config, streams, gold_tables, p
                        available_now: bool = False, bronze_from: dict[str, str] | None = None,
                        catalog: Catalog | None = None) -> list[Starter]:
     """The start functions of the lakehouse's queries for ``streams`` and ``gold_tables``: one
-    ingest query (Kafka -> bronze and silver), or a bronze and a silver query per stream with
+    ingest query (Kafka -> bronze and silver), a bronze query and an ingest query with
+    ``pipeline.ingest: bronze_apart``, or a bronze and a silver query per stream with
     ``pipeline.ingest: per_layer``, then a query per gold table. ``bronze_from``: a new
     checkpoint's starting offsets per stream (default earliest)."""
     kw = {"available_now": available_now, "processing_time": processing_time}
-    if streaming.ingest_mode(cfg) == "one_query":
+    mode = streaming.ingest_mode(cfg)
+    if mode == "one_query":
         out = [lambda: streaming.start_ingest(spark, cfg, streams, starting_offsets=bronze_from, **kw)[0]]
+    elif mode == "bronze_apart":
+        out = [(lambda layer=layer: streaming.start_ingest(spark, cfg, streams, starting_offsets=bronze_from, layers=(layer,), **kw)[0])
+               for layer in ("bronze", "silver")]
     else:
         out = [(lambda s=s: streaming.start_bronze(spark, cfg, f"bronze.{s}", starting_offsets=(bronze_from or {}).get(s, "earliest"), **kw))
                for s in streams]

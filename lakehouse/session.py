@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
@@ -129,6 +130,20 @@ def write_pools(cfg: Config) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([*lines, "</allocations>", ""]))
     return path
+
+
+@contextmanager
+def scheduler_pool(spark, pool: str | None):
+    """Run what starts inside in the fair-scheduler pool ``pool`` (``spark.scheduler_pools``; a
+    query's thread inherits this thread's pool when it starts). Empty: the default pool."""
+    sc = spark.sparkContext
+    before = sc.getLocalProperty("spark.scheduler.pool")
+    if pool:
+        sc.setLocalProperty("spark.scheduler.pool", pool)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty("spark.scheduler.pool", before)
 
 
 def _as_spark_value(value) -> str:

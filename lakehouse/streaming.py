@@ -14,15 +14,18 @@ from lakehouse.config import Config, ConfigError
 from lakehouse.kafka.clients import end_offsets, spark_kafka_options, topic_name
 from lakehouse.pipeline import GoldBatch, IngestBatch, SilverBatch
 from lakehouse.security import pan_hmac_key
+from lakehouse.session import scheduler_pool
 from lakehouse.topology import GOLD_VIEWS, STREAMS, stream_table
 
 
-INGEST_MODES = ("one_query", "per_layer")
+INGEST_MODES = ("one_query", "bronze_apart", "per_layer")
 
 
 def ingest_mode(cfg: Config) -> str:
-    """``pipeline.ingest``: one_query (Kafka -> bronze and silver of every stream in one query)
-    or per_layer (a bronze query and a silver query per stream)."""
+    """``pipeline.ingest``: one_query (Kafka -> bronze and silver of every stream in one query),
+    bronze_apart (a bronze query and an ingest query, each reading every stream's topic: bronze
+    lands in its own short batches however long silver's take) or per_layer (a bronze query and a
+    silver query per stream)."""
     mode = str(cfg.get("pipeline.ingest", "one_query"))
     if mode not in INGEST_MODES:
         raise ConfigError(f"pipeline.ingest must be one of {', '.join(INGEST_MODES)}, got '{mode}'")
@@ -30,16 +33,17 @@ def ingest_mode(cfg: Config) -> str:
 
 
 INGEST_QUERY = "ingest"
+BRONZE_QUERY = "bronze"
 
 
 def silver_query(cfg: Config, stream: str) -> str:
     """The name of the query whose batches carry ``stream``'s Kafka rows into silver."""
-    return INGEST_QUERY if ingest_mode(cfg) == "one_query" else f"silver_{stream}"
+    return f"silver_{stream}" if ingest_mode(cfg) == "per_layer" else INGEST_QUERY
 
 
 def kafka_query(cfg: Config, stream: str) -> str:
-    """The name of the query that reads ``stream``'s topic."""
-    return INGEST_QUERY if ingest_mode(cfg) == "one_query" else f"bronze_{stream}"
+    """The name of the query that lands ``stream``'s Kafka rows in bronze."""
+    return {"one_query": INGEST_QUERY, "bronze_apart": BRONZE_QUERY}.get(ingest_mode(cfg), f"bronze_{stream}")
 
 
 # The columns of Spark's Kafka source (what ``read_kafka`` returns), for batch frames of records.
@@ -89,6 +93,17 @@ def pending_batch(checkpoint: str) -> int | None:
     return max(pending) if pending else None
 
 
+def committed_offsets(checkpoint: str) -> dict | None:
+    """The Kafka offsets up to which a single-source query's checkpoint has committed its
+    batches ({topic: {partition: offset}}), or None (no committed batch)."""
+    root = Path(checkpoint)
+    done = sorted(int(p.name) for p in (root / "commits").glob("*") if p.name.isdigit())
+    if not done or not (root / "offsets" / str(done[-1])).exists():
+        return None
+    lines = (root / "offsets" / str(done[-1])).read_text().splitlines()
+    return json.loads(lines[2]) if len(lines) > 2 else None
+
+
 def _start(make_writer, cfg: Config, checkpoint: str, available_now: bool, processing_time: str | None, path=None):
     """Start a query. An availableNow start first finishes any batch a crashed run left
     planned but uncommitted, under a processing-time trigger: Spark 4.1.1 fails with a
@@ -111,22 +126,29 @@ def _start(make_writer, cfg: Config, checkpoint: str, available_now: bool, proce
     return writer.start(path) if path else writer.start()
 
 
-def ingest_checkpoint(cfg: Config, streams) -> str:
+def ingest_checkpoint(cfg: Config, streams, query: str = INGEST_QUERY) -> str:
     root = str(cfg["paths.checkpoints"]).rstrip("/")
-    return f"{root}/ingest/" + ("all" if set(streams) == set(STREAMS) else "+".join(sorted(streams)))
+    folder = "ingest" if query == INGEST_QUERY else f"ingest_{query}"
+    return f"{root}/{folder}/" + ("all" if set(streams) == set(STREAMS) else "+".join(sorted(streams)))
 
 
 def start_ingest(spark: SparkSession, cfg: Config, streams, available_now: bool = False,
-                 processing_time: str | None = None, starting_offsets: dict[str, str] | None = None):
+                 processing_time: str | None = None, starting_offsets: dict[str, str] | None = None,
+                 layers=("bronze", "silver")):
     """Start the ingest query: one Kafka read of every stream's topic -> bronze and silver
     (+ quarantine, ops.dq_results) of each stream in one ``foreachBatch`` (``IngestBatch``).
-    ``starting_offsets``: a new checkpoint's per-stream starting offsets (Spark's per-partition
-    JSON for that stream's topic, or earliest/latest); default earliest. Returns (query, fn)."""
+    ``layers`` ("bronze",): the bronze query of ``pipeline.ingest: bronze_apart``; ("silver",):
+    its ingest query. ``starting_offsets``: a new checkpoint's per-stream starting offsets
+    (Spark's per-partition JSON for that stream's topic, or earliest/latest); default earliest.
+    Returns (query, fn)."""
+    name = BRONZE_QUERY if tuple(layers) == ("bronze",) else INGEST_QUERY
     catalog = Catalog(cfg)
     logical = {s: catalog.source_topic(f"bronze.{s}") for s in streams}
     topics = {topic_name(cfg, logical[s]): s for s in streams}
-    checkpoint = ingest_checkpoint(cfg, streams)
+    checkpoint = ingest_checkpoint(cfg, streams, name)
     given = {s: (starting_offsets or {}).get(s, "earliest") for s in topics.values()}
+    handed = _bronze_handover(cfg, streams, checkpoint) if name == BRONZE_QUERY else {}
+    given.update({stream: json.dumps({t: handed[t]}) for t, stream in topics.items() if t in handed})
     offsets = next(iter(set(given.values()))) if len(set(given.values())) == 1 else None
     if offsets not in ("earliest", "latest"):
         # Spark wants every partition of every topic in the JSON: -2 earliest, -1 latest.
@@ -141,25 +163,38 @@ def start_ingest(spark: SparkSession, cfg: Config, streams, available_now: bool 
     limit = None if available_now else int(cfg["pipeline.max_offsets_per_trigger"]) or None
     df = (read_kafka(spark, cfg, ",".join(topics), offsets, max_offsets_per_trigger=limit)
           .transform(kafka_to_bronze).transform(tokenize_pan(pan_hmac_key(cfg))))
-    fn = IngestBatch(cfg, topics, checkpoint)
+    fn = IngestBatch(cfg, topics, checkpoint, layers)
 
     def make_writer():
-        return (df.writeStream.queryName(INGEST_QUERY).option("checkpointLocation", checkpoint).foreachBatch(fn))
+        return (df.writeStream.queryName(name).option("checkpointLocation", checkpoint).foreachBatch(fn))
 
-    return _start(make_writer, cfg, checkpoint, available_now, processing_time), fn
+    # The bronze query of bronze_apart runs in its own pool (pipeline.bronze_pool), so its few
+    # appends take the next free slots ahead of silver's and gold's queued stages.
+    with scheduler_pool(spark, str(cfg.get("pipeline.bronze_pool", "") or "") if name == BRONZE_QUERY else None):
+        return _start(make_writer, cfg, checkpoint, available_now, processing_time), fn
+
+
+def _bronze_handover(cfg: Config, streams, checkpoint: str) -> dict:
+    """A new bronze query (``bronze_apart``) of a deployment whose ingest query wrote bronze
+    itself (``one_query``) starts where that query's bronze ended, not at the topics' start
+    (which would land them in bronze again): {topic: {partition: offset}}, or {}."""
+    ingest = ingest_checkpoint(cfg, streams)
+    if (Path(checkpoint) / "offsets").exists() or not list(Path(ingest).glob("_finlake_app_id.bronze.*")):
+        return {}
+    return committed_offsets(ingest) or {}
 
 
 def start_silver(spark: SparkSession, cfg: Config, stream: str, available_now: bool = False,
                  processing_time: str | None = None):
     """Start bronze.<stream> -> silver.<stream> (+ quarantine, ops.dq_results) in foreachBatch.
 
-    With ``pipeline.ingest: one_query`` the ingest query carries Kafka's rows to silver itself;
+    With ``pipeline.ingest: one_query`` (or bronze_apart) the ingest query carries Kafka's rows to silver itself;
     this query then takes only bronze rows that came another way (backfills and loads straight
     to bronze, partition -1)."""
     catalog = Catalog(cfg)
     source, target = catalog.spec(f"bronze.{stream}"), catalog.spec(f"silver.{stream}")
     fn = SilverBatch(cfg, stream, target.checkpoint)
-    only_backfills = ingest_mode(cfg) == "one_query"
+    only_backfills = ingest_mode(cfg) != "per_layer"
 
     def make_writer():
         rows = spark.readStream.format("delta").load(source.location)

@@ -48,6 +48,7 @@ from lakehouse.risk import ServedRisk
 from lakehouse.schemas.events import SILVER_FIELDS
 from lakehouse.schemas.tables import QUARANTINE, STREAM_METRICS
 from lakehouse.security import pan_hmac_key
+from lakehouse.session import scheduler_pool
 from lakehouse.silver import add_rule_failures, parse_bronze
 from lakehouse.streaming import KAFKA_SOURCE_DDL, read_kafka
 from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY, stream_table
@@ -519,16 +520,12 @@ def decision_conf(spark: SparkSession, state_partitions: int, whole_stage_codege
     before = {k: spark.conf.get(k, None) for k in keys}
     for k, v in keys.items():
         spark.conf.set(k, v)
-    sc = spark.sparkContext
-    pool_before = sc.getLocalProperty("spark.scheduler.pool")
-    if pool:
-        sc.setLocalProperty("spark.scheduler.pool", pool)
     try:
-        yield
+        with scheduler_pool(spark, pool):
+            yield
     finally:
         for k, v in before.items():
             spark.conf.unset(k) if v is None else spark.conf.set(k, v)
-        sc.setLocalProperty("spark.scheduler.pool", pool_before)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def live_events(seed, topics, n):
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("ingest", ["one_query", "per_layer"])
+@pytest.mark.parametrize("ingest", ["one_query", "bronze_apart", "per_layer"])
 def test_known_mix_lands_in_exact_counts(kafka, spark, overrides, job_env, tmp_path, ingest):
     home = tmp_path / "it"
     prefix = f"it_{ingest}_"
@@ -114,7 +114,9 @@ def test_known_mix_lands_in_exact_counts(kafka, spark, overrides, job_env, tmp_p
     assert gold_ids == silver_ids
     metrics = table(spark, cfg, "ops.stream_metrics").groupBy("query_name").agg(F.sum("num_input_rows").alias("n"))
     read = {r.query_name: r.n for r in metrics.collect()}
-    assert (read["ingest"] == 29 + 20 + 21 + 20) if ingest == "one_query" else (read["bronze_transactions"] == 29)
+    expected_reads = {"one_query": {"ingest": 90}, "bronze_apart": {"bronze": 90, "ingest": 90},
+                      "per_layer": {"bronze_transactions": 29}}[ingest]
+    assert {q: read[q] for q in expected_reads} == expected_reads
 
     # No clear PAN in any table, checkpoint, log or state file the pipeline wrote.
     for name in Catalog(cfg).names():
