@@ -21,7 +21,7 @@ from jobs import stats_report as stats_job
 from jobs import train as train_job
 from lakehouse.kafka.broker import ensure_broker
 from lakehouse.kafka.clients import end_offsets, ensure_topics, topic_name
-from lakehouse.metrics import Freshness, machine
+from lakehouse.metrics import Freshness, ingest_batch_summary, machine
 from lakehouse.runtime import StreamingRun
 from lakehouse.streaming import kafka_query
 from lakehouse.topology import DECISION_PATHS, GOLD_VIEWS, LAKEHOUSE_SCORED, STREAMS
@@ -84,7 +84,8 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     run.wait_until_idle(args.drain)   # stop once every query has caught up with what was sent
     time.sleep(2 * float(str(args.trigger).split()[0]))
     run.stop()
-    return {"sent": sent, "progress": run.progress(), "scorers": scorers, "deciders": deciders, "bronze_behind_s": fresh.summary()}
+    return {"sent": sent, "progress": run.progress(), "scorers": scorers, "deciders": deciders, "bronze_behind_s": fresh.summary(),
+            "ingest_batches": {name: ingest_batch_summary(fn.history) for name, fn in run.batch_functions.items()}}
 
 
 def run(spark, cfg, args) -> dict:
@@ -130,7 +131,8 @@ def run(spark, cfg, args) -> dict:
     summary = {
         "seed": seed, "machine": machine(), "seconds": round(time.perf_counter() - started, 1), "steps": steps.seconds, **measured,
         "live": {"rate": args.live_rate, "seconds": args.live_seconds, "trigger": args.trigger,
-                 "achieved_rate": live["sent"]["achieved_rate"], "bronze_behind_kafka_s": live["bronze_behind_s"]},
+                 "achieved_rate": live["sent"]["achieved_rate"], "bronze_behind_kafka_s": live["bronze_behind_s"],
+                 "ingest_batches": live["ingest_batches"]},
         "table4": stats.json_safe(stats_out["table4"]), "stats_report": str(out / "stats" / "report.html"),
         "monitoring": monitoring["summary"],
     }

@@ -130,6 +130,24 @@ def commit_times(location: str) -> dict[str, float]:
     return out
 
 
+def ingest_batch_summary(history: list[dict]) -> dict:
+    """An ingest query's batches (``IngestBatch.history``) in a few figures: batches, rows, mean
+    and max batch milliseconds, and per stream the mean milliseconds of each phase."""
+    if not history:
+        return {"batches": 0}
+    phases: dict = {}
+    for b in history:
+        for stream, s in b["streams"].items():
+            for k, v in {"bronze_ms": s.get("bronze_ms"), "silver_stage_ms": s.get("silver_stage_ms"),
+                         **{f"{p}_ms": ms for p, ms in (s.get("silver_phases_ms") or {}).items()}}.items():
+                if v is not None:
+                    phases.setdefault(stream, {}).setdefault(k, []).append(v)
+    totals = [b["total_ms"] for b in history if "total_ms" in b]
+    return {"batches": len(history), "rows": sum(b["rows"] for b in history),
+            "mean_ms": round(sum(totals) / len(totals)) if totals else None, "max_ms": max(totals, default=None),
+            "per_stream_mean_ms": {s: {k: round(sum(v) / len(v)) for k, v in ph.items()} for s, ph in phases.items()}}
+
+
 def latency_stats(spark: SparkSession, location: str, where=None) -> dict:
     """Kafka -> committed latency of a Delta table's rows (``where``: which): each row's Kafka
     timestamp against the commit time of the version that added its file; median, p99, max."""

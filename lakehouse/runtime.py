@@ -32,19 +32,26 @@ def failure(q: StreamingQuery) -> str:
 
 def lakehouse_starters(spark: SparkSession, cfg: Config, streams, gold_tables, processing_time: str | None = None,
                        available_now: bool = False, bronze_from: dict[str, str] | None = None,
-                       catalog: Catalog | None = None) -> list[Starter]:
+                       catalog: Catalog | None = None, keep: dict | None = None) -> list[Starter]:
     """The start functions of the lakehouse's queries for ``streams`` and ``gold_tables``: one
     ingest query (Kafka -> bronze and silver), a bronze query and an ingest query with
     ``pipeline.ingest: bronze_apart``, or a bronze and a silver query per stream with
     ``pipeline.ingest: per_layer``, then a query per gold table. ``bronze_from``: a new
-    checkpoint's starting offsets per stream (default earliest)."""
+    checkpoint's starting offsets per stream (default earliest). ``keep``: the ingest queries'
+    batch functions (``IngestBatch``, with each batch's time per stream and phase) by query name."""
     kw = {"available_now": available_now, "processing_time": processing_time}
+
+    def ingest(layers):
+        query, fn = streaming.start_ingest(spark, cfg, streams, starting_offsets=bronze_from, layers=layers, **kw)
+        if keep is not None:
+            keep[query.name] = fn
+        return query
+
     mode = streaming.ingest_mode(cfg)
     if mode == "one_query":
-        out = [lambda: streaming.start_ingest(spark, cfg, streams, starting_offsets=bronze_from, **kw)[0]]
+        out = [lambda: ingest(("bronze", "silver"))]
     elif mode == "bronze_apart":
-        out = [(lambda layer=layer: streaming.start_ingest(spark, cfg, streams, starting_offsets=bronze_from, layers=(layer,), **kw)[0])
-               for layer in ("bronze", "silver")]
+        out = [(lambda layer=layer: ingest((layer,))) for layer in ("bronze", "silver")]
     else:
         out = [(lambda s=s: streaming.start_bronze(spark, cfg, f"bronze.{s}", starting_offsets=(bronze_from or {}).get(s, "earliest"), **kw))
                for s in streams]
@@ -64,6 +71,7 @@ class StreamingRun:
         self._running: list[list] = []   # [start function, query]
         self._collector = ProgressCollector()
         self._stopped = False
+        self.batch_functions: dict = {}   # ingest query name -> its IngestBatch (``history``)
         spark.streams.addListener(self._collector)
 
     # -- starting -----------------------------------------------------------------------------
@@ -77,7 +85,7 @@ class StreamingRun:
                         bronze_from: dict[str, str] | None = None) -> list[StreamingQuery]:
         """Start the lakehouse's queries (``lakehouse_starters``)."""
         return [self.start(s) for s in lakehouse_starters(self.spark, self.cfg, streams, gold_tables, processing_time,
-                                                          available_now, bronze_from, self.catalog)]
+                                                          available_now, bronze_from, self.catalog, self.batch_functions)]
 
     @property
     def queries(self) -> list[StreamingQuery]:

@@ -34,3 +34,20 @@ def test_a_source_that_did_not_move_between_looks_is_read_at_its_last_change():
     assert seconds_behind(samples, 100, 40.0) == pytest.approx(20.0)   # the source still held 100 at 20
     assert seconds_behind(samples, 150, 40.0) == pytest.approx(15.0)   # half-way between 100 at 20 and 200 at 30
     assert seconds_behind([], 5, 1.0) == 0.0
+
+
+def test_ingest_batch_summary_means_each_phase_per_stream():
+    from lakehouse.metrics import ingest_batch_summary
+
+    history = [
+        {"batch_id": 1, "rows": 30, "total_ms": 1000, "streams": {
+            "transactions": {"rows": 20, "bronze_ms": 100, "silver_stage_ms": 600, "silver_phases_ms": {"dedup": 300}},
+            "user_events": {"rows": 10, "bronze_ms": 50, "silver_stage_ms": 200, "silver_phases_ms": {"dedup": 100}}}},
+        {"batch_id": 2, "rows": 5, "total_ms": 3000, "streams": {
+            "transactions": {"rows": 5, "bronze_ms": 300, "silver_stage_ms": 1000, "silver_phases_ms": {"dedup": 500, "ge_sample": 40}}}},
+    ]
+    assert ingest_batch_summary(history) == {
+        "batches": 2, "rows": 35, "mean_ms": 2000, "max_ms": 3000,
+        "per_stream_mean_ms": {"transactions": {"bronze_ms": 200, "silver_stage_ms": 800, "dedup_ms": 400, "ge_sample_ms": 40},
+                               "user_events": {"bronze_ms": 50, "silver_stage_ms": 200, "dedup_ms": 100}}}
+    assert ingest_batch_summary([]) == {"batches": 0}
