@@ -1,11 +1,11 @@
 """The streaming medallion pipeline: Kafka -> bronze -> silver (+ quarantine, ops.dq_results)
 -> gold, exactly once.
 
-Silver and gold run in ``foreachBatch`` functions whose Delta writes are idempotent
+Bronze, silver and gold run in ``foreachBatch`` functions whose Delta writes are idempotent
 (``lakehouse.commits``: each commit carries its writer's id, kept in the query's checkpoint,
-and the batch id; a replayed batch skips what committed). Within a batch, quarantine and data-quality rows are written before silver, so a
-batch replayed after a crash either finds silver committed (and all of it skipped) or
-recomputes the same rows.
+and the batch id; a replayed batch skips what committed). Within a batch, quarantine and
+data-quality rows are written before silver, so a batch replayed after a crash either finds
+silver committed (and all of it skipped) or recomputes the same rows.
 """
 from __future__ import annotations
 

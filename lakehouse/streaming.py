@@ -26,7 +26,7 @@ def ingest_mode(cfg: Config) -> str:
     bronze_apart (a bronze query and an ingest query, each reading every stream's topic: bronze
     lands in its own short batches however long silver's take) or per_layer (a bronze query and a
     silver query per stream)."""
-    mode = str(cfg.get("pipeline.ingest", "one_query"))
+    mode = str(cfg.get("pipeline.ingest", "bronze_apart"))
     if mode not in INGEST_MODES:
         raise ConfigError(f"pipeline.ingest must be one of {', '.join(INGEST_MODES)}, got '{mode}'")
     return mode
