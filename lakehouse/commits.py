@@ -97,7 +97,7 @@ def newest_committed(spark: SparkSession, location: str, app: str) -> int | None
                 break
         if found is None:
             lines = (spark.read.text(location.rstrip("/") + "/_delta_log/*.json")
-                     .where(F.instr("value", json.dumps(app)) > 0).collect())
+                     .where(F.instr("value", app) > 0).collect())   # quoted in txn, escaped in userMetadata
             batches = [b for b in (_from_log_line(r["value"], app) for r in lines) if b is not None]
             found = max(batches) if batches else None
     with _lock:
