@@ -105,15 +105,18 @@ def newest_committed(spark: SparkSession, location: str, app: str) -> int | None
     return found
 
 
-def idempotent_append(df: DataFrame, spec: TableSpec, app: str, batch_id: int) -> bool:
+def idempotent_append(df: DataFrame, spec: TableSpec, app: str, batch_id: int, merge_schema: bool = False) -> bool:
     """Append ``df`` to ``spec``'s table as ``app``'s batch ``batch_id``, unless that batch (or a
-    later one) is already there. Returns whether it wrote."""
+    later one) is already there (``merge_schema``: columns the table lacks are added). Returns
+    whether it wrote."""
     newest = newest_committed(df.sparkSession, spec.location, app)
     if newest is not None and batch_id <= newest:
         return False
     writer = df.write.format("delta").mode("append").option("userMetadata", marker(app, batch_id))
     if spec.partition_by:
         writer = writer.partitionBy(*spec.partition_by)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     try:
         writer.save(spec.location)
     except BaseException:

@@ -7,19 +7,25 @@ recent silver history the windows need.
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+import re
+
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 MS = {"10m": 600_000, "1h": 3_600_000, "24h": 86_400_000}
 DAYS_MS = {"1d": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}   # customer spending and risk windows
 HOME_LOOKBACK_MS = 30 * 86_400_000
-# Merchant and terminal risk are features *as of the start of the row's hour*: the fraud share
-# among the entity's transactions of the last 1/7/30 days, counting only frauds whose label was
-# given before that hour began. Serving reads one snapshot per (entity, hour) computed by the same
-# transform (lakehouse.risk: ServedRisk serves them to the decision plans).
+# Merchant and terminal risk are features *as of the start of the row's hour* S: the entity's
+# transaction count over [S - w, S) for w in 1/7/30 days, and the fraud share among its
+# transactions *labelled* in [S - w, S) (label time, not event time), so with labels a week late
+# the windows read the week before last, as a fraud analyst would, and no delay is configured.
+# Serving reads one snapshot per (entity, hour) computed by the same transform (lakehouse.risk:
+# ServedRisk serves them to the decision plans).
 RISK_SNAPSHOT_MS = 3_600_000
-# The history a row's risk counts starts at most this long before the row (30 days before its hour).
-RISK_HISTORY_MS = DAYS_MS["30d"] + RISK_SNAPSHOT_MS
+# A label counts in a risk window only if it came at most this long after its transaction, so the
+# history a row's risk needs is bounded: transactions from 30 days + this lag before its hour.
+RISK_LABEL_LAG_MS = DAYS_MS["30d"]
+RISK_HISTORY_MS = DAYS_MS["30d"] + RISK_LABEL_LAG_MS + RISK_SNAPSHOT_MS
 RISK_ENTITIES = {"merchant": "merchant_id", "terminal": "terminal_id"}
 RISKY_USER_EVENTS = ("password_reset", "device_change", "payee_add")
 
@@ -130,48 +136,56 @@ def add_customer_features(tx: DataFrame) -> DataFrame:
             .drop("_cust_mean", "_amt", "_ts"))
 
 
-def first_fraud_labels(labels: DataFrame) -> DataFrame:
-    """(event_id, _fraud_ms): when each transaction was first labelled fraud. A later label
-    that reverses it is not subtracted from the risk features (they count frauds reported)."""
-    return labels.where(F.col("is_fraud")).groupBy("event_id").agg(F.min(_ts_ms("labelled_at")).alias("_fraud_ms"))
+def first_labels(labels: DataFrame) -> DataFrame:
+    """(event_id, _label_ms, _fraud_ms): when each transaction was first labelled, and first
+    labelled fraud (null if never). A later label that reverses a fraud is not subtracted from
+    the risk features (they count frauds reported)."""
+    return labels.groupBy("event_id").agg(
+        F.min(_ts_ms("labelled_at")).alias("_label_ms"),
+        F.min(F.when(F.col("is_fraud"), _ts_ms("labelled_at"))).alias("_fraud_ms"))
 
 
 def entity_risk(transactions: DataFrame, labels: DataFrame, column: str, prefix: str):
-    """A transform of anchors (``_key``, ``_asof`` in epoch ms) adding, per anchor, the entity's
-    transaction count over ``[asof - w, asof)`` for each window w of DAYS_MS, and the share of
-    them whose fraud label was given before ``asof`` (null with no transactions).
+    """A transform of anchors (``_key``, ``_asof`` in epoch ms) adding, per anchor and window w of
+    DAYS_MS: the entity's transaction count over ``[asof - w, asof)`` by event time, and the share
+    of fraud among its transactions whose first label came in ``[asof - w, asof)`` (null when none
+    did). Labels later than RISK_LABEL_LAG_MS after their transaction count nowhere; a label timed
+    before its transaction counts at the transaction's time.
 
-    One running sum per entity over +1/-1 steps: a transaction enters its windows at its event
-    time and leaves each w later; its fraud enters at its label time (if that is inside the
-    window) and leaves with it. An anchor sorts before the steps at its own instant, so a step
-    counts only strictly before it."""
-    fraud = first_fraud_labels(labels)
+    One running sum per entity over +1/-1 steps: a transaction enters its count at its event time
+    and leaves w later; its label enters the labelled count at the label time and leaves w later,
+    and a fraud label the same for the fraud count. An anchor sorts before the steps at its own
+    instant, so a step counts only strictly before it."""
+    lag = F.lit(RISK_LABEL_LAG_MS)
     tx = (transactions.where(F.col(column).isNotNull())
           .select(F.col(column).cast("string").alias("_key"), "event_id", _ts_ms().alias("_e"))
-          .join(fraud, "event_id", "left")
-          .withColumn("_f", F.when(F.col("_fraud_ms").isNotNull(), F.greatest("_fraud_ms", "_e"))))
+          .join(first_labels(labels), "event_id", "left")
+          .withColumn("_l", F.when(F.col("_label_ms") <= F.col("_e") + lag, F.greatest("_label_ms", "_e")))
+          .withColumn("_f", F.when(F.col("_fraud_ms") <= F.col("_e") + lag, F.greatest("_fraud_ms", "_e"))))
     names = list(DAYS_MS)
 
-    def step(t, n: dict, k: dict):
-        return F.struct(t.alias("_t"), *[F.lit(n.get(w, 0)).alias(f"_n{w}") for w in names],
-                        *[k.get(w, F.lit(0)).alias(f"_k{w}") for w in names])
+    def step(t, values: dict):
+        """A step at time ``t`` adding ``values[(counter, w)]`` (counters n, m, k; 0 if absent)."""
+        return F.struct(t.alias("_t"), *[F.lit(values.get((c, w), 0)).alias(f"_{c}{w}") for c in "nmk" for w in names])
 
-    inside = {w: F.when(F.col("_f") < F.col("_e") + span, 1).otherwise(0) for w, span in DAYS_MS.items()}
-    steps = [step(F.col("_e"), {w: 1 for w in names}, {})]
-    steps += [step(F.col("_e") + span, {w: -1}, {w: -inside[w]}) for w, span in DAYS_MS.items()]
-    steps.append(step(F.col("_f"), {}, inside))
+    steps = [step(F.col("_e"), {("n", w): 1 for w in names})]
+    steps += [step(F.col("_e") + span, {("n", w): -1}) for w, span in DAYS_MS.items()]
+    steps.append(step(F.col("_l"), {("m", w): 1 for w in names}))
+    steps += [step(F.col("_l") + span, {("m", w): -1}) for w, span in DAYS_MS.items()]
+    steps.append(step(F.col("_f"), {("k", w): 1 for w in names}))
+    steps += [step(F.col("_f") + span, {("k", w): -1}) for w, span in DAYS_MS.items()]
+    counters = [f"_{c}{w}" for c in "nmk" for w in names]
     deltas = (tx.select("_key", F.explode(F.array(*steps)).alias("s")).select("_key", "s.*")
               .where(F.col("_t").isNotNull()).withColumn("_anchor", F.lit(0)))
 
     def transform(anchors: DataFrame) -> DataFrame:
-        a = anchors.select("_key", F.col("_asof").alias("_t"), *[F.lit(0).alias(f"_n{w}") for w in names],
-                           *[F.lit(0).alias(f"_k{w}") for w in names], F.lit(1).alias("_anchor"))
+        a = anchors.select("_key", F.col("_asof").alias("_t"), *[F.lit(0).alias(c) for c in counters], F.lit(1).alias("_anchor"))
         order = Window.partitionBy("_key").orderBy("_t", F.desc("_anchor")).rowsBetween(Window.unboundedPreceding, 0)
         summed = deltas.unionByName(a).select(
-            "_key", "_t", "_anchor", *[F.sum(f"_n{w}").over(order).alias(f"_n{w}") for w in names],
-            *[F.sum(f"_k{w}").over(order).alias(f"_k{w}") for w in names]).where(F.col("_anchor") == 1)
+            "_key", "_t", "_anchor", *[F.sum(c).over(order).alias(c) for c in counters]).where(F.col("_anchor") == 1)
         out = [F.col(f"_n{w}").alias(f"{prefix}_tx_count_{w}") for w in names]
-        out += [F.when(F.col(f"_n{w}") > 0, F.col(f"_k{w}") / F.col(f"_n{w}")).alias(f"{prefix}_fraud_share_{w}") for w in names]
+        out += [F.when(F.col(f"_m{w}") > 0, F.least(F.col(f"_k{w}") / F.col(f"_m{w}"), F.lit(1.0))).alias(f"{prefix}_fraud_share_{w}")
+                for w in names]
         return summed.select("_key", F.col("_t").alias("_asof"), *out).dropDuplicates(["_key", "_asof"])
 
     return transform
@@ -257,6 +271,56 @@ def card_features(transactions: DataFrame, user_events: DataFrame, labels: DataF
         return feats.select(*CARD_KEEP, *[F.col(c).cast("double") for c in CARD_STATE_FEATURES])
     feats = feats.transform(add_risk_features(labels, transactions if risk_history is None else risk_history))
     return feats.select(*CARD_KEEP, *[F.col(c).cast("double") for c in CARD_FEATURES])
+
+
+# The user's own columns as features (``features.transactions`` in the config): values a producer
+# or the loader kept in silver.transactions.extras, typed here. Row-local, so gold, the decision
+# path and training compute them with the one expression below.
+DECLARED_SETTING = "features.transactions"
+DECLARED_GROUP = "declared"
+_SILVER_COORDINATES = ("lat", "lon")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
+
+
+def declared_spec(spec) -> dict[str, tuple]:
+    """The declared features of a spec ``{numeric: [extras key, ...], distances: {name: [[lat,
+    lon], [lat, lon]]}}``, checked, by feature name: ``x_<key>`` -> ("numeric", key), the extra
+    as a number (null when absent or not a number); ``km_<name>`` -> ("km", lat1, lon1, lat2,
+    lon2), the great-circle distance between two points, each a pair of extras keys or silver's
+    own ``lat``/``lon``. A malformed spec raises ValueError naming the setting."""
+    spec = spec or {}
+    if not isinstance(spec, dict) or set(spec) - {"numeric", "distances"}:
+        raise ValueError(f"{DECLARED_SETTING}: expected numeric and distances, got {spec!r}")
+    numeric, distances = spec.get("numeric") or [], spec.get("distances") or {}
+    if not isinstance(numeric, list):
+        raise ValueError(f"{DECLARED_SETTING}.numeric: expected a list of extras keys, got {numeric!r}")
+    if not isinstance(distances, dict):
+        raise ValueError(f"{DECLARED_SETTING}.distances: expected name: [[lat, lon], [lat, lon]], got {distances!r}")
+    empty = [k for k in [*numeric, *distances] if not _slug(k)]
+    if empty:
+        raise ValueError(f"{DECLARED_SETTING}: '{empty[0]}' gives no feature name (letters or digits needed)")
+    out: dict[str, tuple] = {f"x_{_slug(key)}": ("numeric", str(key)) for key in numeric}
+    for name, points in distances.items():
+        if not (isinstance(points, list) and len(points) == 2 and all(isinstance(p, list) and len(p) == 2 for p in points)):
+            raise ValueError(f"{DECLARED_SETTING}.distances.{name}: expected [[lat, lon], [lat, lon]], got {points!r}")
+        out[f"km_{_slug(name)}"] = ("km", *[str(c) for p in points for c in p])
+    clash = [n for n in out if n in CARD_FEATURES or n in CARD_KEEP]
+    if clash or len(out) != len(numeric) + len(distances):
+        raise ValueError(f"{DECLARED_SETTING}: feature names clash: {', '.join(clash) or 'two declarations give one name'}")
+    return out
+
+
+def declared_features(spec) -> dict[str, Column]:
+    """Feature name -> its column over a silver transaction row (``declared_spec``)."""
+
+    def number(col: str) -> Column:
+        return F.col(col).cast("double") if col in _SILVER_COORDINATES else F.col("extras").getItem(col).try_cast("double")
+
+    return {name: number(d[1]) if d[0] == "numeric" else haversine_km(*[number(c) for c in d[1:]])
+            for name, d in declared_spec(spec).items()}
 
 
 MARKET_KEEP = ["event_id", "event_time", "symbol", "kafka_timestamp", "silver_time"]

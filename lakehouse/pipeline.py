@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import Catalog, TableSpec
 from lakehouse.commits import app_id, idempotent_append
 from lakehouse.config import Config, ConfigError
-from lakehouse.gold import RISK_HISTORY_MS, entity_history, risk_asof
+from lakehouse.gold import RISK_HISTORY_MS, declared_features, declared_spec, entity_history, risk_asof
 from lakehouse.quality import min_amount as quality_min_amount
 from lakehouse.quality import validate
 from lakehouse.risk import RiskSnapshots
@@ -376,6 +376,10 @@ class GoldBatch:
         self.risk = RiskSnapshots(cfg) if self.snapshot_max_hours > 0 else None
         setting, unit_s = view.lookback
         self.lookback_s = float(cfg[setting]) * unit_s
+        try:
+            self.declared = declared_spec(cfg.get(view.declared)) if view.declared else {}
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _few_hours(self, batch: DataFrame) -> bool:
         """Whether the batch's transactions fall in few enough hours to take their risk from
@@ -420,7 +424,11 @@ class GoldBatch:
                 out = view.transform(rows, *others, labels, risk_history)
             else:
                 out = view.transform(rows, *others)
-            out = out.join(batch.select("event_id"), "event_id", "left_semi")
-            idempotent_append(out, self.spec, self.app, batch_id)
+            if self.declared:   # the user's row-local features, from the batch's own rows
+                own = batch.select("event_id", *[c.alias(n) for n, c in declared_features(self.cfg.get(view.declared)).items()])
+                out = out.join(own.dropDuplicates(["event_id"]), "event_id")
+            else:
+                out = out.join(batch.select("event_id"), "event_id", "left_semi")
+            idempotent_append(out, self.spec, self.app, batch_id, merge_schema=bool(self.declared))
         finally:
             batch.unpersist()

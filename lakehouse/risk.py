@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.config import Config
-from lakehouse.gold import DAYS_MS, RISK_ENTITIES, RISK_FEATURE_GROUPS, RISK_SNAPSHOT_MS, entity_risk, risk_asof
+from lakehouse.gold import DAYS_MS, RISK_ENTITIES, RISK_FEATURE_GROUPS, RISK_LABEL_LAG_MS, RISK_SNAPSHOT_MS, entity_risk, risk_asof
 from lakehouse.jvm import java_strings, release_checkpoint
 
 
@@ -53,14 +53,15 @@ class RiskSnapshots:
 
     def snapshot_frame(self, spark: SparkSession, asof_ms: int) -> DataFrame:
         """(entity column, key, _asof, the entity's risk features) for every entity with a
-        transaction in the 30 days before ``asof_ms``."""
-        lo = dt.datetime.fromtimestamp((asof_ms - DAYS_MS["30d"]) / 1000, dt.timezone.utc).replace(tzinfo=None)
+        transaction in the 30 days (plus the labels' lag, RISK_LABEL_LAG_MS) before ``asof_ms``."""
+        lo = dt.datetime.fromtimestamp((asof_ms - DAYS_MS["30d"] - RISK_LABEL_LAG_MS) / 1000, dt.timezone.utc).replace(tzinfo=None)
+        label_lo = dt.datetime.fromtimestamp((asof_ms - DAYS_MS["30d"]) / 1000, dt.timezone.utc).replace(tzinfo=None)
         hi = dt.datetime.fromtimestamp(asof_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
         tx = (self._read(spark, self.tx, "event_id string, event_time timestamp, merchant_id string, terminal_id string")
               .where((F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi)))
               .select("event_id", "event_time", "merchant_id", "terminal_id"))
         labels = (self._read(spark, self.labels, "event_id string, is_fraud boolean, labelled_at timestamp")
-                  .where((F.col("labelled_at") >= F.lit(lo)) & (F.col("labelled_at") < F.lit(hi))))
+                  .where((F.col("labelled_at") >= F.lit(label_lo)) & (F.col("labelled_at") < F.lit(hi))))
         parts = []
         for prefix, column in RISK_ENTITIES.items():
             anchors = tx.where(F.col(column).isNotNull()).select(F.col(column).alias("_key")).distinct().withColumn("_asof", F.lit(asof_ms))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import KW_ONLY, dataclass
 from typing import Callable
 
-from lakehouse.gold import (BORROWER_FEATURES, BORROWER_KEEP, CARD_FEATURES, CARD_KEEP, MARKET_FEATURES, MARKET_KEEP,
-                            borrower_features, card_features, market_features)
+from lakehouse.gold import (BORROWER_FEATURES, BORROWER_KEEP, CARD_FEATURES, CARD_KEEP, DECLARED_SETTING, MARKET_FEATURES,
+                            MARKET_KEEP, borrower_features, card_features, market_features)
 from lakehouse.schemas.events import SILVER_FIELDS
 
 # The event streams, in the order jobs list them. Each one's Kafka topic is its name (the
@@ -44,7 +44,8 @@ class GoldView:
     risk out, for a live batch to attach from hourly snapshots (``lakehouse.risk``) when
     ``risk_snapshots``. Its windows partition by ``key`` and reach back ``lookback`` (a config
     key and the seconds in one unit of it). A row keeps the ``keep`` columns, then the
-    ``feature_columns``."""
+    ``feature_columns``, then the user's own row-local features declared in the config setting
+    ``declared`` (``lakehouse.gold.declared_features``)."""
     table: str
     driver: str
     reads: tuple[str, ...] = ()
@@ -56,6 +57,7 @@ class GoldView:
     feature_columns: tuple[str, ...]
     risk_labels: str | None = None
     risk_snapshots: bool = False
+    declared: str | None = None
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -70,7 +72,7 @@ class GoldView:
 GOLD_VIEWS: dict[str, GoldView] = {v.table: v for v in (
     GoldView("gold.card_features", "transactions", ("user_events", "tx_labels"), transform=card_features,
              key="customer_id", lookback=("pipeline.card_history_days", 86_400), keep=tuple(CARD_KEEP),
-             feature_columns=tuple(CARD_FEATURES), risk_labels="tx_labels", risk_snapshots=True),
+             feature_columns=tuple(CARD_FEATURES), risk_labels="tx_labels", risk_snapshots=True, declared=DECLARED_SETTING),
     GoldView("gold.market_features", "market_ticks", transform=market_features, key="symbol",
              lookback=("pipeline.market_history_minutes", 60), keep=tuple(MARKET_KEEP), feature_columns=tuple(MARKET_FEATURES)),
     GoldView("gold.borrower_features", "loan_applications", ("bureau_updates",), transform=borrower_features,

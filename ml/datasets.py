@@ -18,7 +18,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog
-from lakehouse.gold import BORROWER_FEATURE_GROUPS, CARD_FEATURE_GROUPS, MARKET_FEATURE_GROUPS
+from lakehouse.gold import (BORROWER_FEATURE_GROUPS, CARD_FEATURE_GROUPS, DECLARED_GROUP, DECLARED_SETTING, MARKET_FEATURE_GROUPS,
+                            declared_spec)
 from lakehouse.topology import USE_CASES as FLOWS   # each use case's tables, declared once
 
 TRADING_CLASSES = ("down", "flat", "up")
@@ -39,6 +40,8 @@ class UseCase:
     promotion_metric: str
     promotion_higher_is_better: bool
     classes: tuple[str, ...] = field(default=())
+    # The config setting declaring the user's own features of the gold view (group ``declared``).
+    declared: str | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -46,15 +49,21 @@ class UseCase:
         return tuple(f for g in self.groups.values() for f in g)
 
     def configured(self, cfg) -> "UseCase":
-        """This use case without the groups config's ``ml.features.<use case>.drop_groups`` names."""
+        """This use case with the features the config declares (``declared``: the group
+        ``declared``) and without the groups of ``ml.features.<use case>.drop_groups``."""
+        groups = dict(self.groups)
+        if self.declared and cfg is not None:
+            names = tuple(declared_spec(cfg.get(self.declared)))
+            if names:
+                groups[DECLARED_GROUP] = names
         drop = list((cfg.get(f"ml.features.{self.name}.drop_groups") if cfg is not None else None) or [])
-        unknown = [g for g in drop if g not in self.groups]
+        unknown = [g for g in drop if g not in groups]
         if unknown:
             raise ValueError(f"ml.features.{self.name}.drop_groups: unknown group '{unknown[0]}' "
-                             f"(known: {', '.join(self.groups)})")
-        if len(drop) >= len(self.groups):
+                             f"(known: {', '.join(groups)})")
+        if len(drop) >= len(groups):
             raise ValueError(f"ml.features.{self.name}.drop_groups leaves no features")
-        return replace(self, groups={g: fs for g, fs in self.groups.items() if g not in drop})
+        return replace(self, groups={g: fs for g, fs in groups.items() if g not in drop})
 
     def without(self, features) -> "UseCase":
         """This use case without the named features (a group left empty goes)."""
@@ -68,8 +77,10 @@ def _groups(groups: dict[str, list[str]], leave_out: tuple[str, ...] = ()) -> di
 
 
 USE_CASES = {
+    # Fraud settings are chosen by PR-AUC (what an alert budget feels), promoted by ROC-AUC (DeLong's test).
     "fraud": UseCase("fraud", "binary", FLOWS["fraud"].features, _groups(CARD_FEATURE_GROUPS), "fraud",
-                     fold_metric="roc_auc", promotion_metric="roc_auc", promotion_higher_is_better=True),
+                     fold_metric="pr_auc", promotion_metric="roc_auc", promotion_higher_is_better=True,
+                     declared=DECLARED_SETTING),
     # The price level (mid) is left out: it identifies the symbol and drifts, it forecasts nothing.
     "trading": UseCase("trading", "multiclass", FLOWS["trading"].features, _groups(MARKET_FEATURE_GROUPS, ("price",)),
                        "trading", fold_metric="auc_macro", promotion_metric="auc_macro", promotion_higher_is_better=True,
@@ -123,9 +134,11 @@ def latest_labels_as_of(labels: DataFrame, as_of: float | None) -> DataFrame:
             .where("_n = 1").drop("_n"))
 
 
-def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame | None, as_of: float | None) -> DataFrame:
-    """Transactions whose label was known at ``as_of``, with label 0/1 and the true probability
-    (null without a generator truth table: a user's own data has none).
+def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame | None, as_of: float | None,
+               feature_names=None) -> DataFrame:
+    """Transactions whose label was known at ``as_of``, with label 0/1, the true probability
+    (null without a generator truth table: a user's own data has none) and ``feature_names``
+    (default: the fraud use case's own).
 
     A transaction without a known label is left out, never counted as legitimate."""
     lab = latest_labels_as_of(labels, as_of)
@@ -135,7 +148,9 @@ def fraud_rows(features: DataFrame, labels: DataFrame, truth: DataFrame | None, 
                   labelled.join(truth.select("event_id", F.col("fraud_probability").alias("truth_p")), "event_id", "left"))
     return (with_truth
             .select("event_id", "event_time", *[F.col("amount").cast("double").alias("amount")] * ("amount" in features.columns),
-                    *USE_CASES["fraud"].features,
+                    # A declared feature gold has no column for yet (declared after gold was built): null.
+                    *[F.col(f) if f in features.columns else F.lit(None).cast("double").alias(f)
+                      for f in (USE_CASES["fraud"].features if feature_names is None else feature_names)],
                     F.col("is_fraud").cast("int").alias("label"), "truth_p"))
 
 
@@ -196,8 +211,8 @@ def build_rows(spark: SparkSession, catalog: Catalog, use_case: UseCase,
         try:
             truth, l3 = read_table(spark, catalog, "truth.fraud")
         except TrainingDataError:   # optional: only the ceiling reads it
-            return fraud_rows(feats, labels, None, as_of), [l1, l2]
-        return fraud_rows(feats, labels, one_per_event(truth), as_of), [l1, l2, l3]
+            return fraud_rows(feats, labels, None, as_of, use_case.features), [l1, l2]
+        return fraud_rows(feats, labels, one_per_event(truth), as_of, use_case.features), [l1, l2, l3]
     if use_case.name == "trading":
         try:
             truth, l2 = read_table(spark, catalog, "truth.trading")

@@ -217,9 +217,12 @@ def pd_metrics(y: np.ndarray, p: np.ndarray, true_pd: np.ndarray | None) -> dict
 
 
 def fold_metric(kind: str, name: str, y: np.ndarray, scores: np.ndarray) -> float:
-    """One metric of one fold (higher is better): ``roc_auc`` or ``auc_macro``."""
+    """One metric of one fold (higher is better): ``roc_auc``, ``pr_auc`` (average precision) or
+    ``auc_macro``."""
     if name == "roc_auc":
         return float(skm.roc_auc_score(y, scores))
+    if name == "pr_auc":
+        return float(skm.average_precision_score(y, scores))
     if name == "auc_macro":
         return float(skm.roc_auc_score(y, scores, multi_class="ovr", average="macro", labels=list(range(scores.shape[1]))))
     raise ValueError(f"unknown fold metric '{name}' for {kind}")

@@ -49,6 +49,10 @@ def connect(cfg: Config):
     """Point MLflow at the configured store (creating the SQLite folder) and return a client."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # A registered model names its requirements itself (log_booster); the project's uv files
+    # in the working directory are not the model's.
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     import mlflow
     from mlflow import MlflowClient
 
@@ -164,23 +168,62 @@ def register_logged(client, reg_name: str, tags: dict[str, str], log) -> str:
     return version
 
 
-def log_booster(client, booster, reg_name: str, example, example_scores, tags: dict[str, str]) -> str:
-    """Log a booster to the active run with its signature and input example, register it as a
-    new version of ``reg_name``, tag the version; returns the version number."""
-    import mlflow.xgboost
+BOOSTER_ARTIFACT = "booster.ubj"
+
+
+def log_booster(client, booster, reg_name: str, example, example_scores, tags: dict[str, str],
+                calibration: Calibration = NONE, classes: tuple[str, ...] = (), metadata: dict | None = None) -> str:
+    """Log a booster to the active run as a model whose ``predict`` gives calibrated
+    probabilities (``ml/served_model.py``, with the booster, ``calibration`` and the code that
+    applies it), with its signature, input example and ``metadata`` (the decision threshold);
+    register it as a new version of ``reg_name``, tag the version; returns the version number."""
+    import shutil
+    import tempfile
+
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
     from mlflow.models import infer_signature
 
-    return register_logged(client, reg_name, tags, lambda: mlflow.xgboost.log_model(
-        booster, name="model", registered_model_name=reg_name, input_example=example,
-        signature=infer_signature(example, example_scores)))
+    scores = np.asarray(example_scores, dtype=float)
+    output = pd.DataFrame(scores, columns=list(classes)) if scores.ndim == 2 else pd.DataFrame({"probability": scores})
+    here = Path(__file__).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        booster.save_model(folder / BOOSTER_ARTIFACT)
+        (folder / ARTIFACT).write_text(json.dumps(calibration.to_dict()))
+        code = folder / "code" / "ml"
+        code.mkdir(parents=True)
+        (code / "__init__.py").write_text("")
+        shutil.copy(here / "calibration.py", code / "calibration.py")
+        return register_logged(client, reg_name, tags, lambda: mlflow.pyfunc.log_model(
+            name="model", python_model=str(here / "served_model.py"), code_paths=[str(code)],
+            artifacts={"booster": str(folder / BOOSTER_ARTIFACT), "calibration": str(folder / ARTIFACT)},
+            model_config={"features": list(example.columns), "classes": list(classes)},
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"xgboost=={xgb.__version__}", f"numpy=={np.__version__}",
+                              f"pandas=={pd.__version__}"],
+            registered_model_name=reg_name, input_example=example, signature=infer_signature(example, output),
+            metadata=metadata))
 
 
 def load_booster(name: str, version_or_alias: str):
-    """The registered XGBoost booster of a version (``"3"``) or an alias (``"champion"``)."""
-    import mlflow.xgboost
+    """The registered XGBoost booster of a version (``"3"``) or an alias (``"champion"``): the
+    served model's booster artifact, or a version of an earlier finlake logged as
+    ``mlflow.xgboost``."""
+    import mlflow
+    import xgboost as xgb
 
     ref = f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
-    model = mlflow.xgboost.load_model(ref)
+    local = Path(mlflow.artifacts.download_artifacts(ref))
+    stored = local / "artifacts" / BOOSTER_ARTIFACT
+    if stored.exists():
+        booster = xgb.Booster()
+        booster.load_model(str(stored))
+        return booster
+    import mlflow.xgboost
+
+    model = mlflow.xgboost.load_model(str(local))
     return model.get_booster() if hasattr(model, "get_booster") else model
 
 

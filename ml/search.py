@@ -112,3 +112,51 @@ def _prefix_scores(model, use_case: UseCase, x: np.ndarray, n: int) -> np.ndarra
     if use_case.kind == "pd":
         return model.predict(x, iteration_range=(0, n))
     return model.predict_proba(x, iteration_range=(0, n))[:, 1]
+
+
+# What early stopping watches on the validation period, per kind: PR-AUC for fraud (the fold
+# metric), the log loss of the class probabilities for trading, the RMSE of the PD (its Brier score's root).
+EVAL_METRICS = {"binary": "aucpr", "multiclass": "mlogloss", "pd": "rmse"}
+
+
+def early_stopping(cfg: Config, use_case: UseCase, setting: dict, x: np.ndarray, y: np.ndarray,
+                   x_val: np.ndarray, y_val: np.ndarray) -> dict:
+    """The rounds of ``setting`` that score best on the validation rows: one native fit of up to
+    ``ml.search.max_rounds`` rounds that stops ``ml.xgboost.early_stopping_rounds`` rounds after
+    the best. ``rounds`` is None (keep the searched count) when validation lacks a class."""
+    cap = int(cfg.get("ml.search.max_rounds") or max(cfg["ml.search.n_estimators"]))
+    patience = int(cfg["ml.xgboost.early_stopping_rounds"])
+    out = {"max_rounds": cap, "patience": patience, "eval_metric": EVAL_METRICS[use_case.kind], "rounds": None, "best_score": None}
+    if use_case.kind != "pd" and len(np.unique(y_val)) < (len(use_case.classes) or 2):
+        return out
+    model = native_xgb(cfg, use_case, {**setting, "n_estimators": cap}, setting_weight(setting, y))
+    model.set_params(early_stopping_rounds=patience, eval_metric=out["eval_metric"])
+    model.fit(x, y, eval_set=[(x_val, y_val)], verbose=False)
+    return {**out, "rounds": int(model.best_iteration) + 1, "best_score": float(model.best_score)}
+
+
+def feature_groups(cfg: Config, use_case: UseCase, setting: dict, booster, x: np.ndarray, y: np.ndarray,
+                   x_val: np.ndarray, y_val: np.ndarray) -> dict:
+    """What each feature group brings: its share of the fitted booster's total gain, and an
+    ablation (``ml.search.ablation``): the validation fold metric of ``setting`` refitted natively
+    without the group, beside the same fit with every group."""
+    features = list(use_case.features)
+    gains = booster.get_score(importance_type="total_gain")
+    named = {f: float(gains.get(f, gains.get(f"f{i}", 0.0))) for i, f in enumerate(features)}
+    total = sum(named.values()) or 1.0
+    out = {"metric": use_case.fold_metric, "groups": {g: {"features": len(fs), "gain_share": round(sum(named[f] for f in fs) / total, 4)}
+                                                      for g, fs in use_case.groups.items()}}
+    if not cfg.get("ml.search.ablation", True) or (use_case.kind != "pd" and len(np.unique(y_val)) < (len(use_case.classes) or 2)):
+        return out
+
+    def fitted(cols: list[int]) -> float:
+        model = native_xgb(cfg, use_case, setting, setting_weight(setting, y)).fit(x[:, cols], y)
+        return fold_metric(use_case.kind, use_case.fold_metric, y_val, native_scores(model, use_case, x_val[:, cols]))
+
+    out["with_all"] = round(fitted(list(range(len(features)))), 5)
+    for g, fs in use_case.groups.items():
+        keep = [i for i, f in enumerate(features) if f not in fs]
+        if keep:
+            without = fitted(keep)
+            out["groups"][g].update(without=round(without, 5), loss_without=round(out["with_all"] - without, 5))
+    return out

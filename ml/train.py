@@ -3,8 +3,10 @@
 1. Build the labelled rows from gold point in time, pinned to the current Delta versions.
 2. Split by time into train, validation and test (with an embargo before each cut).
 3. Refuse to go on if a feature leaks the label.
-4. Search depth / learning rate / rounds over time-ordered folds of the training period.
-5. Fit the best setting with xgboost.spark on the training period, and the baselines beside it.
+4. Search depth / learning rate / rounds / class weight over time-ordered folds of the training
+   period; take the rounds of the best setting by early stopping on the validation period.
+5. Fit that setting with xgboost.spark on the training period, and the baselines beside it;
+   report each feature group's gain and what the model loses without it.
 6. Choose the decision threshold on validation; judge model, baseline and ceiling (the true
    probabilities) on the test period, which nothing above has seen.
 7. Log everything to MLflow, register the booster, apply the promotion rule.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +38,7 @@ from ml import evaluate as ev
 from ml import registry
 from ml.datasets import USE_CASES, TimeSplit, TrainingDataError, UseCase, build_rows, check_leakage, time_split
 from ml.models import spark_baseline, spark_gbt, spark_xgb
-from ml.search import SearchResult, run_search, setting_weight
+from ml.search import SearchResult, early_stopping, feature_groups, run_search, setting_weight
 
 MIN_ROWS = {"train": 200, "validation": 50, "test": 50}
 
@@ -134,9 +136,13 @@ class TrainingData:
 
 @dataclass
 class TrainedModels:
-    """The searched setting and the fitted models, each with how ``spark_scores`` reads it."""
+    """The searched setting, the setting fitted (its rounds by early stopping), the fitted models
+    (each with how ``spark_scores`` reads it) and what each feature group brings."""
 
     search: SearchResult
+    setting: dict
+    stopping: dict | None       # early stopping on validation: rounds, max_rounds, patience, eval_metric, best_score
+    groups: dict                # feature_groups: gain share and ablation per group
     weight: float | None
     models: dict[str, tuple[object, str]]   # xgboost, baseline[, gbt] -> (Spark model, classification | regression)
     search_s: float
@@ -154,6 +160,7 @@ class Validation:
     metrics: dict[str, dict]
     ceiling: bool
     vs_baseline: dict
+    on_validation: dict       # the fold metric of model and baseline on validation; baseline_better
     booster: object
     direct: np.ndarray        # the registered booster's calibrated test scores
     agreement: float          # largest |xgboost.spark - booster| raw score difference
@@ -280,13 +287,25 @@ def train_models(cfg: Config, data: TrainingData, step: Callable[[str], None]) -
     x = train_pd[data.features].to_numpy(dtype=float)
     y = train_pd["label"].to_numpy()
     search = run_search(cfg, use_case, x, y, epoch_seconds(train_pd["event_time"]), step)
+    x_val, y_val = data.val_pd[data.features].to_numpy(dtype=float), data.val_pd["label"].to_numpy()
+    setting, stopping = dict(search.best), None
+    if int(cfg.get("ml.xgboost.early_stopping_rounds") or 0) > 0:
+        stopping = early_stopping(cfg, use_case, search.best, x, y, x_val, y_val)
+        if stopping["rounds"] is None:
+            step(f"no early stopping: the validation period lacks a class; {setting['n_estimators']} rounds as searched")
+        else:
+            setting["n_estimators"] = stopping["rounds"]
+            step(f"early stopping on validation {stopping['eval_metric']}: {stopping['rounds']} rounds "
+                 f"(searched {search.best['n_estimators']}, at most {stopping['max_rounds']})")
     search_s = time.perf_counter() - t0
 
-    step(f"fitting xgboost.spark ({search.best})")
-    weight = setting_weight(search.best, y)
+    step(f"fitting xgboost.spark ({setting})")
+    weight = setting_weight(setting, y)
     t0 = time.perf_counter()
-    xgb_model = spark_xgb(cfg, use_case, search.best, weight).fit(train_df)
+    xgb_model = spark_xgb(cfg, use_case, setting, weight).fit(train_df)
     fit_s = time.perf_counter() - t0
+    step("feature groups: gain and ablation")
+    groups = feature_groups(cfg, use_case, setting, xgb_model.get_booster(), x, y, x_val, y_val)
     step("fitting the baselines")
     t0 = time.perf_counter()
     base_model = spark_baseline(use_case).fit(train_df)
@@ -295,7 +314,7 @@ def train_models(cfg: Config, data: TrainingData, step: Callable[[str], None]) -
               "baseline": (base_model, "classification")}
     if use_case.kind == "pd":
         models["gbt"] = (spark_gbt(use_case).fit(train_df), "regression")
-    return TrainedModels(search, weight, models, search_s, fit_s, base_fit_s)
+    return TrainedModels(search, setting, stopping, groups, weight, models, search_s, fit_s, base_fit_s)
 
 
 def validate_models(cfg: Config, data: TrainingData, trained: TrainedModels, policy: ev.ThresholdPolicy,
@@ -328,6 +347,7 @@ def validate_models(cfg: Config, data: TrainingData, trained: TrainedModels, pol
     else:
         step("no generator truth for these rows: the ceiling is not available")
     vs_baseline = _versus_baseline(cfg, use_case, test_pd, scores, step)
+    on_validation = _baseline_on_validation(use_case, val_pd, scores, step)
 
     booster = trained.models["xgboost"][0].get_booster()
     direct = booster_scores(booster, use_case, test_pd, data.features)
@@ -337,8 +357,24 @@ def validate_models(cfg: Config, data: TrainingData, trained: TrainedModels, pol
     report_dir.mkdir(parents=True, exist_ok=True)
     for fname, fig in figures.items():
         fig.savefig(report_dir / fname, dpi=110)
-    return Validation(policy, cal, scores, metrics, ceiling, vs_baseline, booster, cal.apply(direct), agreement,
+    return Validation(policy, cal, scores, metrics, ceiling, vs_baseline, on_validation, booster, cal.apply(direct), agreement,
                       figures, report_dir)
+
+
+def _baseline_on_validation(use_case: UseCase, val: pd.DataFrame, scores: dict, step: Callable[[str], None]) -> dict:
+    """The fold metric of the model and of its baseline on the validation period, which chose
+    the model's rounds but trained neither: if the baseline is better there, the run says so and
+    the promotion rule keeps the champion (``promote``)."""
+    y = val["label"].to_numpy()
+    out = {"metric": use_case.fold_metric, "model": None, "baseline": None, "baseline_better": False}
+    if use_case.kind != "pd" and len(np.unique(y)) < (len(use_case.classes) or 2):
+        return out
+    model = ev.fold_metric(use_case.kind, use_case.fold_metric, y, scores["xgboost"][0])
+    base = ev.fold_metric(use_case.kind, use_case.fold_metric, y, scores["baseline"][0])
+    out.update(model=model, baseline=base, baseline_better=bool(base > model))
+    if out["baseline_better"]:
+        step(f"the logistic baseline beats xgboost on validation ({use_case.fold_metric} {base:.4f} against {model:.4f})")
+    return out
 
 
 def _versus_baseline(cfg: Config, use_case: UseCase, test: pd.DataFrame, scores: dict, step: Callable[[str], None]) -> dict:
@@ -374,11 +410,16 @@ def register_and_promote(cfg: Config, data: TrainingData, trained: TrainedModels
             tags["threshold"] = repr(float(threshold))
         if use_case.kind == "binary":
             tags.update(threshold_objective=v.policy.objective, threshold_on=v.policy.on)
+        metadata = {"use_case": use_case.name, "kind": use_case.kind, "calibration": v.cal.method,
+                    "threshold": None if threshold is None else float(threshold),
+                    **({"threshold_on": v.policy.on, "threshold_objective": v.policy.objective} if use_case.kind == "binary" else {})}
         version = registry.log_booster(client, v.booster, reg_name, example,
-                                       v.cal.apply(booster_scores(v.booster, use_case, example, features)), tags)
+                                       v.cal.apply(booster_scores(v.booster, use_case, example, features)), tags,
+                                       calibration=v.cal, classes=use_case.classes, metadata=metadata)
 
         step("applying the promotion rule")
-        decision = promote(client, cfg, use_case, reg_name, version, data.test_pd, v.direct)
+        decision = promote(client, cfg, use_case, reg_name, version, data.test_pd, v.direct,
+                           baseline_better=v.on_validation["baseline_better"])
         mlflow.log_dict(decision.to_dict(), "promotion.json")
         mlflow.set_tags({"promoted": str(decision.promote).lower(), "registered_version": version})
         run_id = run.info.run_id
@@ -398,6 +439,10 @@ def _run_params(cfg: Config, data: TrainingData, trained: TrainedModels, v: Vali
         **({f"threshold_{k}": val for k, val in v.policy.to_dict().items()} if use_case.kind == "binary" else {}),
         **{f"rows_{p}": data.counts.get(p, 0) for p in ("train", "validation", "test", "embargo")},
         **{f"best_{k}": val for k, val in search.best.items()}, "scale_pos_weight": trained.weight,
+        "fitted_n_estimators": trained.setting["n_estimators"],
+        "early_stopping": "off" if trained.stopping is None else (
+            f"{trained.stopping['eval_metric']} on validation, patience {trained.stopping['patience']}"
+            if trained.stopping["rounds"] is not None else "skipped: validation lacks a class"),
         **{f"split_{k}": val for k, val in data.split.to_dict().items()}, "as_of": data.as_of, "since": data.since,
         "search_folds": cfg["ml.search.folds"], "search_settings": int(len(search.folds) / max(1, search.folds["fold"].nunique())),
         "fold_metric": search.metric, "promotion_metric": use_case.promotion_metric,
@@ -424,6 +469,8 @@ def _log_evidence(data: TrainingData, trained: TrainedModels, v: Validation, run
         mlflow.set_tags(run_tags)
     mlflow.log_dict(v.metrics, "metrics.json")
     mlflow.log_dict(v.vs_baseline, "vs_baseline.json")
+    mlflow.log_dict(v.on_validation, "baseline_on_validation.json")
+    mlflow.log_dict(trained.groups, "feature_groups.json")
     mlflow.set_tag("beats_baseline", "significantly" if v.vs_baseline["significant"] else "not significantly")
     mlflow.log_dict({"single_feature_auc": data.feature_auc}, "leakage_check.json")
     mlflow.log_text(search.folds.to_csv(index=False), "search/folds.csv")
@@ -439,7 +486,8 @@ def _result(data: TrainingData, trained: TrainedModels, v: Validation, registere
     rows = {p: data.counts.get(p, 0) for p in ("train", "validation", "test", "embargo")}
     return {
         "use_case": use_case.name, "rows": rows, "rows_total": data.total, "sampled": data.sampled,
-        "split": data.split.to_dict(), "best": search.best, "ceiling_available": v.ceiling,
+        "split": data.split.to_dict(), "best": search.best, "fitted": trained.setting, "early_stopping": trained.stopping,
+        "feature_groups": trained.groups, "baseline_on_validation": v.on_validation, "ceiling_available": v.ceiling,
         "search": {"metric": search.metric, "best_mean": float(search.best_folds()["metric"].mean()),
                    "baseline_mean": float(search.baseline["metric"].mean()), "folds": int(search.folds["fold"].nunique())},
         "metrics": v.metrics, "seconds": {"search": round(trained.search_s, 1), "fit_xgboost": round(trained.fit_s, 1),
@@ -485,10 +533,15 @@ def versus_champion(client, cfg: Config, use_case: UseCase, reg_name: str, test:
 
 
 def promote(client, cfg: Config, use_case: UseCase, reg_name: str, version: str, test: pd.DataFrame,
-            challenger_scores: np.ndarray) -> registry.Decision:
+            challenger_scores: np.ndarray, baseline_better: bool = False) -> registry.Decision:
     """Judge the new version against the champion on the same test rows (``versus_champion``)
-    and move the aliases by the decision."""
+    and move the aliases by the decision. A version its own baseline beat on validation does not
+    replace a champion (the first version still becomes champion: something must serve)."""
     decision, _ = versus_champion(client, cfg, use_case, reg_name, test, challenger_scores)
+    if baseline_better and decision.promote:
+        note = "its logistic baseline scored better on validation"
+        decision = (replace(decision, promote=False, reason=f"{decision.reason}; kept: {note}") if decision.champion_version
+                    else replace(decision, reason=f"{decision.reason}; promoted although {note}"))
     registry.set_aliases(client, reg_name, version, decision)
     return decision
 

@@ -39,7 +39,7 @@ from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.config import Config, ConfigError
 from lakehouse.generators.streams import GeneratorConfig, generate
-from lakehouse.gold import RISK_FEATURE_GROUPS
+from lakehouse.gold import RISK_FEATURE_GROUPS, declared_features, declared_spec
 from lakehouse.jvm import register_functions
 from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.commits import app_id, idempotent_append
@@ -51,7 +51,7 @@ from lakehouse.security import pan_hmac_key
 from lakehouse.session import scheduler_pool
 from lakehouse.silver import add_rule_failures, parse_bronze
 from lakehouse.streaming import KAFKA_SOURCE_DDL, read_kafka
-from lakehouse.topology import DECISION_PATHS, USE_CASES as TOPOLOGY, stream_table
+from lakehouse.topology import DECISION_PATHS, GOLD_VIEWS, USE_CASES as TOPOLOGY, stream_table
 from ml import registry
 from ml.datasets import USE_CASES
 from ml.scoring import ServedChampion, jvm_score, load_version, register_jvm_scorer, top_contributions
@@ -91,17 +91,18 @@ def valid_events(stream: str, cfg: Config, pan_key: bytes | None = None):
 _TX_PASS = ["event_time", "terminal_id", "mcc", "amount", "kafka_timestamp"]
 
 
-def fraud_state_input(transactions: DataFrame, user_events: DataFrame) -> DataFrame:
-    """Valid transactions and user events as one frame in finlake.FraudState's input columns."""
+def fraud_state_input(transactions: DataFrame, user_events: DataFrame, extra: tuple[str, ...] = ()) -> DataFrame:
+    """Valid transactions and user events as one frame in finlake.FraudState's input columns;
+    the transactions' ``extra`` columns (the declared features) pass through the state."""
     common = lambda: [_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
                       "event_id", "customer_id"]
     tx = transactions.select(F.lit("tx").alias("_kind"), *common(), "card_token", "merchant_id", "merchant_country",
                              F.col("amount").cast("double").alias("_amt"), "channel", "lat", "lon",
                              F.lit(None).cast("string").alias("event_type"), F.lit(None).cast("string").alias("ip_country"),
-                             *_TX_PASS)
+                             *_TX_PASS, *extra)
     ue = user_events.select(F.lit("ue").alias("_kind"), *common(), *[F.lit(None).cast(tx.schema[c].dataType).alias(c) for c in
                             ("card_token", "merchant_id", "merchant_country", "_amt", "channel", "lat", "lon")],
-                            "event_type", "ip_country", *[F.lit(None).cast(tx.schema[c].dataType).alias(c) for c in _TX_PASS])
+                            "event_type", "ip_country", *[F.lit(None).cast(tx.schema[c].dataType).alias(c) for c in (*_TX_PASS, *extra)])
     return tx.unionByName(ue)
 
 
@@ -123,42 +124,69 @@ def _newest_per_key(table: DataFrame, newest: dt.datetime, cfg: Config, jvm) -> 
 @dataclass(frozen=True)
 class StateWiring:
     """How a decision path feeds its JVM per-key state (``DecisionPath.state``): ``input``, the
-    path's valid frames (stream -> frame) -> the state's input columns; ``arg``, the JVM
+    path's valid frames (stream -> frame) and the driving stream's columns to pass through (the
+    declared features) -> the state's input columns; ``arg``, the JVM
     ``apply``'s setting from the config (ms); ``history``, one silver table -> the events the
     state keeps (given the table's newest event time), for a new checkpoint's initial state."""
-    input: Callable[[dict[str, DataFrame]], DataFrame]
+    input: Callable[[dict[str, DataFrame], tuple[str, ...]], DataFrame]
     arg: Callable[[Config], int]
     history: Callable[[DataFrame, dt.datetime, Config, Any], DataFrame]
 
 
 STATES: dict[str, StateWiring] = {
     # The longest lookback plus the allowed lateness: also the state's TTL (finlake.FraudState).
-    "FraudState": StateWiring(lambda f: fraud_state_input(f["transactions"], f["user_events"]),
+    "FraudState": StateWiring(lambda f, extra: fraud_state_input(f["transactions"], f["user_events"], extra),
                               lambda cfg: int(float(cfg["pipeline.allowed_lateness_s"]) * 1000), _within_lookback),
-    "MarketState": StateWiring(lambda f: _ticks_input(f["market_ticks"]),
+    "MarketState": StateWiring(lambda f, extra: _ticks_input(f["market_ticks"]),
                                lambda cfg: int(float(cfg["decisions.market_state_ttl_s"]) * 1000), _newest_per_key),
 }
 
 
-def keyed_state(state: str, frames: dict[str, DataFrame], arg: int, history: dict[str, DataFrame] | None = None) -> DataFrame:
+def keyed_state(state: str, frames: dict[str, DataFrame], arg: int, history: dict[str, DataFrame] | None = None,
+                extra: tuple[str, ...] = ()) -> DataFrame:
     """The JVM per-key state ``finlake.<state>`` over a path's valid frames (stream -> frame):
-    one output row per new event, its columns and the state's features; ``history`` (batch
-    frames of past events, as silver holds them): the state a new checkpoint starts from."""
+    one output row per new event, its columns (``extra`` ones too) and the state's features;
+    ``history`` (batch frames of past events, as silver holds them): the state a new checkpoint
+    starts from."""
     wiring = STATES[state]
     spark = next(iter(frames.values())).sparkSession
-    initial = None if history is None else wiring.input(history)._jdf
-    return DataFrame(getattr(spark.sparkContext._jvm.finlake, state).apply(wiring.input(frames)._jdf, arg, initial), spark)
+    initial = None if history is None else wiring.input(history, extra)._jdf
+    return DataFrame(getattr(spark.sparkContext._jvm.finlake, state).apply(wiring.input(frames, extra)._jdf, arg, initial), spark)
+
+
+def declared(cfg: Config | None, use_case: str) -> dict[str, Column]:
+    """The user's own features of a use case's gold view (``GoldView.declared``), by name: the
+    decision path computes them from the driving stream's rows with gold's own expressions."""
+    setting = GOLD_VIEWS[TOPOLOGY[use_case].features].declared
+    if cfg is None or not setting:
+        return {}
+    try:
+        declared_spec(cfg.get(setting))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return declared_features(cfg.get(setting))
+
+
+def with_declared(frames: dict[str, DataFrame] | None, cfg: Config | None, use_case: str) -> dict[str, DataFrame] | None:
+    """A path's frames with the declared features added to its driving stream's rows."""
+    cols = declared(cfg, use_case)
+    if frames is None or not cols:
+        return frames
+    driver = DECISION_PATHS[use_case].streams[0]
+    return {**frames, driver: frames[driver].withColumns(cols)}
 
 
 def fraud_features(transactions: DataFrame, user_events: DataFrame, allowed_lateness_s: float,
-                   history: dict[str, DataFrame] | None = None) -> DataFrame:
+                   history: dict[str, DataFrame] | None = None, cfg: Config | None = None) -> DataFrame:
     """Per new transaction: its columns and gold.card_features' per-card and per-customer features
     (``CARD_STATE_FEATURES``) from per-customer state (streaming: across batches through the
     checkpoint; batch: over the given events). ``history`` (batch frames of past valid
     ``transactions`` and ``user_events``, as silver holds them): the state a new checkpoint
-    starts from. The label-derived risk features come from the risk lookup in ``decide``."""
-    return keyed_state("FraudState", {"transactions": transactions, "user_events": user_events}, int(allowed_lateness_s * 1000),
-                       history)
+    starts from. The label-derived risk features come from the risk lookup in ``decide``; with
+    ``cfg``, the features it declares (``declared``) pass through beside them."""
+    frames = with_declared({"transactions": transactions, "user_events": user_events}, cfg, "fraud")
+    return keyed_state("FraudState", frames, int(allowed_lateness_s * 1000), with_declared(history, cfg, "fraud"),
+                       tuple(declared(cfg, "fraud")))
 
 
 def market_features_state(ticks: DataFrame, ttl_s: float, history: DataFrame | None = None) -> DataFrame:
@@ -238,15 +266,17 @@ def state_features(frames: dict[str, DataFrame], cfg: Config, use_case: str, his
     state, ``DecisionPath.state``, starting from ``history`` when the checkpoint is new:
     ``state_history``)."""
     state = DECISION_PATHS[use_case].state
-    return keyed_state(state, frames, STATES[state].arg(cfg), history)
+    return keyed_state(state, with_declared(frames, cfg, use_case), STATES[state].arg(cfg), with_declared(history, cfg, use_case),
+                       tuple(declared(cfg, use_case)))
 
 
-def scored_columns(spark: SparkSession, use_case: str) -> tuple[str, ...]:
+def scored_columns(spark: SparkSession, use_case: str, cfg: Config | None = None) -> tuple[str, ...]:
     """The feature columns a decision plan hands its scorer (each served version picks its own
-    by name): the state's features, then merchant and terminal risk where the path has them."""
+    by name): the state's features, then merchant and terminal risk where the path has them,
+    then the features ``cfg`` declares."""
     path = DECISION_PATHS[use_case]
     risk = [f for g in RISK_FEATURE_GROUPS.values() for f in g] if path.risk else []
-    return (*jvm_features(spark, path.state), *risk)
+    return (*jvm_features(spark, path.state), *risk, *declared(cfg, use_case))
 
 
 def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, ...]) -> DataFrame:
@@ -305,7 +335,7 @@ class DecisionRun:
 
     def __init__(self, spark: SparkSession, cfg: Config, use_case: str):
         self.spark, self.cfg, self.use_case = spark, cfg, use_case
-        self.columns = scored_columns(spark, use_case)
+        self.columns = scored_columns(spark, use_case, cfg)
         champion_file, risk_file = served_files(cfg, use_case)
         self.champion = ServedChampion(cfg, USE_CASES[use_case], champion_file, self.columns)
         self.swaps: list[dict] = []

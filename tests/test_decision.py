@@ -638,3 +638,73 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
     assert late and {d["model_version"] for d in late} == {second}, seen
     assert [s["version"] for s in runs["fraud"].swaps] == [first, second]
     assert runs["fraud"].swaps[-1]["at"] - moved_at < 5 and runs["fraud"].errors == []
+
+
+def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, cfg, tmp_path):
+    """The user's own columns declared as features (``features.transactions``): a number kept in
+    ``extras`` and the distance between a billing address in ``extras`` and the terminal's
+    place. The gold batch function and the decision path's state give every row the same values,
+    equal to the ones computed here by hand; absent or unreadable values are null, never an error."""
+    from lakehouse.catalog import Catalog
+    from lakehouse.pipeline import GoldBatch
+    from tests.test_scoring import moved
+
+    tx, _ = _events()
+    extras = []
+    for i, r in enumerate(tx):
+        e = {"RISK_SCORE": f"{i * 0.25:.2f}", "BLAT": "48.8566", "BLON": "2.3522", "OTHER": "kept"}
+        if i % 7 == 1:
+            e["RISK_SCORE"] = "n/a"            # not a number: null
+        if i % 11 == 2:
+            del e["BLAT"]                      # half a point: no distance
+        extras.append(None if i % 13 == 3 else e)
+    spec = {"numeric": ["RISK_SCORE"], "distances": {"billing to terminal": [["BLAT", "BLON"], ["lat", "lon"]]}}
+    dcfg = moved(cfg, tmp_path, ["silver.transactions", "silver.user_events", "silver.tx_labels", "gold.card_features"])
+    dcfg.data["features"] = {"transactions": spec}
+
+    def km(lat1, lon1, lat2, lon2):
+        p1, p2 = math.radians(lat1), math.radians(lat2)
+        a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+        return 2 * 6371.0 * math.asin(math.sqrt(a))
+
+    def number(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    rows = []
+    for r, e in zip(tx, extras):
+        e = e or {}
+        score = number(e.get("RISK_SCORE"))
+        blat, blon = number(e.get("BLAT")), number(e.get("BLON"))
+        dist = None if None in (blat, blon, r[10], r[11]) else km(blat, blon, r[10], r[11])
+        rows.append((r[0], score, dist))
+    expected = spark.createDataFrame(rows, "event_id string, x_risk_score double, km_billing_to_terminal double")
+    assert expected.where("x_risk_score IS NULL").count() > 5 and expected.where("km_billing_to_terminal IS NOT NULL").count() > 50
+    assert expected.where("km_billing_to_terminal IS NULL").count() > 20   # ecommerce rows have no place
+
+    stamped = [(*r, dt.datetime(2026, 3, 2), 0, i, e) for i, (r, e) in enumerate(zip(tx, extras))]
+    schema = TX + ", extras map<string,string>"
+    catalog = Catalog(dcfg)
+    _silver(spark, stamped, schema).write.format("delta").save(catalog.spec("silver.transactions").location)
+    spark.createDataFrame([], UE).withColumn("silver_time", F.col("kafka_timestamp")).write.format("delta").save(
+        catalog.spec("silver.user_events").location)
+    spark.createDataFrame([], "event_id string, is_fraud boolean, labelled_at timestamp").write.format("delta").save(
+        catalog.spec("silver.tx_labels").location)
+    fn = GoldBatch(dcfg, "gold.card_features", str(tmp_path / "gold_checkpoint"))
+    fn(_silver(spark, stamped, schema), 0)
+    gold = spark.read.format("delta").load(catalog.spec("gold.card_features").location)
+    names = ["x_risk_score", "km_billing_to_terminal"]
+    assertDataFrameEqual(gold.select("event_id", *names), expected, rtol=1e-9)
+
+    half = len(stamped) // 2
+    decided = _run(fraud_features(_stream(spark, tmp_path, "dtx", schema, [stamped[:half], stamped[half:]]),
+                                  _stream(spark, tmp_path, "due", UE, [[], []]), 3600, cfg=dcfg), tmp_path, "declared")
+    assertDataFrameEqual(decided.select("event_id", *names), expected, rtol=1e-9)
+    # The decision plan hands them to the scorer, and fraud training takes them as a feature group.
+    from ml.datasets import USE_CASES
+    from serving.decision import scored_columns
+
+    assert scored_columns(spark, "fraud", dcfg)[-2:] == tuple(names)
+    assert USE_CASES["fraud"].configured(dcfg).groups["declared"] == tuple(names)

@@ -1,6 +1,9 @@
 """Gold feature transforms on small inline rows: window arithmetic and point-in-time correctness."""
 import datetime as dt
+import re
 from decimal import Decimal
+
+import pytest
 
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -97,27 +100,31 @@ def test_customer_windows_span_cards_and_days(spark):
        "customer_amount_mean_7d double, amount_vs_customer_mean_30d double, hour_of_day long, is_night int, is_weekend int"))
 
 
-def test_merchant_and_terminal_risk_count_frauds_labelled_before_the_hour(spark):
-    """As of the start of each row's hour S: transactions in [S - w, S), frauds among them whose
-    label came before S."""
+def test_merchant_and_terminal_risk_count_frauds_by_when_they_were_labelled(spark):
+    """As of the start of each row's hour S: the entity's transactions in [S - w, S) by event
+    time, and the fraud share among its transactions first labelled in [S - w, S), here with a
+    label delay of days (the generator's is minutes); a label more than 30 days after its
+    transaction counts nowhere."""
     H, D = 3600, 86400
-    rows = [  # event id, seconds from T0 (12:00), terminal, fraud label given at (seconds) or None for legit
-        ("d", -40 * D, "T1", -39 * D),     # outside 30 days
-        ("c", -10 * D, "T1", None),
-        ("a", -2 * D, None, -D),
-        ("e", -D, "T1", None),             # exactly S - 1 day for S = 12:00: inside
-        ("b", -3 * H, "T1", 600),          # fraud, labelled at 12:10: unknown at 12:00, known at 13:00
-        ("q1", 1800, "T1", None),
-        ("q2", 5400, None, None),
+    rows = [  # event id, seconds from T0 (12:00), terminal, label given at (seconds), fraud
+        ("d", -40 * D, "T1", -37 * D, True),   # labelled before every window
+        ("c", -10 * D, "T1", -7 * D, False),   # labelled exactly S - 7 days for S = 12:00: inside
+        ("a", -2 * D, None, -D, True),         # no terminal; labelled exactly S - 1 day
+        ("e", -D, "T1", 2 * D, False),         # labelled after both hours
+        ("b", -3 * H, "T1", 600, True),        # labelled at 12:10: unknown at 12:00, known at 13:00
+        ("g", -50 * D, "T1", -25 * D, True),   # an old transaction labelled inside the 30 days
+        ("h", -70 * D, "T1", -5 * D, True),    # labelled 65 days late: counts nowhere
+        ("q1", 1800, "T1", 3 * D, False),
+        ("q2", 5400, None, 4 * D, False),
     ]
-    tx = txs(spark, [(e, s, "A", "5.00", "m1", "FR", "card_present", 48.0, 2.0) for e, s, _, _ in rows])
-    tx = tx.join(spark.createDataFrame([(e, t) for e, _, t, _ in rows], "event_id string, terminal_id string"), "event_id")
-    labels = spark.createDataFrame([(e, f is not None, at(f if f is not None else s + 60)) for e, s, _, f in rows], LABELS)
+    tx = txs(spark, [(e, s, "A", "5.00", "m1", "FR", "card_present", 48.0, 2.0) for e, s, _, _, _ in rows])
+    tx = tx.join(spark.createDataFrame([(e, t) for e, _, t, _, _ in rows], "event_id string, terminal_id string"), "event_id")
+    labels = spark.createDataFrame([(e, f, at(lt)) for e, _, _, lt, f in rows], LABELS)
     cols = [f"{p}_{m}_{w}" for p in ("merchant", "terminal") for m in ("tx_count", "fraud_share") for w in ("1d", "7d", "30d")]
     got = tx.transform(add_risk_features(labels)).where(F.col("event_id").isin("q1", "q2")).select("event_id", *cols)
     assertDataFrameEqual(got, spark.createDataFrame([
-        ("q1", 2, 3, 4, 0.0, 1 / 3, 1 / 4, 2, 2, 3, 0.0, 0.0, 0.0),
-        ("q2", 2, 4, 5, 1 / 2, 2 / 4, 2 / 5, None, None, None, None, None, None),
+        ("q1", 2, 3, 4, 1.0, 1 / 2, 2 / 3, 2, 2, 3, None, 0.0, 1 / 2),
+        ("q2", 2, 4, 5, 1.0, 1.0, 3 / 4, None, None, None, None, None, None),
     ], "event_id string, " + ", ".join(f"{c} {'long' if 'count' in c else 'double'}" for c in cols)))
 
 
@@ -165,3 +172,17 @@ def test_borrower_features_take_the_latest_snapshot_before_the_application(spark
     got = borrower_features(apps, bureau).select("event_id", "credit_score", "utilisation", "snapshot_age_s", "loan_to_income")
     assertDataFrameEqual(got, spark.createDataFrame([("a1", 650.0, 0.5, 100.0, 0.2)],
                                                     "event_id string, credit_score double, utilisation double, snapshot_age_s double, loan_to_income double"))
+
+
+def test_declared_features_are_named_from_the_spec_and_a_bad_spec_is_one_line():
+    from lakehouse.gold import declared_spec
+
+    assert declared_spec({"numeric": ["Risk Score", "AGE"], "distances": {"billing-to-terminal": [["B_LAT", "B_LON"], ["lat", "lon"]]}}) == {
+        "x_risk_score": ("numeric", "Risk Score"), "x_age": ("numeric", "AGE"),
+        "km_billing_to_terminal": ("km", "B_LAT", "B_LON", "lat", "lon")}
+    assert declared_spec(None) == declared_spec({"numeric": [], "distances": {}}) == {}
+    for bad, said in [({"numeric": "AGE"}, "numeric: expected a list"), ({"categorical": ["X"]}, "expected numeric and distances"),
+                      ({"distances": {"d": [["A", "B"]]}}, "distances.d: expected [[lat, lon], [lat, lon]]"),
+                      ({"numeric": ["age", "AGE"]}, "two declarations give one name"), ({"numeric": ["--"]}, "gives no feature name")]:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            declared_spec(bad)

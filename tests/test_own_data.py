@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import time
 
 import numpy as np
@@ -29,7 +30,9 @@ MAPPING = "conf/mappings/transactions_example.yaml"
 def outside_transactions(seed: int = 5, customers: int = 300, terminals: int = 200) -> pd.DataFrame:
     """Another source's export: TRANSACTION_ID (an integer), TX_DATETIME (text), CUSTOMER_ID
     (C000123), CARD_ID (an account id, not a card number), TERMINAL_ID (T0042), TX_AMOUNT,
-    TX_CHANNEL (POS / ONLINE / KIOSK, the last one unknown to finlake), BILLING_ZIP, TX_FRAUD."""
+    TX_CHANNEL (POS / ONLINE / KIOSK, the last one unknown to finlake), BILLING_ZIP, IP_KM (how far
+    the payer's IP address places them from the billing address, a column finlake has no field
+    for: far for card testing, noise otherwise), TX_FRAUD."""
     rng = np.random.default_rng(seed)
     end = (time.time() // 3600 - 1) * 3600
     start = end - DAYS * 86400
@@ -59,6 +62,8 @@ def outside_transactions(seed: int = 5, customers: int = 300, terminals: int = 2
         for k in range(int(rng.integers(3, 7))):
             bursts.append([t0 + 20 * k, c, int(rng.integers(terminals)), round(float(rng.uniform(1, 5)), 2), "ONLINE", 1])
     tx = pd.concat([tx, pd.DataFrame(bursts, columns=tx.columns)], ignore_index=True)
+    testing = np.r_[np.zeros(len(tx) - len(bursts), bool), np.ones(len(bursts), bool)]
+    tx["ip_km"] = np.round(np.abs(rng.normal(0, 40, len(tx))) + np.where(testing, rng.uniform(100, 3000, len(tx)), 0), 1)
     tx.loc[tx["amount"] > 220, "fraud"] = 1                              # large amounts
     tx.loc[rng.choice(len(tx), 25, replace=False), "channel"] = "KIOSK"  # a channel finlake does not know
     tx = tx.sort_values("t").reset_index(drop=True)
@@ -71,6 +76,7 @@ def outside_transactions(seed: int = 5, customers: int = 300, terminals: int = 2
         "TX_AMOUNT": tx["amount"],
         "TX_CHANNEL": tx["channel"],
         "BILLING_ZIP": [f"{75000 + c % 20:05d}" for c in tx["c"]],
+        "IP_KM": tx["ip_km"],
         "TX_FRAUD": tx["fraud"].astype(int),
     })
 
@@ -83,9 +89,15 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     from ml import registry
     from ml.train import train_use_case
 
+    import yaml
+
     home = tmp_path_factory.mktemp("own_home")
+    # The user keeps IP_KM and declares it a feature (the example mapping plus one column).
     ocfg = load_config("local", [*overrides, *ML_GRID, "security.pan_hmac_key_missing=generate", "kafka.topic_prefix=own_",
-                                 "ml.features.fraud.drop_groups=[user_events]"], home=home)
+                                 "ml.features.fraud.drop_groups=[user_events]", "features.transactions.numeric=[IP_KM]"], home=home)
+    mapping = yaml.safe_load(open(MAPPING))
+    mapping["extras"] = [*mapping["extras"], "IP_KM"]
+    (home / "mapping.yaml").write_text(yaml.safe_dump(mapping))
     source = outside_transactions()
     folder = home / "export"
     folder.mkdir()
@@ -93,7 +105,7 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     kiosk = set(source.loc[source["TX_CHANNEL"] == "KIOSK", "TRANSACTION_ID"].astype(str))
     try:
         Catalog(ocfg).register(spark)
-        loaded = load.run(spark, ocfg, load.build_parser().parse_args(["--mapping", MAPPING, "--source", str(folder)]))
+        loaded = load.run(spark, ocfg, load.build_parser().parse_args(["--mapping", str(home / "mapping.yaml"), "--source", str(folder)]))
         stream.run(spark, ocfg, argparse.Namespace(streams="transactions,tx_labels,user_events", layers="bronze,silver,gold",
                                                    available_now=True, timeout=None))
         catalog = Catalog(ocfg)
@@ -120,7 +132,8 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     assert (one.channel, one.currency, one.merchant_country, one.mcc, one.merchant_id, one.customer_id) == (
         {"POS": "card_present", "ONLINE": "ecommerce"}[first["TX_CHANNEL"]], "EUR", "ZZ", "0000", first["TERMINAL_ID"],
         first["CUSTOMER_ID"])
-    assert one.extras == {"BILLING_ZIP": first["BILLING_ZIP"]} and len(one.card_token) == 64 and len(one.card_last4) == 4
+    assert one.extras == {"BILLING_ZIP": first["BILLING_ZIP"], "IP_KM": str(first["IP_KM"])} and len(one.card_token) == 64
+    assert len(one.card_last4) == 4
     assert one.event_time == dt.datetime.strptime(first["TX_DATETIME"], "%Y-%m-%d %H:%M:%S")
     assert "ACCT-" not in silver_text
     # Trained and registered with no truth table: no ceiling, the configured groups left out,
@@ -136,3 +149,7 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     assert m["xgboost"]["roc_auc"] > m["baseline"]["roc_auc"], m
     assert m["xgboost"]["roc_auc"] > 0.85, m
     assert result["model"]["calibration"] == "isotonic" and m["xgboost"]["ece"] < m["xgboost_uncalibrated"]["ece"]
+    # The declared column is a feature of the registered version, and the model uses it.
+    assert result["features"][-1] == "x_ip_km" and json.loads(version.tags["features"])[-1] == "x_ip_km"
+    declared = result["feature_groups"]["groups"]["declared"]
+    assert declared["gain_share"] > 0.05 and declared["loss_without"] > 0, result["feature_groups"]

@@ -42,6 +42,27 @@ def test_training_registers_the_model_with_metrics_and_lineage(spark, ml_cfg, fr
     assert {"features.json", "metrics.json", "figures/roc.png", "promotion.json"} <= artifacts
     # The registered booster scores exactly as the Spark model did on the test period.
     assert fraud_result["spark_vs_booster_max_abs_diff"] < 1e-6
+    # Loaded through MLflow's pyfunc, the version gives the calibrated probabilities finlake serves.
+    served = mlflow.pyfunc.load_model("models:/finlake-fraud@champion")
+    gold = spark.read.format("delta").load(catalog.spec("gold.card_features").location).limit(300).toPandas()
+    features = json.loads(version.tags["features"])
+    expected = registry.load_calibration(client, "finlake-fraud", version).apply(
+        registry.load_booster("finlake-fraud", "champion").inplace_predict(gold[features].astype("float64")))
+    np.testing.assert_allclose(served.predict(gold)["probability"].to_numpy(), expected, rtol=0, atol=1e-12)
+    assert served.metadata.metadata["threshold"] == pytest.approx(float(version.tags["threshold"]))
+    # The rounds came from early stopping on validation; every feature group has its gain and ablation.
+    assert fraud_result["fitted"]["n_estimators"] == fraud_result["early_stopping"]["rounds"] <= 1000
+    groups = fraud_result["feature_groups"]["groups"]
+    assert set(groups) == set(fraud_result_groups(features)) and all("loss_without" in g for g in groups.values())
+    assert sum(g["gain_share"] for g in groups.values()) == pytest.approx(1.0, abs=1e-3)
+    assert {"feature_groups.json", "baseline_on_validation.json"} <= artifacts
+
+
+def fraud_result_groups(features: list[str]) -> list[str]:
+    """The fraud feature groups that kept a feature in a run with ``features``."""
+    from ml.datasets import USE_CASES
+
+    return [g for g, fs in USE_CASES["fraud"].groups.items() if set(fs) & set(features)]
 
 
 def test_model_beats_the_baseline_and_stays_below_the_ceiling(fraud_result):
@@ -154,12 +175,13 @@ def test_promotion_rule_moves_champion_only_for_a_better_model(ml_cfg, tmp_path)
 
     train, test = frame(2000), frame(1000)
 
-    def register(label_col):
+    def register(label_col, name="finlake-fraud", baseline_better=False):
         booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(train[features], label=train[label_col]), 20)
         with mlflow.start_run(experiment_id=exp):
-            version = registry.log_booster(client, booster, "finlake-fraud", train[features].head(3),
+            version = registry.log_booster(client, booster, name, train[features].head(3),
                                            booster.inplace_predict(train[features].head(3)), {"features": json.dumps(features)})
-            return version, promote(client, cfg, use_case, "finlake-fraud", version, test, booster.inplace_predict(test[features]))
+            return version, promote(client, cfg, use_case, name, version, test, booster.inplace_predict(test[features]),
+                                    baseline_better=baseline_better)
 
     train["noise"] = rng.integers(0, 2, len(train))
     v1, d1 = register("label")
@@ -179,6 +201,53 @@ def test_promotion_rule_moves_champion_only_for_a_better_model(ml_cfg, tmp_path)
     assert registry.decide("roc_auc", True, 0.9, 0.8, "1", 0.0, 0.01, 0.05, "DeLong").promote
     weak = registry.decide("roc_auc", True, 0.81, 0.8, "1", 0.0, 0.3, 0.05, "DeLong")
     assert not weak.promote and "not significantly" in weak.reason and "p=0.3" in weak.reason
+    # A version its own baseline beat on validation: the first still serves, a better one that
+    # the rule alone would promote does not replace the champion.
+    g1, e1 = register("noise", "finlake-guard", baseline_better=True)
+    assert e1.promote and "promoted although its logistic baseline scored better on validation" in e1.reason
+    g2, e2 = register("label", "finlake-guard", baseline_better=True)
+    assert not e2.promote and e2.challenger_value > e2.champion_value and e2.reason.endswith(
+        "kept: its logistic baseline scored better on validation")
+    assert str(client.get_model_version_by_alias("finlake-guard", "champion").version) == g1
+    g3, e3 = register("label", "finlake-guard")
+    assert e3.promote and str(client.get_model_version_by_alias("finlake-guard", "champion").version) == g3
+
+
+def test_the_registered_model_predicts_calibrated_probabilities_through_mlflow_pyfunc(ml_cfg, tmp_path):
+    """Anyone loading a version through MLflow's pyfunc gets what finlake serves: the calibrated
+    probability (class probabilities for a multi-class model), the threshold in its metadata."""
+    import mlflow
+    import xgboost as xgb
+
+    from ml import calibration, registry
+
+    cfg = load_config("local", [f"ml.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.mlflow_db={tmp_path}/mlflow.db"],
+                      home=tmp_path)
+    client = registry.connect(cfg)
+    exp = registry.experiment(cfg, client, "fraud")
+    rng = np.random.default_rng(4)
+    x = pd.DataFrame(rng.normal(size=(3000, 2)), columns=["a", "b"])
+    y = (x["a"] + rng.normal(size=3000) > 1.5).astype(int).to_numpy()
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "scale_pos_weight": 10.0}, xgb.DMatrix(x, label=y), 30)
+    cal = calibration.fit("isotonic", y, booster.inplace_predict(x))
+    assert cal.method == "isotonic" and len(cal.x) > 2
+    classes = ("down", "flat", "up")
+    k = np.digitize(x["b"], [-0.5, 0.5])
+    multi = xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2}, xgb.DMatrix(x, label=k), 10)
+    with mlflow.start_run(experiment_id=exp):
+        v = registry.log_booster(client, booster, "finlake-fraud", x.head(3), cal.apply(booster.inplace_predict(x.head(3))),
+                                 {"features": '["a", "b"]'}, calibration=cal, metadata={"threshold": 12.5, "threshold_on": "expected_loss"})
+        m = registry.log_booster(client, multi, "finlake-trading", x.head(3), multi.inplace_predict(x.head(3)),
+                                 {"features": '["a", "b"]'}, classes=classes)
+    rows = x.iloc[:500].assign(other="ignored")
+    served = mlflow.pyfunc.load_model(f"models:/finlake-fraud/{v}")
+    pd.testing.assert_frame_equal(served.predict(rows), pd.DataFrame({"probability": cal.apply(booster.inplace_predict(x.iloc[:500]))}))
+    assert not np.allclose(served.predict(rows)["probability"], booster.inplace_predict(x.iloc[:500]))   # calibration applied
+    assert served.metadata.metadata == {"threshold": 12.5, "threshold_on": "expected_loss"}
+    pd.testing.assert_frame_equal(mlflow.pyfunc.load_model(f"models:/finlake-trading/{m}").predict(rows),
+                                  pd.DataFrame(multi.inplace_predict(x.iloc[:500]).astype("float64"), columns=list(classes)))
+    # finlake's own loader reads the same booster back.
+    assert np.array_equal(registry.load_booster("finlake-fraud", v).inplace_predict(x), booster.inplace_predict(x))
 
 
 def test_promotion_tests_find_a_real_gain_and_not_a_tie():
