@@ -1,18 +1,28 @@
-"""finlake against a plain scikit-learn model on transactions another simulator made.
+"""finlake against a plain scikit-learn model on transactions other simulators made, in two shapes.
 
-The data is made the way the public fraud-detection handbook's simulator makes it (customers
-and terminals on a grid, each customer paying at terminals near them; frauds from large
-amounts, compromised terminals whose every payment for 28 days is fraud, and compromised
-customers a third of whose payments for 14 days are fraud at five times the amount). It goes
-through finlake as a user's export would: the loader (``--to bronze``), the pipeline, and
-fraud training with no truth table. The plain model is scikit-learn's random forest on the
-handbook's own features, computed here in pandas straight from the export: customer spending
-windows, terminal risk with the label delay, amount, weekend and night. Both are judged on
-the same test transactions (finlake's test period), overall and per fraud scenario.
+- ``handbook``: made the way the public fraud-detection handbook's simulator makes it (customers
+  and terminals on a grid, each customer paying at terminals near them; frauds from large
+  amounts, compromised terminals whose every payment for 28 days is fraud, and compromised
+  customers a third of whose payments for 14 days are fraud at five times the amount; labels a
+  week late). The reference is scikit-learn's random forest on the handbook's own features
+  (customer spending windows, terminal risk with the label delay, amount, weekend and night).
+- ``billing``: an issuer's export with other columns and other frauds: terminal coordinates,
+  each card's billing address (two columns finlake has no field for, declared as a distance
+  feature), string ids, ISO times, a chargeback date per fraud (labels 1-30 days late, legit
+  payments labelled after 30 days); frauds from stolen card numbers used online far from home,
+  skimmed cards used at terminals in another city, and compromised terminals. The reference is
+  scikit-learn's HistGradientBoosting on plain features of the export (amount, hour, channel,
+  billing-to-terminal distance, the card's recent count and mean amount, the terminal's fraud
+  share among payments charged back before the row).
 
-    python -m bench.outside [--customers 600] [--terminals 1200] [--days 90]
+Each export goes through finlake as a user's would: the loader (``--to bronze``), the pipeline,
+fraud training with no truth table. Both models are judged on the same test transactions
+(finlake's test period), overall and per fraud kind.
 
-Writes bench/results/outside.json and prints the comparison.
+    python -m bench.outside [--shapes handbook,billing] [--customers 600] [--terminals 1200] [--days 90]
+
+Writes bench/results/outside.json and prints the comparison; exits 1 when finlake's PR-AUC is
+below the reference's or its ROC-AUC below its own baseline's on a shape.
 """
 from __future__ import annotations
 
@@ -21,7 +31,9 @@ import datetime as dt
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -109,12 +121,12 @@ def handbook_features(export: pd.DataFrame, delay_days: int = LABEL_DELAY_DAYS) 
     return feats
 
 
-def auc_by_scenario(y: np.ndarray, score: np.ndarray, scenario: np.ndarray) -> dict:
+def auc_by_scenario(y: np.ndarray, score: np.ndarray, scenario: np.ndarray, names: dict) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     out = {"all": {"roc_auc": float(roc_auc_score(y, score)), "pr_auc": float(average_precision_score(y, score)),
                    "frauds": int(y.sum())}}
-    for code, name in SCENARIOS.items():
+    for code, name in names.items():
         if code == 0:
             continue
         keep = (scenario == 0) | (scenario == code)
@@ -123,24 +135,167 @@ def auc_by_scenario(y: np.ndarray, score: np.ndarray, scenario: np.ndarray) -> d
     return out
 
 
-def mapping(path: Path) -> Path:
-    """The export's column mapping (the example's, for these columns and a 7-day label delay)."""
-    import yaml
-
-    m = {"description": "the handbook simulator's export", "stream": "transactions", "format": "csv",
-         "options": {"header": "true"}, "time_format": "yyyy-MM-dd HH:mm:ss",
-         "columns": {"event_id": "TRANSACTION_ID", "event_time": "TX_DATETIME", "card_pan": "concat('CUST-', CUSTOMER_ID)",
-                     "customer_id": "CUSTOMER_ID", "merchant_id": "TERMINAL_ID", "terminal_id": "TERMINAL_ID",
-                     "amount": "TX_AMOUNT", "channel": "'card_present'"},
-         "defaults": {"currency": "EUR"}, "extras": ["TX_FRAUD_SCENARIO"],
-         "labels": {"is_fraud": "TX_FRAUD", "delay": f"{LABEL_DELAY_DAYS}d"}}
-    path.write_text(yaml.safe_dump(m, sort_keys=False))
-    return path
+def handbook_mapping() -> dict:
+    """The handbook export's column mapping (the example's, for these columns and a 7-day label delay)."""
+    return {"description": "the handbook simulator's export", "stream": "transactions", "format": "csv",
+            "options": {"header": "true"}, "time_format": "yyyy-MM-dd HH:mm:ss",
+            "columns": {"event_id": "TRANSACTION_ID", "event_time": "TX_DATETIME", "card_pan": "concat('CUST-', CUSTOMER_ID)",
+                        "customer_id": "CUSTOMER_ID", "merchant_id": "TERMINAL_ID", "terminal_id": "TERMINAL_ID",
+                        "amount": "TX_AMOUNT", "channel": "'card_present'"},
+            "defaults": {"currency": "EUR"}, "extras": ["TX_FRAUD_SCENARIO"],
+            "labels": {"is_fraud": "TX_FRAUD", "delay": f"{LABEL_DELAY_DAYS}d"}}
 
 
-def run(customers: int, terminals: int, days: int, seed: int, home: Path) -> dict:
-    from pyspark.sql import functions as F
+def handbook_reference(export: pd.DataFrame, train_end: float) -> tuple[pd.DataFrame, object]:
+    """The handbook's features of every row and a random forest fitted on those before ``train_end``."""
     from sklearn.ensemble import RandomForestClassifier
+
+    hb = handbook_features(export).merge(export[["TRANSACTION_ID", "TX_FRAUD"]], on="TRANSACTION_ID")
+    cols = [c for c in hb.columns if c not in ("TRANSACTION_ID", "t", "TX_FRAUD")]
+    train = hb[hb["t"] < train_end]
+    rf = RandomForestClassifier(n_estimators=100, max_depth=20, n_jobs=2, random_state=0).fit(train[cols], train["TX_FRAUD"])
+    return pd.DataFrame({"id": hb["TRANSACTION_ID"].astype(str), "reference": rf.predict_proba(hb[cols])[:, 1]}), rf
+
+
+# ---------------------------------------------------------------------------------------------
+# The second shape: an issuer's export with billing addresses and chargeback dates
+
+BILLING_SCENARIOS = {0: "legitimate", 1: "stolen_card_online", 2: "skimmed_card_far", 3: "compromised_terminal"}
+
+
+def simulate_billing(customers: int, terminals: int, days: int, seed: int = 0, end: float | None = None) -> pd.DataFrame:
+    """TX_REF (text), TX_TS (ISO 8601), CARD_REF, CUSTOMER_REF, TERMINAL_REF, TERMINAL_LAT/LON,
+    BILL_LAT/LON, AMOUNT_CENTS, ENTRY (CHIP / ECOM), FRAUD, CHARGEBACK_TS (when the label came:
+    1-30 days after a fraud, 30 days after a legitimate payment), KIND. Places in degrees around
+    a 4 x 6 degree region; each customer pays in person at terminals within ~15 km of home and
+    online at merchants anywhere."""
+    rng = np.random.default_rng(seed + 101)
+    end = end if end is not None else (time.time() // 86400 - 1) * 86400
+    start = end - days * 86400
+    home = np.c_[rng.uniform(44, 48, customers), rng.uniform(0, 6, customers)]
+    place = np.c_[rng.uniform(44, 48, terminals), rng.uniform(0, 6, terminals)]
+    online_t = rng.choice(terminals, max(1, terminals // 10), replace=False)
+    near = [np.flatnonzero(np.hypot(*(place - home[c]).T) < 0.15) for c in range(customers)]
+    mean, per_day, online = rng.uniform(8, 90, customers), rng.uniform(0.5, 3, customers), rng.uniform(0.05, 0.3, customers)
+    rows = []
+    for c in range(customers):
+        if len(near[c]) == 0:
+            continue
+        for d in range(days):
+            for _ in range(rng.poisson(per_day[c])):
+                secs = rng.normal(50000, 15000)
+                if not 0 < secs < 86400:
+                    continue
+                ecom = rng.uniform() < online[c]
+                term = int(rng.choice(online_t)) if ecom else int(rng.choice(near[c]))
+                rows.append((start + d * 86400 + secs, c, term, max(0.5, rng.normal(mean[c], mean[c] / 3)), ecom, 0))
+    tx = pd.DataFrame(rows, columns=["t", "c", "term", "amount", "ecom", "kind"]).sort_values("t").reset_index(drop=True)
+    day = ((tx["t"] - start) // 86400).astype(int)
+    extra = []
+    for d in range(2, days):
+        # Stolen card numbers: a few online payments far from home over two days, larger than usual.
+        for c in rng.choice(customers, rng.poisson(2 * customers / 1000), replace=False):
+            for k in range(int(rng.integers(2, 6))):
+                extra.append((start + d * 86400 + rng.uniform(0, 2 * 86400), c, int(rng.choice(online_t)),
+                              rng.uniform(1.5, 4) * mean[c], True, 1))
+        # Skimmed cards: a cloned card used in person in another city.
+        for c in rng.choice(customers, rng.poisson(1 * customers / 1000), replace=False):
+            far = np.flatnonzero(np.hypot(*(place - home[c]).T) > 1.5)
+            for k in range(int(rng.integers(2, 5))):
+                extra.append((start + d * 86400 + rng.uniform(0, 86400), c, int(rng.choice(far)), rng.uniform(1, 3) * mean[c], False, 2))
+        # Compromised terminals: every in-person payment for 14 days is fraud.
+        for term in rng.choice(terminals, rng.poisson(terminals / 2000), replace=False):
+            hit = (tx["term"] == term) & (~tx["ecom"]) & (day >= d) & (day < d + 14)
+            tx.loc[hit, "kind"] = 3
+    tx = pd.concat([tx, pd.DataFrame(extra, columns=tx.columns)], ignore_index=True)
+    tx = tx[tx["t"] < end].sort_values("t").reset_index(drop=True)
+    fraud = tx["kind"] > 0
+    delay = np.where(fraud, rng.uniform(1, 30, len(tx)), 30.0) * 86400
+    iso = lambda secs: pd.to_datetime(secs, unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return pd.DataFrame({
+        "TX_REF": [f"tx-{seed}-{i:08d}" for i in range(len(tx))], "TX_TS": iso(tx["t"]),
+        "CARD_REF": [f"card-{c}" for c in tx["c"]], "CUSTOMER_REF": [f"cust-{c}" for c in tx["c"]],
+        "TERMINAL_REF": [f"term-{t}" for t in tx["term"]],
+        "TERMINAL_LAT": place[tx["term"], 0].round(5), "TERMINAL_LON": place[tx["term"], 1].round(5),
+        "BILL_LAT": home[tx["c"], 0].round(5), "BILL_LON": home[tx["c"], 1].round(5),
+        "AMOUNT_CENTS": (tx["amount"] * 100).round().astype(int), "ENTRY": np.where(tx["ecom"], "ECOM", "CHIP"),
+        "FRAUD": fraud.astype(int), "CHARGEBACK_TS": iso(tx["t"] + delay), "KIND": tx["kind"].astype(int),
+    })
+
+
+def billing_mapping() -> dict:
+    return {"description": "an issuer's export with billing addresses and chargeback dates", "stream": "transactions",
+            "format": "csv", "options": {"header": "true"},
+            "columns": {"event_id": "TX_REF", "event_time": "TX_TS", "card_pan": "CARD_REF", "customer_id": "CUSTOMER_REF",
+                        "merchant_id": "TERMINAL_REF", "terminal_id": "TERMINAL_REF", "amount": "AMOUNT_CENTS / 100",
+                        "channel": "ENTRY", "lat": "TERMINAL_LAT", "lon": "TERMINAL_LON"},
+            "values": {"channel": {"CHIP": "card_present", "ECOM": "ecommerce"}},
+            "defaults": {"currency": "EUR"}, "extras": ["BILL_LAT", "BILL_LON", "KIND"],
+            "labels": {"is_fraud": "FRAUD", "labelled_at": "CHARGEBACK_TS"}}
+
+
+def billing_reference(export: pd.DataFrame, train_end: float) -> tuple[pd.DataFrame, object]:
+    """Plain features of the export and a HistGradientBoosting fitted on the rows before ``train_end``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    df = export.copy()
+    df["t"] = (pd.to_datetime(df["TX_TS"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    df["cb"] = (pd.to_datetime(df["CHARGEBACK_TS"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    df = df.sort_values("t").reset_index(drop=True)
+    lat1, lon1, lat2, lon2 = (np.radians(df[c].to_numpy(float)) for c in ("BILL_LAT", "BILL_LON", "TERMINAL_LAT", "TERMINAL_LON"))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    f = pd.DataFrame({"amount": df["AMOUNT_CENTS"] / 100, "hour": pd.to_datetime(df["TX_TS"]).dt.hour,
+                      "ecom": (df["ENTRY"] == "ECOM").astype(int), "km_billing": 2 * 6371 * np.arcsin(np.sqrt(a))})
+    t, amount = df["t"].to_numpy(), df["AMOUNT_CENTS"].to_numpy(float) / 100
+    for key, lo, name in (("CARD_REF", 86400, "card_1d"), ("CARD_REF", 30 * 86400, "card_30d")):
+        n, mean = np.zeros(len(df)), np.full(len(df), np.nan)
+        for idx in df.groupby(key).indices.values():
+            tk, ck = t[idx], np.r_[0.0, np.cumsum(amount[idx])]
+            a_, b_ = np.searchsorted(tk, tk - lo, "left"), np.arange(len(idx))
+            n[idx] = b_ - a_
+            mean[idx] = np.where(b_ > a_, (ck[b_] - ck[a_]) / np.maximum(b_ - a_, 1), np.nan)
+        f[f"{name}_count"], f[f"{name}_mean"] = n, mean
+    f["amount_vs_card"] = f["amount"] / f["card_30d_mean"]
+    # The terminal's fraud share among its payments charged back in the 7 / 30 days before the row.
+    cb, fraud = df["cb"].to_numpy(), df["FRAUD"].to_numpy()
+    for w in (7, 30):
+        share = np.full(len(df), np.nan)
+        for idx in df.groupby("TERMINAL_REF").indices.values():
+            order = np.argsort(cb[idx])
+            times, frauds = cb[idx][order], np.r_[0, np.cumsum(fraud[idx][order])]
+            lo_, hi_ = np.searchsorted(times, t[idx] - w * 86400, "left"), np.searchsorted(times, t[idx], "left")
+            share[idx] = np.where(hi_ > lo_, (frauds[hi_] - frauds[lo_]) / np.maximum(hi_ - lo_, 1), np.nan)
+        f[f"terminal_share_{w}d"] = share
+    train = t < train_end
+    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0).fit(f[train], fraud[train])
+    return pd.DataFrame({"id": df["TX_REF"].astype(str), "reference": model.predict_proba(f)[:, 1]}), model
+
+
+@dataclass(frozen=True)
+class Shape:
+    simulate: Callable
+    mapping: Callable[[], dict]
+    reference: Callable          # (export, train_end) -> (id, reference score) frame, model
+    reference_name: str
+    id_col: str
+    label_col: str
+    kind_col: str
+    kinds: dict
+    overrides: tuple[str, ...] = ()
+
+
+SHAPES = {
+    "handbook": Shape(simulate, handbook_mapping, handbook_reference, "sklearn_random_forest", "TRANSACTION_ID", "TX_FRAUD",
+                      "TX_FRAUD_SCENARIO", SCENARIOS),
+    "billing": Shape(simulate_billing, billing_mapping, billing_reference, "sklearn_hist_gradient_boosting", "TX_REF", "FRAUD",
+                     "KIND", BILLING_SCENARIOS,
+                     ("features.transactions.distances={billing_to_terminal: [[BILL_LAT, BILL_LON], [lat, lon]]}",)),
+}
+
+
+def run(shape_name: str, customers: int, terminals: int, days: int, seed: int, home: Path) -> dict:
+    import yaml
+    from pyspark.sql import functions as F
 
     from jobs import load, stream
     from lakehouse.catalog import Catalog
@@ -149,18 +304,21 @@ def run(customers: int, terminals: int, days: int, seed: int, home: Path) -> dic
     from ml import registry
     from ml.train import train_use_case
 
+    shape = SHAPES[shape_name]
     timings = {}
     t0 = time.perf_counter()
-    export = simulate(customers, terminals, days, seed)
+    export = shape.simulate(customers, terminals, days, seed)
     folder = home / "export"
     folder.mkdir(parents=True, exist_ok=True)
     export.to_csv(folder / "transactions.csv", index=False)
+    (home / "mapping.yaml").write_text(yaml.safe_dump(shape.mapping(), sort_keys=False))
     timings["simulate_s"] = time.perf_counter() - t0
-    cfg = load_config("local", ["security.pan_hmac_key_missing=generate", "ml.features.fraud.drop_groups=[user_events]"], home=home)
-    spark = build_session(cfg, app_name="finlake-bench-outside")
+    cfg = load_config("local", ["security.pan_hmac_key_missing=generate", "ml.features.fraud.drop_groups=[user_events]",
+                                *shape.overrides], home=home)
+    spark = build_session(cfg, app_name=f"finlake-bench-outside-{shape_name}")
     Catalog(cfg).register(spark)
     t0 = time.perf_counter()
-    load.run(spark, cfg, load.build_parser().parse_args(["--mapping", str(mapping(home / "mapping.yaml")), "--source", str(folder),
+    load.run(spark, cfg, load.build_parser().parse_args(["--mapping", str(home / "mapping.yaml"), "--source", str(folder),
                                                          "--to", "bronze"]))
     stream.run(spark, cfg, argparse.Namespace(streams="transactions,tx_labels", layers="silver,gold", available_now=True, timeout=None))
     timings["load_and_pipeline_s"] = time.perf_counter() - t0
@@ -168,7 +326,7 @@ def run(customers: int, terminals: int, days: int, seed: int, home: Path) -> dic
     result = train_use_case(spark, cfg, "fraud")
     timings["finlake_train_s"] = time.perf_counter() - t0
 
-    # finlake's scores on its test period, from the registered champion.
+    # finlake's scores on its test period, from the registered champion (raw scores: calibration keeps the order).
     client = registry.connect(cfg)
     name = registry.registered_name(cfg, "fraud")
     version = registry.alias_version(client, name, registry.CHAMPION)
@@ -180,64 +338,71 @@ def run(customers: int, terminals: int, days: int, seed: int, home: Path) -> dic
     gold = spark.read.format("delta").load(Catalog(cfg).spec("gold.card_features").location)
     test = gold.where(F.col("event_time").cast("double") >= val_end).select("event_id", *features).toPandas()
     test["finlake"] = booster.inplace_predict(test[features].astype("float64"))
-    test["TRANSACTION_ID"] = test["event_id"].astype(int)
+    test["id"] = test["event_id"].astype(str)
 
-    # The plain model: a random forest on the handbook's features, trained on finlake's
-    # training period, judged on the same test transactions.
+    # The plain model, trained on finlake's training period, judged on the same test transactions.
     t0 = time.perf_counter()
-    hb = handbook_features(export).merge(export[["TRANSACTION_ID", "TX_FRAUD", "TX_FRAUD_SCENARIO"]], on="TRANSACTION_ID")
-    cols = [c for c in hb.columns if c not in ("TRANSACTION_ID", "t", "TX_FRAUD", "TX_FRAUD_SCENARIO")]
-    train = hb[hb["t"] < train_end - embargo]
-    rf = RandomForestClassifier(n_estimators=100, max_depth=20, n_jobs=2, random_state=0).fit(train[cols], train["TX_FRAUD"])
-    judged = test[["TRANSACTION_ID", "finlake"]].merge(hb, on="TRANSACTION_ID")
-    judged["sklearn"] = rf.predict_proba(judged[cols])[:, 1]
-    timings["sklearn_s"] = time.perf_counter() - t0
-    y, scen = judged["TX_FRAUD"].to_numpy(), judged["TX_FRAUD_SCENARIO"].to_numpy()
+    scored, _ = shape.reference(export, train_end - embargo)
+    truth = pd.DataFrame({"id": export[shape.id_col].astype(str), "y": export[shape.label_col].astype(int),
+                          "kind": export[shape.kind_col].astype(int)})
+    judged = test[["id", "finlake"]].merge(scored, on="id").merge(truth, on="id")
+    timings["reference_s"] = time.perf_counter() - t0
+    y, kind = judged["y"].to_numpy(), judged["kind"].to_numpy()
     return {
         "data": {"customers": customers, "terminals": terminals, "days": days, "seed": seed, "transactions": len(export),
-                 "frauds": int(export["TX_FRAUD"].sum()),
-                 "frauds_by_scenario": {SCENARIOS[k]: int(v) for k, v in export.loc[export["TX_FRAUD"] == 1, "TX_FRAUD_SCENARIO"].value_counts().items()}},
+                 "frauds": int(export[shape.label_col].sum()),
+                 "frauds_by_kind": {shape.kinds[k]: int(v) for k, v in export.loc[export[shape.label_col] == 1, shape.kind_col].value_counts().items()}},
         "test_rows": len(judged),
-        "finlake": {**auc_by_scenario(y, judged["finlake"].to_numpy(), scen), "model": f"{name} v{version.version}",
+        "finlake": {**auc_by_scenario(y, judged["finlake"].to_numpy(), kind, shape.kinds), "model": f"{name} v{version.version}",
+                    "features": len(features),
                     "registered_metrics": {k: result["metrics"]["xgboost"].get(k) for k in ("roc_auc", "pr_auc", "log_loss", "ece")},
                     "baseline_roc_auc": result["metrics"]["baseline"]["roc_auc"], "fitted": result["fitted"],
                     "early_stopping": result["early_stopping"], "baseline_on_validation": result["baseline_on_validation"],
                     "feature_groups": result["feature_groups"]},
-        "sklearn_random_forest": auc_by_scenario(y, judged["sklearn"].to_numpy(), scen),
+        "reference": {"model": shape.reference_name, **auc_by_scenario(y, judged["reference"].to_numpy(), kind, shape.kinds)},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "machine": {"cpus": os.cpu_count()},
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default="handbook,billing", help="comma-separated: " + ", ".join(SHAPES))
     p.add_argument("--customers", type=int, default=600)
     p.add_argument("--terminals", type=int, default=1200)
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results/outside.json")
     args = p.parse_args(argv)
-    home = Path(os.environ.get("FINLAKE_HOME", Path.home() / ".finlake")) / "bench_outside"
-    if home.exists():
-        raise SystemExit(f"finlake: error: {home} exists from an earlier run; remove it first")
-    out = run(args.customers, args.terminals, args.days, args.seed, home)
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown or not shapes:
+        p.error(f"unknown shape '{unknown[0] if unknown else args.shapes}' (known: {', '.join(SHAPES)})")
+    base = Path(os.environ.get("FINLAKE_HOME", Path.home() / ".finlake")) / "bench_outside"
+    out = {"shapes": {}, "machine": {"cpus": os.cpu_count()}}
+    short = []
+    for shape in shapes:
+        home = base / shape
+        if home.exists():
+            raise SystemExit(f"finlake: error: {home} exists from an earlier run; remove it first")
+        r = out["shapes"][shape] = run(shape, args.customers, args.terminals, args.days, args.seed, home)
+        f, ref = r["finlake"], r["reference"]
+        print(f"{shape}: {r['data']['transactions']:,} transactions, {r['data']['frauds']:,} frauds; test {r['test_rows']:,} rows, "
+              f"{f['all']['frauds']} frauds")
+        for part in [k for k in f if isinstance(f[k], dict) and "roc_auc" in f[k] and k != "registered_metrics"]:
+            print(f"  {part:22s} ROC-AUC finlake {f[part]['roc_auc']:.3f}   {ref['model']} {ref.get(part, {}).get('roc_auc', float('nan')):.3f}")
+        print(f"  PR-AUC finlake {f['all']['pr_auc']:.3f}   {ref['model']} {ref['all']['pr_auc']:.3f}; "
+              f"finlake's own logistic baseline ROC-AUC {f['baseline_roc_auc']:.3f}")
+        groups = f["feature_groups"]["groups"]
+        print("  feature groups (share of gain / validation " + f["feature_groups"]["metric"] + " lost without): " + ", ".join(
+            f"{g} {v['gain_share']:.2f}/{v.get('loss_without', float('nan')):+.3f}" for g, v in groups.items()))
+        if f["all"]["pr_auc"] < ref["all"]["pr_auc"]:
+            short.append(f"{shape}: PR-AUC {f['all']['pr_auc']:.3f} below the reference's {ref['all']['pr_auc']:.3f}")
+        if f["all"]["roc_auc"] < f["baseline_roc_auc"]:
+            short.append(f"{shape}: ROC-AUC {f['all']['roc_auc']:.3f} below its own baseline's {f['baseline_roc_auc']:.3f}")
+    out["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     Path(args.out).write_text(json.dumps(out, indent=1))
-    f, s = out["finlake"], out["sklearn_random_forest"]
-    print(f"outside data: {out['data']['transactions']:,} transactions, {out['data']['frauds']:,} frauds; test {out['test_rows']:,} rows, "
-          f"{f['all']['frauds']} frauds")
-    for part in ("all", *[n for n in SCENARIOS.values() if n in f]):
-        print(f"  {part:22s} ROC-AUC finlake {f[part]['roc_auc']:.3f}   scikit-learn RF {s.get(part, {}).get('roc_auc', float('nan')):.3f}")
-    print(f"  PR-AUC finlake {f['all']['pr_auc']:.3f}   scikit-learn RF {s['all']['pr_auc']:.3f}")
-    print(f"  finlake's own logistic baseline: ROC-AUC {f['baseline_roc_auc']:.3f}")
-    groups = f["feature_groups"]["groups"]
-    print("  feature groups (share of gain / validation " + f["feature_groups"]["metric"] + " lost without): " + ", ".join(
-        f"{g} {v['gain_share']:.2f}/{v.get('loss_without', float('nan')):+.3f}" for g, v in groups.items()))
-    if f["all"]["pr_auc"] < s["all"]["pr_auc"]:
-        print(f"finlake: finlake's PR-AUC {f['all']['pr_auc']:.3f} is below the plain scikit-learn model's {s['all']['pr_auc']:.3f}")
-        return 1
-    if f["all"]["roc_auc"] < f["baseline_roc_auc"]:
-        print(f"finlake: finlake's ROC-AUC {f['all']['roc_auc']:.3f} is below its own baseline's {f['baseline_roc_auc']:.3f}")
+    if short:
+        print("finlake: " + "; ".join(short))
         return 1
     return 0
 

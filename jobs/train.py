@@ -38,6 +38,10 @@ def summary_line(result: dict) -> str:
     if vs:
         parts.append(f"xgboost vs baseline: {vs['test']} p = {vs['p_value']:.3g}: "
                      + ("significantly better" if vs["significant"] else f"NOT significantly better at alpha {vs['alpha']}"))
+    groups = (result.get("feature_groups") or {}).get("groups")
+    if groups:
+        parts.append(f"feature groups (share of gain / validation {result['feature_groups']['metric']} lost without): " + ", ".join(
+            f"{g} {v['gain_share']:.2f}" + (f"/{v['loss_without']:+.3f}" if "loss_without" in v else "") for g, v in groups.items()))
     promo = result["promotion"]
     return (f"{result['use_case']}: {result['model']['name']} v{result['model']['version']} "
             f"({'champion' if promo['promote'] else 'challenger'}: {promo['reason']})\n    " + "\n    ".join(parts))
