@@ -232,7 +232,7 @@ def promotion_metric_fn(kind: str, metric: str):
     """``metric(y, scores)`` of a promotion metric, for the paired bootstrap."""
     if metric == "brier":
         return lambda y, p: float(np.mean((np.clip(p, 0.0, 1.0) - y) ** 2))
-    if metric in ("roc_auc", "auc_macro"):
+    if metric in ("roc_auc", "auc_macro", "pr_auc"):
         return lambda y, p: fold_metric(kind, metric, y, p)
     raise ValueError(f"no paired test for promotion metric '{metric}'")
 

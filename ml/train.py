@@ -347,7 +347,7 @@ def validate_models(cfg: Config, data: TrainingData, trained: TrainedModels, pol
     else:
         step("no generator truth for these rows: the ceiling is not available")
     vs_baseline = _versus_baseline(cfg, use_case, test_pd, scores, step)
-    on_validation = _baseline_on_validation(use_case, val_pd, scores, step)
+    on_validation = _baseline_on_validation(cfg, use_case, val_pd, scores, step)
 
     booster = trained.models["xgboost"][0].get_booster()
     direct = booster_scores(booster, use_case, test_pd, data.features)
@@ -361,19 +361,27 @@ def validate_models(cfg: Config, data: TrainingData, trained: TrainedModels, pol
                       figures, report_dir)
 
 
-def _baseline_on_validation(use_case: UseCase, val: pd.DataFrame, scores: dict, step: Callable[[str], None]) -> dict:
+def _baseline_on_validation(cfg: Config, use_case: UseCase, val: pd.DataFrame, scores: dict,
+                            step: Callable[[str], None]) -> dict:
     """The fold metric of the model and of its baseline on the validation period, which chose
-    the model's rounds but trained neither: if the baseline is better there, the run says so and
-    the promotion rule keeps the champion (``promote``)."""
+    the model's rounds but trained neither. A higher baseline is said; one higher by the
+    promotion rule's own standard (a one-sided paired test at ``ml.promotion.alpha``) is
+    ``baseline_better``, and then the promotion rule keeps the champion (``promote``)."""
     y = val["label"].to_numpy()
-    out = {"metric": use_case.fold_metric, "model": None, "baseline": None, "baseline_better": False}
+    out = {"metric": use_case.fold_metric, "model": None, "baseline": None, "baseline_higher": False, "p_value": None,
+           "baseline_better": False}
     if use_case.kind != "pd" and len(np.unique(y)) < (len(use_case.classes) or 2):
         return out
     model = ev.fold_metric(use_case.kind, use_case.fold_metric, y, scores["xgboost"][0])
     base = ev.fold_metric(use_case.kind, use_case.fold_metric, y, scores["baseline"][0])
-    out.update(model=model, baseline=base, baseline_better=bool(base > model))
-    if out["baseline_better"]:
-        step(f"the logistic baseline beats xgboost on validation ({use_case.fold_metric} {base:.4f} against {model:.4f})")
+    out.update(model=model, baseline=base, baseline_higher=bool(base > model))
+    if out["baseline_higher"]:
+        alpha = float(cfg.get("ml.promotion.alpha") or 0.05)
+        tested = ev.promotion_test(use_case.kind, use_case.fold_metric, True, y, scores["baseline"][0], scores["xgboost"][0],
+                                   n_boot=int(cfg["ml.promotion.bootstrap"]))
+        out.update(p_value=float(tested["p_value"]), test=tested["test"], baseline_better=bool(tested["p_value"] < alpha))
+        step(f"the logistic baseline scores higher than xgboost on validation ({use_case.fold_metric} {base:.4f} against "
+             f"{model:.4f}, {tested['test']} p = {tested['p_value']:.3g}" + (": significantly)" if out["baseline_better"] else ")"))
     return out
 
 

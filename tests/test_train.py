@@ -453,3 +453,23 @@ def test_the_search_grid_tries_both_class_weights_for_binary_use_cases_only(tmp_
     bad = load_config("local", overrides=["ml.search.class_weight=[heavy]"], home=tmp_path)
     with pytest.raises(ValueError, match="unknown \\['heavy'\\]"):
         grid(bad, USE_CASES["fraud"])
+
+
+def test_a_baseline_better_on_validation_is_said_and_counts_only_when_significant(tmp_path):
+    from ml.datasets import USE_CASES
+    from ml.train import _baseline_on_validation
+
+    cfg = load_config("local", ["ml.promotion.bootstrap=200"], home=tmp_path)
+    rng = np.random.default_rng(8)
+    y = (rng.random(6000) < 0.03).astype(int)
+    sharp, blurred = y + rng.normal(0, 0.4, 6000), y + rng.normal(0, 1.5, 6000)
+    said = []
+    val = pd.DataFrame({"label": y})
+    clear = _baseline_on_validation(cfg, USE_CASES["fraud"], val, {"xgboost": (blurred, None), "baseline": (sharp, None)}, said.append)
+    assert clear["metric"] == "pr_auc" and clear["baseline_higher"] and clear["baseline_better"] and clear["p_value"] < 0.05
+    close = _baseline_on_validation(cfg, USE_CASES["fraud"], val, {"xgboost": (sharp, None), "baseline": (sharp + rng.normal(0, 0.01, 6000), None)},
+                                    said.append)
+    worse = _baseline_on_validation(cfg, USE_CASES["fraud"], val, {"xgboost": (sharp, None), "baseline": (blurred, None)}, said.append)
+    assert not close["baseline_better"] and not worse["baseline_higher"] and not worse["baseline_better"] and worse["p_value"] is None
+    assert said[0].startswith("the logistic baseline scores higher than xgboost on validation (pr_auc") and said[0].endswith("significantly)")
+    assert len(said) == 1 + close["baseline_higher"]
