@@ -457,7 +457,8 @@ def test_every_valid_transaction_is_decided_once_on_kafka_and_landed_once(kafka,
     data["paths"] = {**data["paths"], "checkpoints": str(folder / "checkpoints")}
     cfg = dataclasses.replace(cfg, data=data)
     ensure_topics(cfg)
-    gen = GeneratorConfig(seed=77, start=time.time() - 60, rate=20.0, streams=("transactions", "user_events"))
+    # A high fraud rate, so that the 90 transactions raise alerts whatever the champion's threshold.
+    gen = GeneratorConfig(seed=77, start=time.time() - 60, rate=20.0, streams=("transactions", "user_events"), fraud_rate=0.3)
     msgs, valid, cut = [], [], None
     for e in generate(gen):
         if e.topic in ("transactions", "user_events"):
