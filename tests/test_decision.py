@@ -430,6 +430,18 @@ def test_valid_events_parse_each_record_once_and_keep_exactly_the_valid_ones(spa
     assert plan.count("finlake_tokenize_payload(") == 1
     assert sorted(r.event_id for r in out.select("event_id").collect()) == ["tx-1", "tx-3"]
     assert "4111111111111111" not in str(out.collect())
+    # A producer's extras reach the declared features on this path (one copy of the record).
+    import dataclasses
+
+    from serving.decision import with_declared
+
+    data = dict(cfg.data)
+    data["features"] = {"transactions": {"numeric": ["IP_KM"], "distances": {}}}
+    extra = {**good, "event_id": "tx-4", "extras": {"IP_KM": "12.5"}}
+    src = spark.createDataFrame([(b"k", json.dumps(extra).encode(), "transactions", 0, 9, now, 0)], src.schema)
+    declared = with_declared({"transactions": src.transform(valid_events("transactions", cfg, b"test-key"))},
+                             dataclasses.replace(cfg, data=data), "fraud")["transactions"]
+    assert [(r.event_id, r.x_ip_km) for r in declared.select("event_id", "x_ip_km").collect()] == [("tx-4", 12.5)]
 
 
 @pytest.mark.kafka
