@@ -42,6 +42,20 @@ SCENARIOS = {0: "legitimate", 1: "large_amount", 2: "compromised_terminal", 3: "
 LABEL_DELAY_DAYS = 7
 
 
+def payment_times(rng, start: float, days: int, per_day, near, mean_s: float, sd_s: float):
+    """(customer, time) of each everyday payment: per customer with a terminal near them and day,
+    a Poisson count of payments at a normal time of day (those falling outside the day dropped).
+    The caller draws each payment's other values from ``rng`` between the yields."""
+    for c in range(len(per_day)):
+        if len(near[c]) == 0:
+            continue
+        for d in range(days):
+            for _ in range(rng.poisson(per_day[c])):
+                secs = rng.normal(mean_s, sd_s)
+                if 0 < secs < 86400:
+                    yield c, start + d * 86400 + secs
+
+
 def simulate(customers: int, terminals: int, days: int, seed: int = 0, end: float | None = None) -> pd.DataFrame:
     """The export: TRANSACTION_ID, TX_DATETIME (text), CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT,
     TX_FRAUD, TX_FRAUD_SCENARIO. Fraud rates per terminal and customer follow the handbook's
@@ -54,18 +68,11 @@ def simulate(customers: int, terminals: int, days: int, seed: int = 0, end: floa
     per_day = rng.uniform(0, 4, customers)
     near = [np.flatnonzero(np.hypot(*(txy - cxy[c]).T) < 5) for c in range(customers)]
     rows = []
-    for c in range(customers):
-        if len(near[c]) == 0:
-            continue
-        for d in range(days):
-            for _ in range(rng.poisson(per_day[c])):
-                secs = rng.normal(43200, 20000)
-                if not 0 < secs < 86400:
-                    continue
-                amount = rng.normal(mean[c], mean[c] / 2)
-                if amount < 0:
-                    amount = rng.uniform(0, 2 * mean[c])
-                rows.append((start + d * 86400 + secs, c, int(rng.choice(near[c])), round(amount, 2)))
+    for c, t in payment_times(rng, start, days, per_day, near, 43200, 20000):
+        amount = rng.normal(mean[c], mean[c] / 2)
+        if amount < 0:
+            amount = rng.uniform(0, 2 * mean[c])
+        rows.append((t, c, int(rng.choice(near[c])), round(amount, 2)))
     tx = pd.DataFrame(rows, columns=["t", "c", "term", "amount"]).sort_values("t").reset_index(drop=True)
     tx["fraud"], tx["scenario"] = 0, 0
     big = tx["amount"] > 220
@@ -178,17 +185,10 @@ def simulate_billing(customers: int, terminals: int, days: int, seed: int = 0, e
     near = [np.flatnonzero(np.hypot(*(place - home[c]).T) < 0.15) for c in range(customers)]
     mean, per_day, online = rng.uniform(8, 90, customers), rng.uniform(0.5, 3, customers), rng.uniform(0.05, 0.3, customers)
     rows = []
-    for c in range(customers):
-        if len(near[c]) == 0:
-            continue
-        for d in range(days):
-            for _ in range(rng.poisson(per_day[c])):
-                secs = rng.normal(50000, 15000)
-                if not 0 < secs < 86400:
-                    continue
-                ecom = rng.uniform() < online[c]
-                term = int(rng.choice(online_t)) if ecom else int(rng.choice(near[c]))
-                rows.append((start + d * 86400 + secs, c, term, max(0.5, rng.normal(mean[c], mean[c] / 3)), ecom, 0))
+    for c, t in payment_times(rng, start, days, per_day, near, 50000, 15000):
+        ecom = rng.uniform() < online[c]
+        term = int(rng.choice(online_t)) if ecom else int(rng.choice(near[c]))
+        rows.append((t, c, term, max(0.5, rng.normal(mean[c], mean[c] / 3)), ecom, 0))
     tx = pd.DataFrame(rows, columns=["t", "c", "term", "amount", "ecom", "kind"]).sort_values("t").reset_index(drop=True)
     day = ((tx["t"] - start) // 86400).astype(int)
     extra = []

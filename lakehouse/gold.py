@@ -12,6 +12,8 @@ import re
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.config import ConfigError
+
 MS = {"10m": 600_000, "1h": 3_600_000, "24h": 86_400_000}
 DAYS_MS = {"1d": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}   # customer spending and risk windows
 HOME_LOOKBACK_MS = 30 * 86_400_000
@@ -290,26 +292,26 @@ def declared_spec(spec) -> dict[str, tuple]:
     lon], [lat, lon]]}}``, checked, by feature name: ``x_<key>`` -> ("numeric", key), the extra
     as a number (null when absent or not a number); ``km_<name>`` -> ("km", lat1, lon1, lat2,
     lon2), the great-circle distance between two points, each a pair of extras keys or silver's
-    own ``lat``/``lon``. A malformed spec raises ValueError naming the setting."""
+    own ``lat``/``lon``. A malformed spec raises ConfigError (a ValueError) naming the setting."""
     spec = spec or {}
     if not isinstance(spec, dict) or set(spec) - {"numeric", "distances"}:
-        raise ValueError(f"{DECLARED_SETTING}: expected numeric and distances, got {spec!r}")
+        raise ConfigError(f"{DECLARED_SETTING}: expected numeric and distances, got {spec!r}")
     numeric, distances = spec.get("numeric") or [], spec.get("distances") or {}
     if not isinstance(numeric, list):
-        raise ValueError(f"{DECLARED_SETTING}.numeric: expected a list of extras keys, got {numeric!r}")
+        raise ConfigError(f"{DECLARED_SETTING}.numeric: expected a list of extras keys, got {numeric!r}")
     if not isinstance(distances, dict):
-        raise ValueError(f"{DECLARED_SETTING}.distances: expected name: [[lat, lon], [lat, lon]], got {distances!r}")
+        raise ConfigError(f"{DECLARED_SETTING}.distances: expected name: [[lat, lon], [lat, lon]], got {distances!r}")
     empty = [k for k in [*numeric, *distances] if not _slug(k)]
     if empty:
-        raise ValueError(f"{DECLARED_SETTING}: '{empty[0]}' gives no feature name (letters or digits needed)")
+        raise ConfigError(f"{DECLARED_SETTING}: '{empty[0]}' gives no feature name (letters or digits needed)")
     out: dict[str, tuple] = {f"x_{_slug(key)}": ("numeric", str(key)) for key in numeric}
     for name, points in distances.items():
         if not (isinstance(points, list) and len(points) == 2 and all(isinstance(p, list) and len(p) == 2 for p in points)):
-            raise ValueError(f"{DECLARED_SETTING}.distances.{name}: expected [[lat, lon], [lat, lon]], got {points!r}")
+            raise ConfigError(f"{DECLARED_SETTING}.distances.{name}: expected [[lat, lon], [lat, lon]], got {points!r}")
         out[f"km_{_slug(name)}"] = ("km", *[str(c) for p in points for c in p])
     clash = [n for n in out if n in CARD_FEATURES or n in CARD_KEEP]
     if clash or len(out) != len(numeric) + len(distances):
-        raise ValueError(f"{DECLARED_SETTING}: feature names clash: {', '.join(clash) or 'two declarations give one name'}")
+        raise ConfigError(f"{DECLARED_SETTING}: feature names clash: {', '.join(clash) or 'two declarations give one name'}")
     return out
 
 

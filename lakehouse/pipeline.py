@@ -376,10 +376,7 @@ class GoldBatch:
         self.risk = RiskSnapshots(cfg) if self.snapshot_max_hours > 0 else None
         setting, unit_s = view.lookback
         self.lookback_s = float(cfg[setting]) * unit_s
-        try:
-            self.declared = declared_spec(cfg.get(view.declared)) if view.declared else {}
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.declared = declared_spec(cfg.get(view.declared)) if view.declared else {}   # ConfigError if malformed
 
     def _few_hours(self, batch: DataFrame) -> bool:
         """Whether the batch's transactions fall in few enough hours to take their risk from

@@ -39,7 +39,7 @@ from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.config import Config, ConfigError
 from lakehouse.generators.streams import GeneratorConfig, generate
-from lakehouse.gold import RISK_FEATURE_GROUPS, declared_features, declared_spec
+from lakehouse.gold import RISK_FEATURE_GROUPS, declared_features
 from lakehouse.jvm import register_functions
 from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.commits import app_id, idempotent_append
@@ -160,11 +160,7 @@ def declared(cfg: Config | None, use_case: str) -> dict[str, Column]:
     setting = GOLD_VIEWS[TOPOLOGY[use_case].features].declared
     if cfg is None or not setting:
         return {}
-    try:
-        declared_spec(cfg.get(setting))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return declared_features(cfg.get(setting))
+    return declared_features(cfg.get(setting))   # ConfigError if malformed
 
 
 def with_declared(frames: dict[str, DataFrame] | None, cfg: Config | None, use_case: str) -> dict[str, DataFrame] | None:
