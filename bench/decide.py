@@ -154,6 +154,13 @@ def stage_times(spark, since_ms: int) -> list[dict]:
             for k, v in sorted(rows.items(), key=lambda kv: -sum(w for w, _, _ in kv[1]))]
 
 
+def codegen_totals(spark) -> dict:
+    """Classes the JVM's code generator has compiled so far (Spark's ``CodegenMetrics``: a
+    compile is a miss in its cache of generated code) and the recent compiles' mean ms."""
+    hist = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    return {"compiled": int(hist.getCount()), "compile_ms_mean": round(float(hist.getSnapshot().getMean()), 1)}
+
+
 def summarise(records, first_ms=None):
     lat = np.array([o - i for o, i, _ in records], dtype=float)
     if len(lat) == 0:
@@ -207,7 +214,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
         got, until, produced = {}, {"t": time.monotonic() + 10 ** 6}, {}
         consumer = threading.Thread(target=_consume, args=(cfg, [topic_name(cfg, "fraud_decisions"), prefix + "passthrough"], until, got))
         consumer.start()
-        t0, since_ms = time.monotonic(), int(time.time() * 1000)
+        t0, since_ms, codegen0 = time.monotonic(), int(time.time() * 1000), codegen_totals(spark)
         _produce(cfg, msgs, rate, prefix, produced)
         n_tx = sum(1 for t, _, _ in msgs if t == "transactions")
         deadline = time.monotonic() + max(60, seconds)
@@ -216,6 +223,8 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
         until["t"] = time.monotonic() + 3
         consumer.join()
         progress = [p for p in q.recentProgress]
+        codegen = codegen_totals(spark)
+        codegen["compiled"] -= codegen0["compiled"]
         run_.stop()
         decided = got.get(topic_name(cfg, "fraud_decisions"), [])
         passed = got.get(prefix + "passthrough", [])
@@ -229,7 +238,7 @@ def run(rates, seconds, with_lakehouse, trigger, conf=(), out_name="decide.json"
                "with_lakehouse": with_lakehouse, "plan": "one streaming plan (Kafka sink, JVM scorer)", "trigger": trigger, "conf": list(conf), "model_version": version,
                "batch_ms_median": breakdown, "cpus": os.cpu_count(),
                "batches": [(x["batchId"], x["numInputRows"], x["durationMs"].get("triggerExecution")) for x in progress],
-               "stages": stage_times(spark, since_ms)}
+               "stages": stage_times(spark, since_ms), "codegen_during_load": codegen}
         print(json.dumps(row), flush=True)
         results.append(row)
     out = ROOT / "bench" / "results" / out_name

@@ -44,15 +44,16 @@ while not all(q.lastProgress for q in run.queries):   # each has fixed its start
 sent = produce.run(spark, cfg, produce.build_parser().parse_args([
     "--streams", "transactions,user_events", "--mix", "transactions=0.8,user_events=0.2", "--count", str(int(TRANSACTIONS / 0.8)),
     "--rate", str(RATE), "--seed", "11", "--quiet"]))
+expected = sent["per_topic"].get("transactions", 0)   # the mix is drawn at random: count what was sent
 deadline = time.monotonic() + WAIT_S
 landed = 0
-while time.monotonic() < deadline and landed < 0.95 * TRANSACTIONS:
+while time.monotonic() < deadline and landed < expected:
     run.raise_if_failed()
-    time.sleep(5)
+    time.sleep(2)
     landed = spark.read.format("delta").load(scores).count() - before
 run.stop()
-print(f"{landed} decisions landed")
-assert landed > 0, "no decision landed within WAIT_S seconds"
+print(f"{landed} decisions landed for {expected} transactions sent")
+assert landed == expected, f"{landed} decisions landed within WAIT_S seconds for {expected} transactions sent"
 
 # COMMAND ----------
 

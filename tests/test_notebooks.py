@@ -69,7 +69,7 @@ def test_notebook_runs_top_to_bottom(notebook_home, name):
         "02_generators.py": lambda: ns["spark"].table("truth.fraud").count() > 0,
         "03_pipeline.py": lambda: ns["spark"].table("quarantine.transactions").count() > 0 and ns["result"]["tables"]["bronze.transactions"] > 0,
         "04_training.py": lambda: set(ns["trained"]) == {"fraud"},
-        "05_decisions.py": lambda: ns["landed"] > 0,
+        "05_decisions.py": lambda: ns["landed"] == ns["expected"] > 0,
         "06_statistics.py": lambda: "fraud" in str(ns["report"]["table4"]),
         "07_monitoring.py": lambda: ns["result"]["fraud"]["verdict"] in ("ok", "drifting", "degraded")
         and ns["spark"].table("ops.model_monitor").count() == ns["result"]["fraud"]["checks"],
