@@ -35,7 +35,7 @@ HISTORY_MIX = "transactions=0.5,market_ticks=0.25,user_events=0.1,bureau_updates
 SHORT_DEMO_ARGV = ["--history", "20000", "--history-hours", "6", "--fraud-rate", "0.03", "--live-rate", "300",
                    "--live-seconds", "20", "--drain", "400", "--trigger", "1 second", "--noise", "all=0.01", "--seed", "3",
                    *[a for g in ("ml.search.folds=2", "ml.search.max_depth=[3]", "ml.search.learning_rate=[0.3]",
-                                 "ml.search.n_estimators=[40, 80]", "stats.sample_rows=3000") for a in ("--conf", g)]]
+                                 "ml.search.n_estimators=[40, 80]", "ml.gbt.max_iter=20", "stats.sample_rows=3000") for a in ("--conf", g)]]
 
 
 def _produce_live(queue, cfg, argv):

@@ -36,7 +36,9 @@ def run(_spark, cfg, args) -> dict:
     if args.action == "down":
         return {"kafka_stopped": broker.stop()}
     if args.action == "fetch":
-        return {"kafka_jars": len(broker.jars())}
+        from lakehouse.jvm import ensure_jars
+
+        return {"kafka_jars": len(broker.jars()), "spark_jars": ensure_jars(cfg)}
     return {"kafka": broker.status(), "home": str(cfg.home), "env": cfg.env}
 
 

@@ -313,7 +313,7 @@ def train_models(cfg: Config, data: TrainingData, step: Callable[[str], None]) -
     models = {"xgboost": (xgb_model, "regression" if use_case.kind == "pd" else "classification"),
               "baseline": (base_model, "classification")}
     if use_case.kind == "pd":
-        models["gbt"] = (spark_gbt(use_case).fit(train_df), "regression")
+        models["gbt"] = (spark_gbt(use_case, int(cfg["ml.gbt.max_depth"]), int(cfg["ml.gbt.max_iter"])).fit(train_df), "regression")
     return TrainedModels(search, setting, stopping, groups, weight, models, search_s, fit_s, base_fit_s)
 
 
