@@ -104,9 +104,12 @@ def pools_file(cfg: Config) -> Path:
 
 
 def write_pools(cfg: Config) -> Path | None:
-    """Spark's fair-scheduler pools from ``spark.scheduler_pools`` (name -> weight, min_share).
-    A pool with tasks waiting and fewer running than its ``min_share`` takes the next free task
-    slot before any other pool; beyond that, slots are shared in proportion to ``weight``."""
+    """Spark's fair-scheduler pools from ``spark.scheduler_pools`` (name -> weight, min_share,
+    mode). A pool with tasks waiting and fewer running than its ``min_share`` takes the next free
+    task slot before any other pool; beyond that, slots are shared in proportion to ``weight``.
+    ``mode``: how the pool's own jobs share its slots, FIFO (the first submitted first, Spark's
+    default) or FAIR (each running job in turn). The pool named ``default`` is the one every
+    query without a pool runs in."""
     pools = cfg["spark.scheduler_pools"] or {}
     if not pools:
         return None
@@ -114,17 +117,20 @@ def write_pools(cfg: Config) -> Path | None:
     for name, spec in pools.items():
         spec = spec or {}
         if not isinstance(spec, dict):
-            raise ConfigError(f"spark.scheduler_pools.{name} must be a mapping (weight, min_share), got {spec!r}")
-        unknown = set(spec) - {"weight", "min_share"}
+            raise ConfigError(f"spark.scheduler_pools.{name} must be a mapping (weight, min_share, mode), got {spec!r}")
+        unknown = set(spec) - {"weight", "min_share", "mode"}
         if unknown:
-            raise ConfigError(f"spark.scheduler_pools.{name}: unknown setting(s) {sorted(unknown)} (weight, min_share)")
+            raise ConfigError(f"spark.scheduler_pools.{name}: unknown setting(s) {sorted(unknown)} (weight, min_share, mode)")
         try:
             weight, share = int(spec.get("weight", 1)), int(spec.get("min_share", 0))
         except (TypeError, ValueError):
             raise ConfigError(f"spark.scheduler_pools.{name}: weight and min_share must be whole numbers") from None
         if weight < 1 or share < 0:
             raise ConfigError(f"spark.scheduler_pools.{name}: weight must be >= 1 and min_share >= 0")
-        lines += [f'  <pool name="{name}">', "    <schedulingMode>FIFO</schedulingMode>",
+        mode = str(spec.get("mode", "FIFO")).upper()
+        if mode not in ("FIFO", "FAIR"):
+            raise ConfigError(f"spark.scheduler_pools.{name}: mode must be FIFO or FAIR, got {spec.get('mode')!r}")
+        lines += [f'  <pool name="{name}">', f"    <schedulingMode>{mode}</schedulingMode>",
                   f"    <weight>{weight}</weight>", f"    <minShare>{share}</minShare>", "  </pool>"]
     path = pools_file(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -124,16 +124,19 @@ def test_scheduler_pools_are_written_from_config_and_bad_ones_refused(tmp_path):
 
     from lakehouse.session import write_pools
 
-    cfg = load_config("local", ["spark.scheduler_pools.lakehouse={weight: 1}"], home=tmp_path)
+    cfg = load_config("local", ["spark.scheduler_pools.lakehouse={weight: 1}", "spark.scheduler_pools.default={mode: fair}"],
+                      home=tmp_path)
     props = spark_properties(cfg)
     path = write_pools(cfg)
     assert props["spark.scheduler.mode"] == "FAIR" and props["spark.scheduler.allocation.file"] == f"file:{path}"
     pools = {p.get("name"): (p.findtext("schedulingMode"), p.findtext("weight"), p.findtext("minShare"))
              for p in ET.parse(path).getroot()}
-    assert pools == {cfg["decisions.scheduler_pool"]: ("FIFO", "10", "2"), "lakehouse": ("FIFO", "1", "0")}
+    assert pools == {cfg["decisions.scheduler_pool"]: ("FIFO", "10", "2"), "lakehouse": ("FIFO", "1", "0"),
+                     "default": ("FAIR", "1", "0")}
     for bad, says in ((["spark.scheduler_pools.decisions={weight: 0}"], "weight must be >= 1"),
                       (["spark.scheduler_pools.decisions={share: 2}"], "unknown setting(s) ['share']"),
-                      (["spark.scheduler_pools.decisions={min_share: two}"], "must be whole numbers")):
+                      (["spark.scheduler_pools.decisions={min_share: two}"], "must be whole numbers"),
+                      (["spark.scheduler_pools.default={mode: fastest}"], "mode must be FIFO or FAIR, got 'fastest'")):
         with pytest.raises(ValueError) as err:
             write_pools(load_config("local", bad, home=tmp_path))
         assert says in str(err.value) and "\n" not in str(err.value)
