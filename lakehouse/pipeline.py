@@ -23,6 +23,7 @@ from lakehouse.commits import app_id, idempotent_append
 from lakehouse.config import Config, ConfigError
 from lakehouse.gold import RISK_HISTORY_MS, declared_features, declared_spec, entity_history, risk_asof
 from lakehouse.quality import min_amount as quality_min_amount
+from lakehouse.quality import prepare as prepare_suite
 from lakehouse.quality import validate
 from lakehouse.risk import RiskSnapshots
 from lakehouse.schemas.events import SILVER_FIELDS
@@ -137,6 +138,8 @@ class SilverBatch:
         self.app = app_id(checkpoint, f"silver.{stream}", writer)
         self.ge_rows = int(cfg["quality.ge_sample_rows"])
         self.ge_every = max(1, int(cfg["quality.ge_every_n_batches"]))
+        if self.ge_rows > 0:
+            prepare_suite(stream, self.settings.min_amount)   # ready by the first batch's sample
         self.phases_ms: dict[str, int] = {}   # the last batch's time per phase
         # Transforms and aggregate columns built once and reused by every batch (each build is
         # hundreds of JVM round trips).

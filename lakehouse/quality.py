@@ -103,6 +103,26 @@ def suite(stream: str, min_amount: float = DEFAULT_MIN_AMOUNT):
     return ctx.suites.add(build_suite(stream, min_amount))
 
 
+def prepare(stream: str, min_amount: float = DEFAULT_MIN_AMOUNT) -> threading.Thread:
+    """Import Great Expectations and build its context and ``stream``'s suite in a daemon thread,
+    so that a process's first ``validate`` does not pay for them: 7.0 s for the first call
+    against 0.23-0.41 s for the next ones (measured on a 58-row sample), and inside an ingest
+    batch, where the other streams' validations wait on the same lock. ``validate`` takes what
+    is ready and builds the rest itself; an error here is left to it to raise."""
+
+    def run():
+        try:
+            with _GX_LOCK:
+                _context()
+                suite(stream, min_amount)
+        except Exception:  # noqa: BLE001 - validate builds them again and raises in its batch
+            pass
+
+    t = threading.Thread(target=run, name=f"finlake-gx-{stream}", daemon=True)
+    t.start()
+    return t
+
+
 def validate(df: DataFrame, stream: str, rows: int | None = None, min_amount: float = DEFAULT_MIN_AMOUNT) -> list[dict]:
     """Run ``stream``'s suite on ``df``; one result per expectation (rule, success, counts).
     ``rows`` (when the caller knows it) picks the engine: pandas up to PANDAS_MAX_ROWS."""
