@@ -50,8 +50,7 @@ def run(spark, cfg, args) -> dict:
         parts = [("bronze", "silver")] if mode == "one_query" else [("bronze",)] + ([("silver",)] if "silver" in layers else [])
         starters["bronze"] = [(lambda p=p: start_ingest(spark, cfg, streams, now, layers=p)[0]) for p in parts
                               if "silver" in layers or mode == "bronze_apart"]
-        with ThreadPoolExecutor(4) as pool:   # a Delta snapshot and a small job each: side by side
-            found = list(pool.map(lambda s: _has_backfill(spark, catalog, s), streams)) if "silver" in layers else []
+        found = _side_by_side(lambda s: _has_backfill(spark, catalog, s), streams) if "silver" in layers else []
         backfilled = [s for s, yes in zip(streams, found) if yes]
         starters["silver"] = [(lambda s=s: start_silver(spark, cfg, s, True)) for s in backfilled]
     started = time.monotonic()
@@ -76,7 +75,7 @@ def run(spark, cfg, args) -> dict:
     catalog.register(spark)
     names = [f"{layer}.{s}" for layer in ("bronze", "silver", "quarantine") for s in streams]
     names += [t for t in gold_views_for(streams) if t in catalog.register(spark, [t])]
-    counts = dict(zip(names, _counts(spark, names)))
+    counts = dict(zip(names, _side_by_side(lambda name: _count(spark, name), names)))
     if now and "silver" in layers:
         # A run that quarantined more than its share of a stream did not do its job.
         problems = spikes(counts_since(spark, catalog, streams, since), bound, min_rows(cfg))
@@ -85,16 +84,17 @@ def run(spark, cfg, args) -> dict:
     return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_endpoint": metrics_url}
 
 
-def _counts(spark, names: list[str]) -> list[int]:
-    """Each table's rows, read fresh; four at a time (each is a Delta snapshot and a small job,
-    mostly driver-side waiting: one after another they took 11-12 s for 21 tables)."""
-
-    def count(name):
-        spark.sql(f"REFRESH TABLE {name}")
-        return spark.table(name).count()
-
+def _side_by_side(fn, items: list) -> list:
+    """``fn`` over ``items``, four at a time: each is a Delta snapshot and a small job, mostly
+    driver-side waiting (21 closing counts one after another took 11-12 s)."""
     with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(count, names))
+        return list(pool.map(fn, items))
+
+
+def _count(spark, name: str) -> int:
+    """A table's rows, read fresh."""
+    spark.sql(f"REFRESH TABLE {name}")
+    return spark.table(name).count()
 
 
 def _has_backfill(spark, catalog, stream: str) -> bool:
