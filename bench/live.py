@@ -39,6 +39,7 @@ def main(argv=None) -> dict:
 
     from jobs import demo
     from lakehouse.config import load_config
+    from lakehouse.kafka.broker import ensure_broker
     from lakehouse.metrics import machine
     from lakehouse.session import build_session
     from lakehouse.streaming import ingest_mode
@@ -57,6 +58,7 @@ def main(argv=None) -> dict:
     root = cfg.path("paths.checkpoints")
     for folder in ("ingest", "ingest_bronze", "decisions"):
         shutil.rmtree(root / folder, ignore_errors=True)
+    ensure_broker(cfg)   # the demo's broker, started again if it was stopped (make down)
     spark = build_session(cfg, app_name="finlake-bench-live")
     args = argparse.Namespace(live_rate=a.rate, live_seconds=a.seconds, trigger=a.trigger, noise="all=0.005",
                               fraud_rate=0.01, drain=300.0)

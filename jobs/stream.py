@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
@@ -17,6 +16,7 @@ from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.kafka.broker import ensure_broker
 from lakehouse.quarantine import Watch, counts_since, max_share, min_rows, session_now, spikes
 from lakehouse.runtime import StreamingRun
+from lakehouse.session import side_by_side
 from lakehouse.streaming import ingest_mode, start_bronze, start_gold, start_ingest, start_silver
 from lakehouse.topology import STREAMS, gold_views_for
 
@@ -50,7 +50,7 @@ def run(spark, cfg, args) -> dict:
         parts = [("bronze", "silver")] if mode == "one_query" else [("bronze",)] + ([("silver",)] if "silver" in layers else [])
         starters["bronze"] = [(lambda p=p: start_ingest(spark, cfg, streams, now, layers=p)[0]) for p in parts
                               if "silver" in layers or mode == "bronze_apart"]
-        found = _side_by_side(lambda s: _has_backfill(spark, catalog, s), streams) if "silver" in layers else []
+        found = side_by_side(lambda s: _has_backfill(spark, catalog, s), streams) if "silver" in layers else []
         backfilled = [s for s, yes in zip(streams, found) if yes]
         starters["silver"] = [(lambda s=s: start_silver(spark, cfg, s, True)) for s in backfilled]
     started = time.monotonic()
@@ -75,20 +75,13 @@ def run(spark, cfg, args) -> dict:
     catalog.register(spark)
     names = [f"{layer}.{s}" for layer in ("bronze", "silver", "quarantine") for s in streams]
     names += [t for t in gold_views_for(streams) if t in catalog.register(spark, [t])]
-    counts = dict(zip(names, _side_by_side(lambda name: _count(spark, name), names)))
+    counts = dict(zip(names, side_by_side(lambda name: _count(spark, name), names)))
     if now and "silver" in layers:
         # A run that quarantined more than its share of a stream did not do its job.
         problems = spikes(counts_since(spark, catalog, streams, since), bound, min_rows(cfg))
         if problems:
             common.fail("; ".join(problems))
     return {"streams": streams, "seconds": round(time.monotonic() - started, 1), "tables": counts, "metrics_endpoint": metrics_url}
-
-
-def _side_by_side(fn, items: list) -> list:
-    """``fn`` over ``items``, four at a time: each is a Delta snapshot and a small job, mostly
-    driver-side waiting (21 closing counts one after another took 11-12 s)."""
-    with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(fn, items))
 
 
 def _count(spark, name: str) -> int:

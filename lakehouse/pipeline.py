@@ -26,7 +26,7 @@ from lakehouse.quality import min_amount as quality_min_amount
 from lakehouse.quality import prepare as prepare_suite
 from lakehouse.quality import validate
 from lakehouse.risk import RiskSnapshots
-from lakehouse.schemas.events import SILVER_FIELDS
+from lakehouse.schemas.events import EVENT_TIME_FIELD, SILVER_FIELDS
 from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, DEFAULT_MIN_AMOUNT, rule_name
 from lakehouse import observe
@@ -56,6 +56,7 @@ class Settings:
     max_field_chars: int
     parser: str = "jvm"
     min_amount: float = DEFAULT_MIN_AMOUNT
+    dedup_horizon_s: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -68,10 +69,17 @@ class Settings:
         parser = str(cfg["pipeline.parser"])
         if parser not in PARSERS:
             raise ConfigError(f"pipeline.parser must be one of {', '.join(PARSERS)}, got '{parser}'")
+        horizon = cfg.get("pipeline.dedup_horizon_s") or 0
+        try:
+            horizon = float(horizon)
+        except (TypeError, ValueError):
+            horizon = -1.0
+        if horizon < 0:
+            raise ConfigError(f"pipeline.dedup_horizon_s must be a number of seconds >= 0 (0: all of silver), got '{cfg.get('pipeline.dedup_horizon_s')}'")
         return cls(float(cfg["pipeline.allowed_lateness_s"]), float(cfg["pipeline.max_clock_skew_s"]), rate,
                    int(cfg["pipeline.min_rows_for_failure_rate"]), policy, str(cfg["pipeline.trigger_interval"]),
                    int(cfg["pipeline.max_offsets_per_trigger"]), int(cfg["pipeline.max_payload_bytes"]),
-                   int(cfg["pipeline.max_field_chars"]), parser, quality_min_amount(cfg))
+                   int(cfg["pipeline.max_field_chars"]), parser, quality_min_amount(cfg), horizon)
 
 
 def _dq_rows(spark: SparkSession, table: str, batch_id: int, suite: str, results: list[dict]) -> DataFrame:
@@ -156,6 +164,9 @@ class SilverBatch:
             *[F.count_if(F.array_contains("reasons", rule_name(e))).alias(f"rule{i}") for i, e in enumerate(ALL_SUITES[stream])],
             F.flatten(F.collect_list(F.when(failed, F.col("reasons")))).alias("all_reasons"),
             F.count_distinct(F.when(~failed, F.col("event_id"))).alias("valid_ids"),
+            # The valid rows' event times: silver is searched for their ids around these only.
+            F.min(F.when(~failed, F.col(EVENT_TIME_FIELD[stream]))).alias("valid_from"),
+            F.max(F.when(~failed, F.col(EVENT_TIME_FIELD[stream]))).alias("valid_to"),
         ]
 
     def _phase(self, name: str, since: float) -> float:
@@ -188,10 +199,24 @@ class SilverBatch:
             staged.release()
             raise
 
-    def _existing(self, spark: SparkSession, valid: DataFrame) -> DataFrame:
+    def _existing(self, spark: SparkSession, valid: DataFrame, counts: dict) -> DataFrame | None:
         """(event_id, content_hash) of silver rows sharing an id with the batch. The id scan
-        reads one column; full rows are read only for the (rare) ids that match."""
+        reads one column; full rows are read only for the (rare) ids that match.
+
+        With ``pipeline.dedup_horizon_s`` > 0 only silver rows whose event time lies within the
+        horizon of the batch's valid event times are searched (Delta skips the other files by
+        their statistics): an exact replay carries its first copy's event time and is always
+        found; a conflicting one (same id, other content) is found when its event time is
+        within the horizon of the first copy's (beyond it, only if another row of its batch
+        brings the first copy's time within the horizon). 0 searches all of silver."""
+        if counts["valid_from"] is None:
+            return None   # no valid row: nothing to look up
         silver = spark.read.format("delta").load(self.silver.location)
+        horizon = self.settings.dedup_horizon_s
+        if horizon > 0:
+            near = dt.timedelta(seconds=horizon)
+            when = F.col(EVENT_TIME_FIELD[self.stream])
+            silver = silver.where((when >= F.lit(counts["valid_from"] - near)) & (when <= F.lit(counts["valid_to"] + near)))
         ids = [r[0] for r in silver.select("event_id").join(valid.select("event_id").distinct(), "event_id", "left_semi")
                .distinct().collect()]
         if not ids:
@@ -222,7 +247,7 @@ class SilverBatch:
             quarantined = parsed.transform(to_quarantine(f"silver.{self.stream}", batch_id, "batch_failure_rate_exceeded"))
         else:
             valid = parsed.where(~failed)
-            existing = self._existing(spark, valid)
+            existing = self._existing(spark, valid, counts)
             bad = parsed.where(failed)
             if existing is None and counts["valid_ids"] == counts["rows"] - counts["failed"]:
                 # No id repeats within the batch and none is in silver: every row is a first copy.

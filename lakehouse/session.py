@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from lakehouse.config import Config, ConfigError
 from lakehouse.jvm import ensure_jars, jar_specs, register_functions, udf_jar_path
@@ -150,6 +151,17 @@ def scheduler_pool(spark, pool: str | None):
         yield
     finally:
         sc.setLocalProperty("spark.scheduler.pool", before)
+
+
+def side_by_side(fn: Callable, items: Iterable, threads: int = 4) -> list:
+    """``fn`` over ``items`` in ``threads`` driver threads, results in order. For work that is
+    a Delta snapshot and a small job per item (registering tables, counting them), which waits
+    on the driver more than it computes: one at a time, 21 counts took 11-12 s."""
+    items = list(items)
+    if len(items) < 2:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _as_spark_value(value) -> str:

@@ -9,9 +9,9 @@ from pyspark.sql.types import MapType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from lakehouse.catalog import Catalog
-from lakehouse.config import load_config
+from lakehouse.config import ConfigError, load_config
 from lakehouse.commits import app_id
-from lakehouse.pipeline import PipelineQualityError, SilverBatch
+from lakehouse.pipeline import PipelineQualityError, Settings, SilverBatch
 from lakehouse.quality import predicate, validate
 from lakehouse.schemas.expectations import SUITES, rule_name
 from lakehouse.schemas.tables import QUARANTINE
@@ -224,6 +224,25 @@ def test_silver_batch_routes_dedups_and_is_idempotent(spark, fresh_cfg):
         (1, "rows"): 4, (1, "quarantined"): 0, (1, "duplicates_dropped"): 1,
         (2, "rows"): 1, (2, "quarantined"): 1, (2, "duplicates_dropped"): 0}
     assert app_id(ckpt, "x") == fn.app and app_id(str(fresh_cfg.home / "other"), "x") != fn.app
+
+
+def test_dedup_searches_silver_within_its_horizon_of_event_time(spark, tmp_path, overrides):
+    cfg = load_config("local", overrides + ["pipeline.dedup_horizon_s=600"], home=tmp_path)
+    Catalog(cfg).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
+    fn = SilverBatch(cfg, "transactions", str(tmp_path / "ckpt"))
+    fn(bronze(spark, [tx("a"), tx("b"), tx("c")]), 0)   # each at 11:59
+    fn(bronze(spark, [tx("a"),                                                          # exact replay: found
+                      tx("b", amount="13.50", event_time="2026-03-01T11:52:00.000Z")]), 1)   # other content, 7 min away: found
+    # Alone in its batch, a replay with other content 14 minutes from its first copy is beyond
+    # the horizon: it lands beside it (the documented bound).
+    fn(bronze(spark, [tx("c", amount="1.00", event_time="2026-03-01T11:45:00.000Z")]), 2)
+    amounts = _read(spark, cfg, "silver.transactions").select("event_id", F.col("amount").cast("string").alias("amount"))
+    assertDataFrameEqual(amounts, spark.createDataFrame([("a", "12.50"), ("b", "12.50"), ("c", "12.50"), ("c", "1.00")],
+                                                        "event_id string, amount string"))
+    q = _read(spark, cfg, "quarantine.transactions").select(F.get_json_object("payload", "$.event_id").alias("event_id"), "reasons")
+    assertDataFrameEqual(q, spark.createDataFrame([("b", ["conflicting_duplicate"])], "event_id string, reasons array<string>"))
+    with pytest.raises(ConfigError, match="pipeline.dedup_horizon_s must be a number of seconds >= 0"):
+        Settings.from_config(load_config("local", overrides + ["pipeline.dedup_horizon_s=-1"], home=tmp_path / "bad"))
 
 
 def test_excess_failures_quarantine_whole_batch_or_stop(spark, fresh_cfg, tmp_path, overrides):
