@@ -8,6 +8,7 @@ import platform
 import threading
 import time
 from collections import deque, namedtuple
+from types import SimpleNamespace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import psutil
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import JStreamingQueryListener
 
 from lakehouse.catalog import TableSpec
 from lakehouse.kafka.clients import end_offsets
@@ -28,14 +30,72 @@ from lakehouse.schemas.tables import STREAM_METRICS
 QueryProgress = namedtuple("QueryProgress", STREAM_METRICS.fieldNames())
 
 
-class ProgressCollector(StreamingQueryListener):
+def progress_from_json(text: str) -> SimpleNamespace:
+    """A query progress from its JSON, with the attributes pyspark's ``StreamingQueryProgress``
+    gives (``name``, ``batchId``, ``durationMs``, ``sources[].endOffset`` as JSON text, ...);
+    rates come to one decimal, as Spark's JSON writes them."""
+    j = json.loads(text)
+
+    def offset(v):
+        return v if v is None or isinstance(v, str) else json.dumps(v)
+
+    return SimpleNamespace(
+        id=j.get("id"), runId=j.get("runId"), name=j.get("name"), timestamp=j.get("timestamp"), batchId=j.get("batchId"),
+        batchDuration=j.get("batchDuration"), numInputRows=j.get("numInputRows", 0),
+        inputRowsPerSecond=j.get("inputRowsPerSecond"), processedRowsPerSecond=j.get("processedRowsPerSecond"),
+        durationMs=dict(j.get("durationMs") or {}), eventTime=dict(j.get("eventTime") or {}),
+        stateOperators=[SimpleNamespace(**op) for op in j.get("stateOperators") or []],
+        sources=[SimpleNamespace(**dict(src, startOffset=offset(src.get("startOffset")), endOffset=offset(src.get("endOffset")),
+                                        latestOffset=offset(src.get("latestOffset"))))
+                 for src in j.get("sources") or []],
+        sink=SimpleNamespace(**(j.get("sink") or {})))
+
+
+class _ProgressAsJson(JStreamingQueryListener):
+    """The JVM's side of a ``ProgressListener``: each progress crosses as one JSON text."""
+
+    def onQueryStarted(self, jevent) -> None:
+        pass
+
+    def onQueryProgress(self, jevent) -> None:
+        self.pylistener.onQueryProgress(SimpleNamespace(progress=progress_from_json(jevent.progress().json())))
+
+    def onQueryIdle(self, jevent) -> None:
+        pass
+
+    def onQueryTerminated(self, jevent) -> None:
+        pass
+
+
+class ProgressListener(StreamingQueryListener):
+    """A streaming listener for progress events only, each read from the progress's JSON in one
+    call to the JVM. pyspark's own conversion makes a JVM call for every field, map entry,
+    source and state operator of every event (and converts the start, idle and termination
+    events finlake ignores), on the listener bus thread that every query's events share."""
+
+    @property
+    def _jlistener(self):
+        from pyspark import SparkContext
+
+        if not hasattr(self, "_jlistenerobj"):
+            self._jlistenerobj = SparkContext._jvm.PythonStreamingQueryListenerWrapper(_ProgressAsJson(self))
+        return self._jlistenerobj
+
+    def onQueryStarted(self, event):
+        pass
+
+    def onQueryIdle(self, event):
+        pass
+
+    def onQueryTerminated(self, event):
+        pass
+
+
+class ProgressCollector(ProgressListener):
     def __init__(self, keep: int = 100_000):
         self._rows: list[QueryProgress] = []
         self._seen: deque[QueryProgress] = deque(maxlen=keep)
         self._lock = threading.Lock()
-
-    def onQueryStarted(self, event):
-        pass
 
     def onQueryProgress(self, event):
         p = event.progress
@@ -48,12 +108,6 @@ class ProgressCollector(StreamingQueryListener):
         with self._lock:
             self._rows.append(row)
             self._seen.append(row)
-
-    def onQueryIdle(self, event):
-        pass
-
-    def onQueryTerminated(self, event):
-        pass
 
     def snapshot(self) -> list[QueryProgress]:
         """The progress records collected and not yet flushed."""

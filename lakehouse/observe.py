@@ -17,7 +17,8 @@ from collections import Counter as Tally
 from typing import Iterable
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from pyspark.sql.streaming import StreamingQueryListener
+
+from lakehouse.metrics import ProgressListener
 
 INPUT_RATE = Gauge("finlake_query_input_rows_per_second", "Rows per second arriving at a streaming query", ["query"])
 PROCESS_RATE = Gauge("finlake_query_processed_rows_per_second", "Rows per second a streaming query processed", ["query"])
@@ -91,18 +92,9 @@ def record_progress(p) -> None:
             KAFKA_LAG.labels(q, topic).set(behind)
 
 
-class _Listener(StreamingQueryListener):
-    def onQueryStarted(self, event):
-        pass
-
+class _Listener(ProgressListener):
     def onQueryProgress(self, event):
         record_progress(event.progress)
-
-    def onQueryIdle(self, event):
-        pass
-
-    def onQueryTerminated(self, event):
-        pass
 
 
 def attach(spark) -> None:

@@ -64,3 +64,32 @@ def test_past_the_restart_limit_the_run_stops_every_query_and_fails_in_one_line(
     with pytest.raises(QueryFailed, match=r"^query flaky failed: ValueError: bad batch 0$"):
         run.supervise(lambda: False, every_s=0.2)
     assert not other.isActive and run.restarts == 0
+
+
+def test_progress_read_from_json_equals_pysparks_own_conversion(spark, tmp_path):
+    import json
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.streaming.listener import StreamingQueryProgress
+
+    from lakehouse.metrics import progress_from_json
+
+    spark.range(100).select(F.col("id"), (F.col("id") % 7).alias("k")).write.parquet(str(tmp_path / "in"))
+    q = (spark.readStream.schema("id long, k long").parquet(str(tmp_path / "in")).groupBy("k").count()
+         .writeStream.format("noop").outputMode("update").queryName("progress_json")
+         .option("checkpointLocation", str(tmp_path / "cp")).trigger(availableNow=True).start())
+    q.awaitTermination()
+    jp = q._jsq.lastProgress()
+    theirs, ours = StreamingQueryProgress.fromJObject(jp), progress_from_json(jp.json())
+    fields = ("name", "batchId", "timestamp", "numInputRows")
+    assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
+    # Spark's JSON writes rates to one decimal.
+    assert (ours.inputRowsPerSecond, ours.processedRowsPerSecond) == (round(theirs.inputRowsPerSecond, 1), round(theirs.processedRowsPerSecond, 1))
+    assert (str(ours.id), str(ours.runId), ours.durationMs) == (str(theirs.id), str(theirs.runId), dict(theirs.durationMs))
+    assert [(o.numRowsTotal, o.numRowsUpdated, o.numRowsDroppedByWatermark) for o in ours.stateOperators] == \
+        [(o.numRowsTotal, o.numRowsUpdated, o.numRowsDroppedByWatermark) for o in theirs.stateOperators] != []
+
+    def offsets(sources):   # pyspark writes a missing offset as the text 'None', ours is None
+        return [tuple(None if v in (None, "None") else json.loads(v) for v in (s.startOffset, s.endOffset, s.latestOffset))
+                + (s.numInputRows,) for s in sources]
+    assert offsets(ours.sources) == offsets(theirs.sources) and ours.sources[0].endOffset is not None
