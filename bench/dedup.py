@@ -17,7 +17,6 @@ Each figure is the median batch time after the first. Prints JSON.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import statistics
 import tempfile
@@ -39,6 +38,7 @@ def main(argv=None) -> dict:
 
     from lakehouse.config import load_config
     from lakehouse.session import build_session
+    from lakehouse.silver import near_in_time
 
     cfg = load_config(args.env, [])
     spark = build_session(cfg, app_name="finlake-bench-dedup")
@@ -96,9 +96,7 @@ def main(argv=None) -> dict:
     def lookup_horizon(batch, batch_id):   # as lakehouse.pipeline.SilverBatch._existing does
         t = time.perf_counter()
         bounds = batch.agg(F.count_distinct("event_id"), F.min("event_time").alias("lo"), F.max("event_time").alias("hi")).first()
-        table = spark.read.format("delta").load(silver).where(
-            (F.col("event_time") >= F.lit(bounds["lo"] - dt.timedelta(seconds=near)))
-            & (F.col("event_time") <= F.lit(bounds["hi"] + dt.timedelta(seconds=near))))
+        table = spark.read.format("delta").load(silver).where(near_in_time("event_time", bounds["lo"], bounds["hi"], near))
         table.select("event_id").join(batch.select("event_id"), "event_id", "left_semi").distinct().collect()
         within.append(round((time.perf_counter() - t) * 1000))
 

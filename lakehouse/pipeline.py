@@ -31,7 +31,8 @@ from lakehouse.schemas.tables import DQ_RESULTS
 from lakehouse.schemas.expectations import ALL_SUITES, DEFAULT_MIN_AMOUNT, rule_name
 from lakehouse import observe
 from lakehouse.topology import GOLD_VIEWS, STREAMS, stream_table
-from lakehouse.silver import PARSERS, add_rule_failures, classify_copies, content_hash, parse_bronze, to_quarantine, to_silver
+from lakehouse.silver import (PARSERS, add_rule_failures, classify_copies, content_hash, near_in_time, parse_bronze,
+                              to_quarantine, to_silver)
 
 
 
@@ -214,9 +215,7 @@ class SilverBatch:
         silver = spark.read.format("delta").load(self.silver.location)
         horizon = self.settings.dedup_horizon_s
         if horizon > 0:
-            near = dt.timedelta(seconds=horizon)
-            when = F.col(EVENT_TIME_FIELD[self.stream])
-            silver = silver.where((when >= F.lit(counts["valid_from"] - near)) & (when <= F.lit(counts["valid_to"] + near)))
+            silver = silver.where(near_in_time(EVENT_TIME_FIELD[self.stream], counts["valid_from"], counts["valid_to"], horizon))
         ids = [r[0] for r in silver.select("event_id").join(valid.select("event_id").distinct(), "event_id", "left_semi")
                .distinct().collect()]
         if not ids:

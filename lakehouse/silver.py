@@ -248,6 +248,13 @@ def content_hash(stream: str) -> Column:
                         for f in SILVER_FIELDS[stream].fields])
 
 
+def near_in_time(time_column: str, first, last, horizon_s: float) -> Column:
+    """Rows whose ``time_column`` lies within ``horizon_s`` seconds of [``first``, ``last``]:
+    the part of silver deduplication searches (``pipeline.dedup_horizon_s``)."""
+    near = dt.timedelta(seconds=horizon_s)
+    return (F.col(time_column) >= F.lit(first - near)) & (F.col(time_column) <= F.lit(last + near))
+
+
 def classify_copies(stream: str, existing: DataFrame | None = None):
     """Mark each valid row as the first copy of its ``event_id`` (``copy`` null), a
     ``duplicate`` (same content as the first copy: dropped and counted) or a
