@@ -21,11 +21,12 @@ export UV_SYSTEM_CERTS ?= 1
 FAST_TESTS ?= tests/test_config.py tests/test_calibration.py tests/test_generators.py tests/test_schedule.py \
 	tests/test_stats.py tests/test_topology.py tests/test_imports.py tests/test_metrics.py tests/test_cli.py tests/test_preflight.py tests/test_jvm_trees.py tests/test_sequence.py
 
-.PHONY: help preflight install install-dev jars up down status demo bench chaos test test-fast lock clean sql-server sql-server-stop schedule unschedule
+.PHONY: help preflight install install-dev jars up down status demo bench chaos test soak test-fast lock clean sql-server sql-server-stop schedule unschedule
 
 help:
 	@echo "make demo    run the end-to-end demo on the embedded local stack"
 	@echo "make test    run the test suite (starts its own Kafka broker and Spark)"
+	@echo "make soak    the long runs of whole tools at CI size (the chaos run, the benchmark harness), left out of make test"
 	@echo "make install | install-dev   the locked environment in $(VENV) (install-dev adds the test and sequence extras)"
 	@echo "make test-fast   the tests that need no broker (PYTHON=python3.11 VENV=.venv-3.11 for another Python)"
 	@echo "make lock    re-resolve uv.lock after a change to pyproject.toml"
@@ -107,8 +108,13 @@ bench: install
 chaos: install-dev
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
+# The long runs of whole tools (marker soak: the chaos run, the benchmark harness, each at CI
+# size) are `make soak`; CI runs both. A -m in PYTEST_ARGS replaces the selection.
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
+
+soak: install-dev
+	$(PY) -m pytest -m soak $(PYTEST_ARGS)
 
 test-fast: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS) $(FAST_TESTS)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.soak]
 
 
 def test_bench_runs_one_level_and_writes_tables_and_figure(kafka, ml_cfg, fraud_result, job_env):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.soak]
 
 
 def test_chaos_run_loses_nothing_doubles_nothing_and_leaves_no_clear_card_number(tmp_path, job_env):
