@@ -473,3 +473,16 @@ def test_a_baseline_better_on_validation_is_said_and_counts_only_when_significan
     assert not close["baseline_better"] and not worse["baseline_higher"] and not worse["baseline_better"] and worse["p_value"] is None
     assert said[0].startswith("the logistic baseline scores higher than xgboost on validation (pr_auc") and said[0].endswith("significantly)")
     assert len(said) == 1 + close["baseline_higher"]
+
+
+def test_min_child_weight_reaches_the_search_and_the_distributed_fit(tmp_path):
+    """``ml.xgboost.min_child_weight`` is one setting: the fold search's native fits and the
+    xgboost.spark fit of the chosen setting both grow trees with it (default 1, xgboost's own)."""
+    from ml.datasets import USE_CASES
+    from ml.models import native_xgb, spark_xgb
+
+    setting = {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 10}
+    for value, conf in ((1.0, []), (5.0, ["ml.xgboost.min_child_weight=5"])):
+        cfg = load_config("local", conf, home=tmp_path)
+        assert native_xgb(cfg, USE_CASES["fraud"], setting).get_params()["min_child_weight"] == value
+        assert spark_xgb(cfg, USE_CASES["loan_pd"], setting).getOrDefault("min_child_weight") == value
