@@ -45,6 +45,7 @@ CARD_FEATURE_GROUPS = {
     "customer_days": [*[f"customer_tx_count_{w}" for w in DAYS_MS], *[f"customer_amount_mean_{w}" for w in DAYS_MS],
                       "amount_vs_customer_mean_30d"],
     "time_of_day": ["hour_of_day", "is_night", "is_weekend"],
+    "device": ["device_tx_count_30d", "seconds_since_device_first_seen"],
 }
 # Label-derived groups: not per-card state but per-entity snapshots (see RISK_SNAPSHOT_MS).
 RISK_FEATURE_GROUPS = {
@@ -121,13 +122,22 @@ def add_velocity_features(tx: DataFrame) -> DataFrame:
 def add_customer_features(tx: DataFrame) -> DataFrame:
     """Per customer (every card of theirs): transaction count and mean amount over 1, 7 and 30
     days, the amount against the customer's mean over the previous 30 days; and the time of day
-    (UTC hour, night 00-06, weekend)."""
+    (UTC hour, night 00-06, weekend). The device the transaction came from (its ``device_id``,
+    null for most card-present payments): how many of the customer's transactions in the last
+    30 days came from it (this one included: 1 for a device never seen), and the seconds since
+    the first of them (0 for a new device); both null without a device."""
+    if "device_id" not in tx.columns:
+        tx = tx.withColumn("device_id", F.lit(None).cast("string"))
     df = tx.withColumn("_ts", _ts_ms()).withColumn("_amt", F.col("amount").cast("double"))
     by_customer = Window.partitionBy("customer_id").orderBy("_ts")
     cols = []
     for name, span in DAYS_MS.items():
         w = by_customer.rangeBetween(-span, 0)
         cols += [F.count("*").over(w).alias(f"customer_tx_count_{name}"), F.avg("_amt").over(w).alias(f"customer_amount_mean_{name}")]
+    device = Window.partitionBy("customer_id", "device_id").orderBy("_ts").rangeBetween(-DAYS_MS["30d"], 0)
+    known = F.col("device_id").isNotNull()
+    cols += [F.when(known, F.count("*").over(device)).alias("device_tx_count_30d"),
+             F.when(known, (F.col("_ts") - F.min("_ts").over(device)) / 1000.0).alias("seconds_since_device_first_seen")]
     hour = F.pmod(F.floor(F.col("_ts") / MS["1h"]), 24)
     weekday = F.pmod(F.floor(F.col("_ts") / MS["24h"]) + 3, 7)   # 1970-01-01 was a Thursday; Monday is 0
     return (df.select("*", *cols, F.avg("_amt").over(by_customer.rangeBetween(-DAYS_MS["30d"], -1)).alias("_cust_mean"))

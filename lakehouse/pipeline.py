@@ -453,6 +453,7 @@ class GoldBatch:
                 out = out.join(own.dropDuplicates(["event_id"]), "event_id")
             else:
                 out = out.join(batch.select("event_id"), "event_id", "left_semi")
-            idempotent_append(out, self.spec, self.app, batch_id, merge_schema=bool(self.declared))
+            # Columns the table lacks (a declaration added later, a feature a newer finlake computes) join it.
+            idempotent_append(out, self.spec, self.app, batch_id, merge_schema=True)
         finally:
             batch.unpersist()

@@ -96,13 +96,15 @@ def fraud_state_input(transactions: DataFrame, user_events: DataFrame, extra: tu
     the transactions' ``extra`` columns (the declared features) pass through the state."""
     common = lambda: [_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
                       "event_id", "customer_id"]
+    device = F.col("device_id") if "device_id" in transactions.columns else F.lit(None).cast("string").alias("device_id")
     tx = transactions.select(F.lit("tx").alias("_kind"), *common(), "card_token", "merchant_id", "merchant_country",
                              F.col("amount").cast("double").alias("_amt"), "channel", "lat", "lon",
                              F.lit(None).cast("string").alias("event_type"), F.lit(None).cast("string").alias("ip_country"),
-                             *_TX_PASS, *extra)
+                             device, *_TX_PASS, *extra)
     ue = user_events.select(F.lit("ue").alias("_kind"), *common(), *[F.lit(None).cast(tx.schema[c].dataType).alias(c) for c in
                             ("card_token", "merchant_id", "merchant_country", "_amt", "channel", "lat", "lon")],
-                            "event_type", "ip_country", *[F.lit(None).cast(tx.schema[c].dataType).alias(c) for c in (*_TX_PASS, *extra)])
+                            "event_type", "ip_country", F.lit(None).cast("string").alias("device_id"),
+                            *[F.lit(None).cast(tx.schema[c].dataType).alias(c) for c in (*_TX_PASS, *extra)])
     return tx.unionByName(ue)
 
 
@@ -461,7 +463,7 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
 # The per-key state a decision checkpoint holds: Spark's operator and how finlake writes a key's
 # state object. A checkpoint records it in STATE_FORMAT_FILE when it is new; one written in
 # another format (or before the file existed) cannot be read and is refused in one line.
-STATE_FORMAT = "transformWithState, field-by-field state objects (2026-12-06)"
+STATE_FORMAT = "transformWithState, field-by-field state objects with each transaction's device (2026-12-07)"
 STATE_FORMAT_FILE = "finlake_state_format"
 
 

@@ -83,7 +83,7 @@ def test_feature_groups_switch_off_in_config_and_cover_gold(tmp_path):
     cfg = load_config("local", overrides=["ml.features.fraud.drop_groups=[user_events,geo]"], home=tmp_path)
     kept = fraud.configured(cfg)
     assert list(kept.groups) == ["velocity", "diversity", "timing", "amount_history", "channel", "customer_days", "time_of_day",
-                                 "merchant_risk", "terminal_risk"]
+                                 "device", "merchant_risk", "terminal_risk"]
     assert [f for f in CARD_FEATURES if f not in kept.features] == [
         "km_from_prev_tx", "km_from_home", "risky_user_events_1h", "risky_user_events_24h", "device_changes_24h",
         "distinct_ip_countries_24h"]

@@ -23,6 +23,8 @@ from lakehouse.gold import CARD_STATE_FEATURES, MARKET_FEATURES, RISK_FEATURE_GR
 TX = ("event_id string, event_time timestamp, card_token string, customer_id string, merchant_id string, terminal_id string, "
       "merchant_country string, mcc string, amount decimal(18,2), channel string, lat double, lon double, "
       "kafka_timestamp timestamp, kafka_partition int, kafka_offset long")
+# The same with the device a transaction came from (the fraud state's device features).
+TXD = TX.replace(", kafka_timestamp timestamp", ", device_id string, kafka_timestamp timestamp")
 UE = ("event_id string, event_time timestamp, customer_id string, event_type string, ip_country string, "
       "kafka_timestamp timestamp, kafka_partition int, kafka_offset long")
 TICK = ("event_id string, event_time timestamp, symbol string, bid double, ask double, bid_size long, ask_size long, "
@@ -34,8 +36,9 @@ def _t(s: str) -> dt.datetime:
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _events(seed: int = 5, n_tx: int = 700, rate: float = 0.5):
-    """Generated transactions (every fraud scenario) and user events of a few customers."""
+def _events(seed: int = 5, n_tx: int = 700, rate: float = 0.5, devices: bool = False):
+    """Generated transactions (every fraud scenario) and user events of a few customers; with
+    ``devices``, each transaction ends with its device id (schema TXD)."""
     cfg = GeneratorConfig(seed=seed, start="2026-03-01T00:00:00Z", rate=rate, streams=("transactions", "user_events"),
                           fraud_rate=0.2, n_customers=25, n_merchants=60)
     tx, ue, scenarios = [], [], set()
@@ -46,7 +49,7 @@ def _events(seed: int = 5, n_tx: int = 700, rate: float = 0.5):
             v = e.event
             tx.append((v["event_id"], _t(v["event_time"]), hashlib.sha256(v["card_pan"].encode()).hexdigest(), v["customer_id"],
                        v["merchant_id"], v.get("terminal_id"), v["merchant_country"], v["mcc"], Decimal(str(v["amount"])), v["channel"], v.get("lat"),
-                       v.get("lon")))
+                       v.get("lon"), *([v.get("device_id")] if devices else [])))
         elif e.topic == "user_events":
             v = e.event
             ue.append((v["event_id"], _t(v["event_time"]), v["customer_id"], v["event_type"], v.get("ip_country")))
@@ -151,9 +154,10 @@ def test_state_features_are_gold_features(spark):
 
 def test_fraud_state_equals_gold_over_arrived_events(spark, tmp_path):
     rng = random.Random(3)
-    tx, ue = _events()
+    tx, ue = _events(devices=True)
+    assert len({r[12] for r in tx if r[12]}) < sum(1 for r in tx if r[12])   # devices seen more than once, and new ones
     tx_b, ue_b = _arrivals(tx, rng), _arrivals(ue, rng)
-    got = _run(fraud_features(_stream(spark, tmp_path, "tx", TX, tx_b), _stream(spark, tmp_path, "ue", UE, ue_b), 3600),
+    got = _run(fraud_features(_stream(spark, tmp_path, "tx", TXD, tx_b), _stream(spark, tmp_path, "ue", UE, ue_b), 3600),
                tmp_path, "parity_fraud")
     keep = ["event_id", "event_time", "card_token", "customer_id", "merchant_id", "mcc", "amount", "channel"]
     got = got.select(*keep, *CARD_STATE_FEATURES)
@@ -161,10 +165,10 @@ def test_fraud_state_equals_gold_over_arrived_events(spark, tmp_path):
 
     tx_first, ue_first = _first_copies(tx_b), _first_copies(ue_b)
     expected, final_differs = None, 0
-    final = card_features(_silver(spark, [r for b in tx_first for r in b], TX),
+    final = card_features(_silver(spark, [r for b in tx_first for r in b], TXD),
                           _silver(spark, [r for b in ue_first for r in b], UE), no_labels).select(*keep, *CARD_STATE_FEATURES)
     for i in range(BATCHES):
-        arrived_tx = _silver(spark, [r for b in tx_first[: i + 1] for r in b], TX)
+        arrived_tx = _silver(spark, [r for b in tx_first[: i + 1] for r in b], TXD)
         arrived_ue = _silver(spark, [r for b in ue_first[: i + 1] for r in b], UE)
         ids = [r[0] for r in tx_first[i]]
         part = card_features(arrived_tx, arrived_ue, no_labels).where(F.col("event_id").isin(ids)).select(*keep, *CARD_STATE_FEATURES)
@@ -186,13 +190,13 @@ def test_a_new_fraud_checkpoint_starts_from_history_as_if_it_had_run_through(spa
     exactly what a query that ran through every batch emitted for it; without the history it
     does not (the comparison can fail)."""
     rng, k = random.Random(3), 2
-    tx, ue = _events()
+    tx, ue = _events(devices=True)
     tx_b, ue_b = _arrivals(tx, rng), _arrivals(ue, rng)
-    through = _run(fraud_features(_stream(spark, tmp_path, "tx", TX, tx_b), _stream(spark, tmp_path, "ue", UE, ue_b), 3600),
+    through = _run(fraud_features(_stream(spark, tmp_path, "tx", TXD, tx_b), _stream(spark, tmp_path, "ue", UE, ue_b), 3600),
                    tmp_path, "through")
-    history = {"transactions": spark.createDataFrame([r for b in _first_copies(tx_b)[:k] for r in b], TX),
+    history = {"transactions": spark.createDataFrame([r for b in _first_copies(tx_b)[:k] for r in b], TXD),
                "user_events": spark.createDataFrame([r for b in _first_copies(ue_b)[:k] for r in b], UE)}
-    later = lambda name: (_stream(spark, tmp_path, f"tx_{name}", TX, tx_b[k:]), _stream(spark, tmp_path, f"ue_{name}", UE, ue_b[k:]))
+    later = lambda name: (_stream(spark, tmp_path, f"tx_{name}", TXD, tx_b[k:]), _stream(spark, tmp_path, f"ue_{name}", UE, ue_b[k:]))
     started = _run(fraud_features(*later("warm"), 3600, history), tmp_path, "warm")
     cold = _run(fraud_features(*later("cold"), 3600), tmp_path, "cold")
     expected = _by_id(through, _first_copies(tx_b)[k:])

@@ -100,6 +100,22 @@ def test_customer_windows_span_cards_and_days(spark):
        "customer_amount_mean_7d double, amount_vs_customer_mean_30d double, hour_of_day long, is_night int, is_weekend int"))
 
 
+def test_device_features_count_the_customers_transactions_from_that_device_over_30_days(spark):
+    """Per customer and device, over [t - 30 d, t] (this row too, every card of the customer): the
+    count, and the seconds since the first; null for a row without a device. Another customer's
+    use of the same device, and a use 31 days earlier, do not count."""
+    rows = [("d1", -31 * 86400, "A", "d-home"), ("d2", -2 * 86400, "A", "d-home"), ("d3", -3600, "B", "d-home"),
+            ("d4", -600, "A", None), ("d5", -60, "A", "d-new"), ("d6", 0, "B", "d-new"), ("d7", -30, "X", "d-new")]
+    tx = txs(spark, [(e, s, c, "10.00", "m1", "FR", "ecommerce", None, None) for e, s, c, _ in rows])
+    tx = (tx.join(spark.createDataFrame([(e, d) for e, _, _, d in rows], "event_id string, device_id string"), "event_id")
+          .withColumn("customer_id", F.when(F.col("card_token") == "X", "cust-2").otherwise("cust-1")))   # cards A and B: one customer
+    got = add_customer_features(tx).select("event_id", "device_tx_count_30d", "seconds_since_device_first_seen")
+    assertDataFrameEqual(got, spark.createDataFrame([
+        ("d1", 1, 0.0), ("d2", 1, 0.0), ("d3", 2, 2 * 86400 - 3600.0), ("d4", None, None), ("d5", 1, 0.0), ("d6", 2, 60.0),
+        ("d7", 1, 0.0),
+    ], "event_id string, device_tx_count_30d long, seconds_since_device_first_seen double"))
+
+
 def test_merchant_and_terminal_risk_count_frauds_by_when_they_were_labelled(spark):
     """As of the start of each row's hour S: the entity's transactions in [S - w, S) by event
     time, and the fraud share among its transactions first labelled in [S - w, S), here with a

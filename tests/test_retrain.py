@@ -76,10 +76,12 @@ def world(spark, cfg, kafka, overrides, tmp_path_factory):
     home = tmp_path_factory.mktemp("drift_home")
     dcfg = load_config("local", [*overrides, *ML_GRID, "security.pan_hmac_key_missing=generate", "kafka.topic_prefix=drift_",
                                  "monitor.recent_hours=6", "monitor.min_frauds=15",
-                                 # This world is 50 hours long: counts over 7 and 30 days and the
-                                 # risk shares built from them still grow through it, so those
-                                 # groups would drift by construction, not by the world changing.
-                                 "ml.features.fraud.drop_groups=[customer_days, merchant_risk, terminal_risk]"], home=home)
+                                 # This world is 50 hours long: counts over 7 and 30 days (a
+                                 # device's uses and age too) and the risk shares built from them
+                                 # still grow through it, so those groups would drift by
+                                 # construction, not by the world changing.
+                                 "ml.features.fraud.drop_groups=[customer_days, device, merchant_risk, terminal_risk]"],
+                           home=home)
     try:
         Catalog(dcfg).register(spark)
         _produce(spark, dcfg, "bronze", 61, START, HOURS["history"])

@@ -53,19 +53,19 @@ public final class FraudState {
         "distinct_ip_countries_24h", "is_ecommerce", "is_atm",
         "customer_tx_count_1d", "customer_tx_count_7d", "customer_tx_count_30d", "customer_amount_mean_1d",
         "customer_amount_mean_7d", "customer_amount_mean_30d", "amount_vs_customer_mean_30d",
-        "hour_of_day", "is_night", "is_weekend",
+        "hour_of_day", "is_night", "is_weekend", "device_tx_count_30d", "seconds_since_device_first_seen",
     };
     /** Input columns the state reads (the rest of a transaction row passes through). */
     public static final String[] INPUT = {
         "_kind", "_ts", "_kts", "event_id", "customer_id", "card_token", "merchant_id", "merchant_country", "_amt",
-        "channel", "lat", "lon", "event_type", "ip_country", "kafka_partition", "kafka_offset",
+        "channel", "lat", "lon", "event_type", "ip_country", "kafka_partition", "kafka_offset", "device_id",
     };
     static final String[] RISKY = {"password_reset", "device_change", "payee_add"};
 
     /** One transaction in a card's history. */
     public static final class Tx implements Serializable {
         public long ts;
-        public String id, merchant, country;
+        public String id, merchant, country, device;   // device null when the row had none
         public double amt, lat, lon;   // lat/lon NaN when null
         public boolean latNull, lonNull, present;
         public Tx() {}
@@ -103,6 +103,7 @@ public final class FraudState {
                     out.writeString(t.id);
                     out.writeString(t.merchant);
                     out.writeString(t.country);
+                    out.writeString(t.device);
                     out.writeDouble(t.amt);
                     out.writeDouble(t.lat);
                     out.writeDouble(t.lon);
@@ -134,6 +135,7 @@ public final class FraudState {
                     t.id = in.readString();
                     t.merchant = in.readString();
                     t.country = in.readString();
+                    t.device = in.readString();
                     t.amt = in.readDouble();
                     t.lat = in.readDouble();
                     t.lon = in.readDouble();
@@ -163,7 +165,7 @@ public final class FraudState {
     public static StructType outputSchema(StructType input) {
         List<StructField> out = new ArrayList<>();
         HashSet<String> own = new HashSet<>(Arrays.asList("_kind", "_ts", "_kts", "_amt", "event_type", "ip_country",
-                                                              "kafka_partition", "kafka_offset"));
+                                                              "kafka_partition", "kafka_offset", "device_id"));
         for (StructField f : input.fields()) if (!own.contains(f.name())) out.add(f);
         for (String name : FEATURES) out.add(DataTypes.createStructField(name, DataTypes.DoubleType, true));
         return DataTypes.createStructType(out);
@@ -230,6 +232,7 @@ public final class FraudState {
                     t.latNull = r.isNullAt(c[10]); t.lat = t.latNull ? Double.NaN : r.getDouble(c[10]);
                     t.lonNull = r.isNullAt(c[11]); t.lon = t.lonNull ? Double.NaN : r.getDouble(c[11]);
                     t.present = !"ecommerce".equals(r.getString(c[9]));
+                    t.device = r.isNullAt(c[16]) ? null : r.getString(c[16]);
                     String card = r.getString(c[5]);
                     st.cards.computeIfAbsent(card, k -> new ArrayList<>()).add(t);
                     touched.add(card);
@@ -358,6 +361,19 @@ public final class FraudState {
             f[32] = (double) hour;
             f[33] = hour < 6 ? 1.0 : 0.0;
             f[34] = Math.floorMod(Math.floorDiv(t, H24) + 3, 7L) >= 5 ? 1.0 : 0.0;
+            // The row's device among the customer's transactions of [t - 30 d, t] (this one too).
+            String device = r.isNullAt(c[16]) ? null : r.getString(c[16]);
+            if (device != null) {
+                long dn = 0, first = Long.MAX_VALUE;
+                for (List<Tx> card : st.cards.values()) {
+                    for (Tx x : card) {
+                        if (x.ts < t - 30 * H24 || x.ts > t || !device.equals(x.device)) continue;
+                        dn++; first = Math.min(first, x.ts);
+                    }
+                }
+                f[35] = (double) dn;
+                f[36] = (double) (t - first) / 1000.0;
+            }
             Object[] values = new Object[pass.length + FEATURES.length];
             for (int i = 0; i < pass.length; i++) values[i] = r.get(pass[i]);
             System.arraycopy(f, 0, values, pass.length, FEATURES.length);
