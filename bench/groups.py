@@ -5,7 +5,8 @@ validation period, where one refit's column sample moves PR-AUC by about 0.03. T
 home's labelled gold rows exactly as training splits them (``ml.train.build_training_data``),
 fits the champion's fitted setting natively with every group and without each one, over several
 seeds, and reports validation and test PR-AUC and ROC-AUC as means with their spread: a
-measurement to decide on, not a step of training.
+measurement to decide on, not a step of training. Rows and labels are those of the champion's
+training run (none after its split's end).
 
     python -m bench.groups [--groups device,time_of_day] [--seeds 7,11,23] [--out NAME.json]
 
@@ -70,7 +71,10 @@ def main(argv=None) -> int:
     spark = build_session(cfg, app_name="finlake-bench-groups")
     Catalog(cfg).register(spark)
     use_case, _, _ = _settings(cfg, "fraud")
-    data = build_training_data(spark, cfg, use_case, None, None, lambda _m: None)
+    # The rows and labels the training run saw: none later than its split's end (a demo home's
+    # live phase came after its training).
+    as_of = dt.datetime.fromisoformat(trained["split"]["end"]).timestamp()
+    data = build_training_data(spark, cfg, use_case, as_of, None, lambda _m: None)
     groups = [g.strip() for g in a.groups.split(",") if g.strip()] or list(data.use_case.groups)
     unknown = [g for g in groups if g not in data.use_case.groups]
     if unknown:
