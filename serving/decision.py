@@ -152,6 +152,10 @@ def keyed_state(state: str, frames: dict[str, DataFrame], arg: int, history: dic
     starts from."""
     wiring = STATES[state]
     spark = next(iter(frames.values())).sparkSession
+    # A batch transformWithState finds its state stores through the session's coordinator,
+    # which Spark registers only when the session's streaming query manager is first made: in a
+    # session that never touched a stream, the batch fails with CANNOT_LOAD_STATE_STORE.
+    spark.streams  # noqa: B018
     initial = None if history is None else wiring.input(history, extra)._jdf
     return DataFrame(getattr(spark.sparkContext._jvm.finlake, state).apply(wiring.input(frames, extra)._jdf, arg, initial), spark)
 

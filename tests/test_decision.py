@@ -147,6 +147,33 @@ def _run(df, tmp_path, name):
     return df.sparkSession.read.parquet(out)
 
 
+def test_the_fraud_state_runs_as_a_batch_in_a_session_that_never_ran_a_stream(job_env, tmp_path):
+    """The decision path's state over batch frames (the no-cold-start history, a test's expected
+    scores) in a new session: it needs the session's state store coordinator, which Spark makes
+    with the first streaming query manager."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import ROOT
+
+    script = textwrap.dedent("""
+        import datetime as dt
+        from lakehouse.config import load_config
+        from lakehouse.session import build_session
+        from serving.decision import fraud_features
+        from tests.test_decision import TX, UE, _events
+        cfg = load_config("local", ["security.pan_hmac_key_missing=generate"])
+        spark = build_session(cfg, app_name="finlake-test-batch-state")
+        tx, ue = _events()
+        stamp = lambda rows: [(*r, dt.datetime(2026, 3, 2), 0, i) for i, r in enumerate(rows)]
+        print("rows", fraud_features(spark.createDataFrame(stamp(tx), TX), spark.createDataFrame(stamp(ue), UE), 3600).count())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(job_env, FINLAKE_HOME=str(tmp_path / "home")),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "rows 700", out.stderr[-2000:]
+
+
 def test_state_features_are_gold_features(spark):
     assert jvm_features(spark, "FraudState") == CARD_STATE_FEATURES
     assert jvm_features(spark, "MarketState") == MARKET_FEATURES

@@ -104,7 +104,7 @@ def test_device_features_count_the_customers_transactions_from_that_device_over_
     """Per customer and device, over [t - 30 d, t] (this row too, every card of the customer): the
     count, and the seconds since the first; null for a row without a device. Another customer's
     use of the same device, and a use 31 days earlier, do not count."""
-    rows = [("d1", -31 * 86400, "A", "d-home"), ("d2", -2 * 86400, "A", "d-home"), ("d3", -3600, "B", "d-home"),
+    rows = [("d1", -33 * 86400, "A", "d-home"), ("d2", -2 * 86400, "A", "d-home"), ("d3", -3600, "B", "d-home"),
             ("d4", -600, "A", None), ("d5", -60, "A", "d-new"), ("d6", 0, "B", "d-new"), ("d7", -30, "X", "d-new")]
     tx = txs(spark, [(e, s, c, "10.00", "m1", "FR", "ecommerce", None, None) for e, s, c, _ in rows])
     tx = (tx.join(spark.createDataFrame([(e, d) for e, _, _, d in rows], "event_id string, device_id string"), "event_id")
