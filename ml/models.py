@@ -31,7 +31,7 @@ def xgb_params(cfg: Config, use_case: UseCase, setting: dict, pos_weight: float 
     params = {"max_depth": int(setting["max_depth"]), "learning_rate": float(setting["learning_rate"]),
               "n_estimators": int(setting["n_estimators"]), "tree_method": "hist", "device": str(cfg["ml.xgboost.device"]),
               "random_state": 7, "subsample": 0.9, "colsample_bytree": 0.9,
-              "min_child_weight": float(cfg.get("ml.xgboost.min_child_weight") or 1.0)}
+              "min_child_weight": float(cfg["ml.xgboost.min_child_weight"])}
     if use_case.kind == "binary":
         params["objective"] = "binary:logistic"
         if pos_weight:

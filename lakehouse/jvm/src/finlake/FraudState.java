@@ -334,7 +334,10 @@ public final class FraudState {
             f[23] = "ecommerce".equals(channel) ? 1.0 : 0.0;
             f[24] = "atm".equals(channel) ? 1.0 : 0.0;
             // The customer's spending over days, every card of theirs: [t - span, t], and the
-            // amount against the mean of [t - 30 d, t - 1 ms].
+            // amount against the mean of [t - 30 d, t - 1 ms]. The 30-day pass also finds the
+            // row's device among those transactions (this one too).
+            String device = r.isNullAt(c[16]) ? null : r.getString(c[16]);
+            long dn = 0, first = Long.MAX_VALUE;
             long[] days = {H24, 7 * H24, 30 * H24};
             for (int w = 0; w < 3; w++) {
                 long n = 0;
@@ -343,6 +346,7 @@ public final class FraudState {
                     for (Tx x : card) {
                         if (x.ts < t - days[w] || x.ts > t) continue;
                         n++; sum += x.amt;
+                        if (w == 2 && device != null && device.equals(x.device)) { dn++; first = Math.min(first, x.ts); }
                     }
                 }
                 f[25 + w] = (double) n;
@@ -361,16 +365,7 @@ public final class FraudState {
             f[32] = (double) hour;
             f[33] = hour < 6 ? 1.0 : 0.0;
             f[34] = Math.floorMod(Math.floorDiv(t, H24) + 3, 7L) >= 5 ? 1.0 : 0.0;
-            // The row's device among the customer's transactions of [t - 30 d, t] (this one too).
-            String device = r.isNullAt(c[16]) ? null : r.getString(c[16]);
             if (device != null) {
-                long dn = 0, first = Long.MAX_VALUE;
-                for (List<Tx> card : st.cards.values()) {
-                    for (Tx x : card) {
-                        if (x.ts < t - 30 * H24 || x.ts > t || !device.equals(x.device)) continue;
-                        dn++; first = Math.min(first, x.ts);
-                    }
-                }
                 f[35] = (double) dn;
                 f[36] = (double) (t - first) / 1000.0;
             }
