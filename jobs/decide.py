@@ -1,15 +1,16 @@
 """Run the real-time decision paths: Kafka -> per-key state -> gate -> champion -> Kafka, one
 streaming plan each, and land every decision in Delta exactly once.
 
-    python jobs/decide.py                          # fraud and trading, until stopped (Ctrl-C / SIGTERM)
+    python jobs/decide.py                          # fraud, trading and loan PD, until stopped (Ctrl-C / SIGTERM)
     python jobs/decide.py --use-cases fraud --timeout 600
     python jobs/decide.py --from earliest          # a new checkpoint starts at the topics' start
 
-Decisions go to the Kafka topics fraud_decisions and trading_signals, keyed by event id, at
-least once (a batch replayed after a crash sends its decisions again, equal); fraud alerts, with
-their top feature contributions, to fraud_alerts (explained off the decision plan).
-The landing queries keep one row per (event id, model version) in gold.fraud_scores and
-gold.trading_signals; refused rows (failed the gate) go to quarantine.scoring.
+Decisions go to the Kafka topics fraud_decisions, trading_signals and loan_decisions (each loan
+application's probability of default), keyed by event id, at least once (a batch replayed after
+a crash sends its decisions again, equal); fraud alerts, with their top feature contributions,
+to fraud_alerts (explained off the decision plan). The landing queries keep one row per (event
+id, model version) in gold.fraud_scores, gold.trading_signals and gold.loan_pd_scores; refused
+rows (failed the gate) go to quarantine.scoring.
 """
 from __future__ import annotations
 

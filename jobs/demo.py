@@ -1,7 +1,7 @@
 """The end-to-end demo on the embedded default stack, in one command: start (or reuse) the local
 Kafka broker; backfill a training history (two days of event time, all streams) into bronze and
 run the medallion pipeline over it; train the fraud, trading-signal and loan-PD models (MLflow,
-promotion); go live (the pipeline, the fraud and trading decision paths and the loan-PD scorer
+promotion); go live (the pipeline and the fraud, trading and loan-PD decision paths
 while a paced producer sends every stream with a little bad input); write the statistics report,
 monitor each champion, and write FINLAKE_HOME/reports/demo/index.html and summary.json (counts
 per layer, reconciled; model quality; stream performance; statistics; monitoring; plots).
@@ -46,7 +46,8 @@ def _produce_live(queue, cfg, argv):
 
 
 def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
-    """Every live query (the lakehouse, the loan-PD scorer, the fraud and trading decision paths)
+    """Every live query (the lakehouse, the fraud, trading and loan-PD decision paths, a lakehouse
+    scorer for any use case without one)
     while a paced producer sends every stream; the freshness line every 5 s; drain; stop."""
     run = StreamingRun(spark, cfg, "live")
     # A reused broker may hold another run's messages (and decisions): new checkpoints start at
@@ -56,7 +57,7 @@ def go_live(spark, cfg, args, seed: int, steps: Steps) -> dict:
     ends = end_offsets(cfg, topics)   # by the topics' Kafka names
     start_at = {s: json.dumps({topic_name(cfg, t): ends[topic_name(cfg, t)]}) for s, t in zip(STREAMS, topics)}
     run.start_lakehouse(STREAMS, GOLD_VIEWS, args.trigger, bronze_from=start_at)
-    scorers = start_scorers(run, LAKEHOUSE_SCORED, processing_time=args.trigger, only_new=True)   # loan PD: no decision path
+    scorers = start_scorers(run, LAKEHOUSE_SCORED, processing_time=args.trigger, only_new=True)   # use cases without a decision path
     land_from = end_offsets(cfg, [t for p in DECISION_PATHS.values() for t in (p.decisions_topic, p.alerts_topic) if t])
     deciders = start_decision_paths(run, list(DECISION_PATHS), starting_offsets={s: start_at[s] for p in DECISION_PATHS.values()
                                                                                  for s in p.streams}, land_from=land_from)

@@ -119,7 +119,9 @@ USE_CASES: dict[str, UseCase] = {u.name: u for u in (
                          state="FraudState", risk=True, amount="amount")),
     UseCase("trading", "gold.market_features", "gold.trading_signals", "score_trading", ("symbol",),
             DecisionPath("trading", ("market_ticks",), "trading_signals", None, "gold.trading_signals", state="MarketState")),
-    UseCase("loan_pd", "gold.borrower_features", "gold.loan_pd_scores", "score_loan_pd", ("customer_id", "loan_amount")),
+    UseCase("loan_pd", "gold.borrower_features", "gold.loan_pd_scores", "score_loan_pd", ("customer_id", "loan_amount"),
+            DecisionPath("loan_pd", ("loan_applications", "bureau_updates"), "loan_decisions", None, "gold.loan_pd_scores",
+                         state="BorrowerState")),
 )}
 
 DECISION_PATHS: dict[str, DecisionPath] = {n: u.decision for n, u in USE_CASES.items() if u.decision is not None}

@@ -142,7 +142,7 @@ def demo_figures(counts: dict, perf: dict, progress_rows: list) -> dict:
     figs["layers"] = fig
     fig = Figure(figsize=(8, 3.5))
     ax = fig.subplots()
-    for name in (INGEST_QUERY, "silver_transactions", "gold_card_features", "decide_fraud", "score_loan_pd"):
+    for name in (INGEST_QUERY, "silver_transactions", "gold_card_features", "decide_fraud", "decide_loan_pd"):
         pts = sorted((r.timestamp, r.num_input_rows) for r in progress_rows if r.query_name == name and r.num_input_rows > 0)
         if pts:
             t0 = pts[0][0]
@@ -220,8 +220,8 @@ def build_report(summary: dict, figures: dict, training_figs: dict[str, list[Pat
          "figures": [img(p) for name in training_figs for p in training_figs[name]]},
         {"heading": "Stream performance (Table 3 analog, live run)", "text": f"Offered {summary['live']['rate']:,} msgs/s for "
          f"{summary['live']['seconds']} s; micro-batch trigger {summary['live']['trigger']} (the decision paths: "
-         "decisions.trigger). Fraud and trading are decided on their decision paths (jobs/decide.py: Kafka -> per-key "
-         "state -> gate -> champion -> Kafka, landed in gold); loan PD is scored over gold.", "tables": [t3, decided, scoring],
+         "decisions.trigger). Fraud, trading and loan PD are decided on their decision paths (jobs/decide.py: Kafka -> "
+         "per-key state -> gate -> champion -> Kafka, landed in gold).", "tables": [t3, decided, scoring],
          "figures": [stats.figure_to_data_uri(figures["batches"])]},
         {"heading": "Statistics (Table 4 analog)", "text": f"Full report: {summary['stats_report']}",
          "tables": [summary["table4"]], "figures": []},

@@ -11,11 +11,14 @@ every decision to Kafka with Spark's Kafka sink, all in the one plan (no ``forea
 - ``fraud_decisions``: every valid transaction (decision ``pass``, ``alert`` or ``refused`` with
   the gate's reasons); ``explain_fraud`` adds each alert's top feature contributions off the
   plan and writes it to ``fraud_alerts``;
-- ``trading_signals``: every valid tick (a signal, or ``refused``).
+- ``trading_signals``: every valid tick (a signal, or ``refused``);
+- ``loan_decisions``: every valid loan application (its probability of default ``pd``, decision
+  ``scored``, or ``refused``), from ``finlake.BorrowerState`` per customer (the latest bureau
+  snapshot).
 
 Kafka output is at least once, keyed by event id: a batch replayed after a crash sends its
 decisions again, with the same content. ``start_landing`` lands the decision topics in
-``gold.fraud_scores`` / ``gold.trading_signals`` (refused rows in ``quarantine.scoring``)
+``gold.fraud_scores`` / ``gold.trading_signals`` / ``gold.loan_pd_scores`` (refused rows in ``quarantine.scoring``)
 exactly once per (event id, model version).
 
 Rows the silver parse or rules refuse are not decided: the lakehouse path quarantines the
@@ -113,6 +116,33 @@ def _ticks_input(ticks: DataFrame) -> DataFrame:
                         "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
 
 
+_BUREAU = ["credit_score", "utilisation", "delinquencies", "inquiries_6m", "annual_income", "debt_to_income"]
+_APP_PASS = ["event_time", "purpose", "kafka_timestamp"]
+
+
+def borrower_state_input(applications: DataFrame, bureau: DataFrame, extra: tuple[str, ...] = ()) -> DataFrame:
+    """Valid loan applications and bureau updates as one frame in finlake.BorrowerState's input
+    columns; the applications' ``_APP_PASS`` and ``extra`` columns pass through the state."""
+    common = lambda: [_ms("event_time").alias("_ts"), _ms("kafka_timestamp").alias("_kts"), "kafka_partition", "kafka_offset",
+                      "event_id", "customer_id"]
+    apps = applications.select(F.lit("app").alias("_kind"), *common(), *[F.lit(None).cast("double").alias(f"_b{i}") for i in range(len(_BUREAU))],
+                               F.col("loan_amount").cast("double").alias("_loan"), F.col("term_months").cast("double").alias("_term"),
+                               *_APP_PASS, *extra)
+    snaps = bureau.select(F.lit("bureau").alias("_kind"), *common(), *[F.col(a).cast("double").alias(f"_b{i}") for i, a in enumerate(_BUREAU)],
+                          F.lit(None).cast("double").alias("_loan"), F.lit(None).cast("double").alias("_term"),
+                          *[F.lit(None).cast(apps.schema[c].dataType).alias(c) for c in (*_APP_PASS, *extra)])
+    return apps.unionByName(snaps)
+
+
+def _bureau_lookback_ms(cfg: Config) -> int:
+    """How far back a bureau snapshot still counts: gold's ``pipeline.bureau_history_days``."""
+    return int(float(cfg["pipeline.bureau_history_days"]) * 86_400_000)
+
+
+def _within_bureau_lookback(table: DataFrame, newest: dt.datetime, cfg: Config, jvm) -> DataFrame:
+    return table.where(F.col("event_time") >= F.lit(newest - dt.timedelta(milliseconds=_bureau_lookback_ms(cfg))))
+
+
 def _within_lookback(table: DataFrame, newest: dt.datetime, cfg: Config, jvm) -> DataFrame:
     keep = dt.timedelta(milliseconds=int(jvm.FraudState.HOME_LOOKBACK)) + dt.timedelta(seconds=float(cfg["pipeline.allowed_lateness_s"]))
     return table.where(F.col("event_time") >= F.lit(newest - keep))
@@ -141,6 +171,8 @@ STATES: dict[str, StateWiring] = {
                               lambda cfg: int(float(cfg["pipeline.allowed_lateness_s"]) * 1000), _within_lookback),
     "MarketState": StateWiring(lambda f, extra: _ticks_input(f["market_ticks"]),
                                lambda cfg: int(float(cfg["decisions.market_state_ttl_s"]) * 1000), _newest_per_key),
+    "BorrowerState": StateWiring(lambda f, extra: borrower_state_input(f["loan_applications"], f["bureau_updates"], extra),
+                                 _bureau_lookback_ms, _within_bureau_lookback),
 }
 
 
@@ -197,6 +229,14 @@ def market_features_state(ticks: DataFrame, ttl_s: float, history: DataFrame | N
     return keyed_state("MarketState", {"market_ticks": ticks}, int(ttl_s * 1000), None if history is None else {"market_ticks": history})
 
 
+def borrower_features_state(applications: DataFrame, bureau: DataFrame, lookback_ms: int,
+                            history: dict[str, DataFrame] | None = None) -> DataFrame:
+    """Per new loan application: its columns and gold.borrower_features' features from
+    per-customer state (``finlake.BorrowerState``); ``history`` (batch frames of past valid
+    ``loan_applications`` and ``bureau_updates``): the state a new checkpoint starts from."""
+    return keyed_state("BorrowerState", {"loan_applications": applications, "bureau_updates": bureau}, lookback_ms, history)
+
+
 def state_history(spark: SparkSession, cfg: Config, use_case: str, live: dict[str, DataFrame]) -> dict[str, DataFrame] | None:
     """The initial state of a new decision checkpoint: silver's valid events of the path's
     streams over what the state keeps (``StateWiring.history``; fraud: the events within the
@@ -236,12 +276,15 @@ def decision_schema(use_case: str) -> str:
     by its kind, the gate's reasons, the version and times; a path with an alerts topic also
     carries each decision's Kafka time (explained alerts are landed from there)."""
     uc, path = USE_CASES[use_case], DECISION_PATHS[use_case]
-    silver = {f.name: f.dataType.simpleString() for f in SILVER_FIELDS[path.streams[0]].fields}
+    # A kept column that is also a feature (loan PD's loan_amount) is typed as gold's feature.
+    silver = {f.name: f.dataType.simpleString() for f in SILVER_FIELDS[path.streams[0]].fields} | {f: "double" for f in uc.features}
     if uc.kind == "binary":
         outputs = ["score double", "decision string", "threshold double",
                    "top_features array<struct<feature:string,contribution:double>>"]
-    else:
+    elif uc.kind == "multiclass":
         outputs = [*(f"p_{c} double" for c in uc.classes), "signal string", "decision string"]
+    else:
+        outputs = ["pd double", "decision string"]
     return ", ".join(["event_id string", "event_time timestamp", *(f"{c} {silver[c]}" for c in TOPOLOGY[use_case].keep), *outputs,
                       "reasons array<string>", "model_name string", "model_version string", "decided_at timestamp",
                       "event_kafka_timestamp timestamp", *(["decision_kafka_timestamp timestamp"] if path.alerts_topic else [])])
@@ -301,9 +344,11 @@ def decide(features: DataFrame, cfg: Config, use_case: str, columns: tuple[str, 
                "threshold": F.when(ok, F.col("_s.threshold")),
                "top_features": F.lit(None).cast("array<struct<feature:string,contribution:double>>"),
                "decision_kafka_timestamp": F.lit(None).cast("timestamp"), **common}
-    else:
+    elif uc.kind == "multiclass":
         out = {**{f"p_{c}": F.when(ok, F.col("_s.probabilities")[i]) for i, c in enumerate(uc.classes)},
                "signal": F.when(ok, F.col("_s.decision")), "decision": F.when(ok, F.lit("signal")).otherwise(F.lit("refused")), **common}
+    else:   # a probability of default: scored, or refused by the gate
+        out = {"pd": F.when(ok, F.col("_s.score")), "decision": F.when(ok, F.lit("scored")).otherwise(F.lit("refused")), **common}
     names = [c.split(" ")[0] for c in decision_schema(use_case).split(", ")]
     decided = rows.withColumns(out)
     if path.alerts_topic:
@@ -586,8 +631,10 @@ class LandBatch:
         keep = TOPOLOGY[self.path.use_case].keep
         if use_case.kind == "binary":
             outputs = ["score", "decision", "threshold", "top_features"]
-        else:
+        elif use_case.kind == "multiclass":
             outputs = [f"p_{c}" for c in use_case.classes] + ["signal"]
+        else:
+            outputs = ["pd"]
         return rows.select("event_id", "event_time", *keep, F.col("event_kafka_timestamp").alias("kafka_timestamp"),
                            F.lit(None).cast("timestamp").alias("silver_time"), *outputs, "model_name", "model_version",
                            F.col("decided_at").alias("scored_at"), "decision_latency_ms")

@@ -15,10 +15,11 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from serving.decision import fraud_features, jvm_features, market_features_state
+from serving.decision import borrower_features_state, fraud_features, jvm_features, market_features_state
 from lakehouse.generators.cards import SCENARIOS
 from lakehouse.generators.streams import GeneratorConfig, generate
-from lakehouse.gold import CARD_STATE_FEATURES, MARKET_FEATURES, RISK_FEATURE_GROUPS, card_features, market_features
+from lakehouse.gold import (BORROWER_FEATURES, CARD_STATE_FEATURES, MARKET_FEATURES, RISK_FEATURE_GROUPS, borrower_features,
+                            card_features, market_features)
 
 TX = ("event_id string, event_time timestamp, card_token string, customer_id string, merchant_id string, terminal_id string, "
       "merchant_country string, mcc string, amount decimal(18,2), channel string, lat double, lon double, "
@@ -29,6 +30,11 @@ UE = ("event_id string, event_time timestamp, customer_id string, event_type str
       "kafka_timestamp timestamp, kafka_partition int, kafka_offset long")
 TICK = ("event_id string, event_time timestamp, symbol string, bid double, ask double, bid_size long, ask_size long, "
         "kafka_timestamp timestamp, kafka_partition int, kafka_offset long")
+APP = ("event_id string, event_time timestamp, customer_id string, loan_amount decimal(18,2), term_months int, purpose string, "
+       "kafka_timestamp timestamp, kafka_partition int, kafka_offset long")
+BUREAU = ("event_id string, event_time timestamp, customer_id string, credit_score int, utilisation double, delinquencies int, "
+          "inquiries_6m int, annual_income decimal(18,2), debt_to_income double, kafka_timestamp timestamp, kafka_partition int, "
+          "kafka_offset long")
 BATCHES = 4
 
 
@@ -70,6 +76,27 @@ def _ticks(n: int = 1000):
                           int(v["ask_size"])))
         if len(ticks) >= n:
             return ticks
+
+
+def _loans(n_apps: int = 150):
+    """Generated loan applications and bureau updates of a few customers (some apply before any
+    snapshot of theirs, most after several)."""
+    cfg = GeneratorConfig(seed=6, start="2026-03-01T00:00:00Z", rate=0.05, streams=("loan_applications", "bureau_updates"),
+                          n_customers=20)
+    apps, bureau = [], []
+    for e in generate(cfg):
+        v = e.event
+        if e.topic == "loan_applications":
+            apps.append((v["event_id"], _t(v["event_time"]), v["customer_id"], Decimal(str(v["loan_amount"])), int(v["term_months"]),
+                         v["purpose"]))
+        elif e.topic == "bureau_updates":
+            bureau.append((v["event_id"], _t(v["event_time"]), v["customer_id"], int(v["credit_score"]), float(v["utilisation"]),
+                           int(v["delinquencies"]), int(v["inquiries_6m"]), Decimal(str(v["annual_income"])), float(v["debt_to_income"])))
+        if len(apps) >= n_apps:
+            # A customer the bureau never reported on, and one whose snapshot has the application's instant.
+            apps.insert(n_apps // 2, ("la-unknown", apps[n_apps // 2][1], "cust-unknown", Decimal("900.00"), 12, "car"))
+            bureau.append(("bu-same", apps[-1][1], apps[-1][2], 640, 0.5, 1, 2, Decimal("40000.00"), 0.3))
+            return apps, sorted(bureau, key=lambda r: r[1])
 
 
 def _arrivals(rows, rng, batches=BATCHES):
@@ -177,6 +204,7 @@ def test_the_fraud_state_runs_as_a_batch_in_a_session_that_never_ran_a_stream(jo
 def test_state_features_are_gold_features(spark):
     assert jvm_features(spark, "FraudState") == CARD_STATE_FEATURES
     assert jvm_features(spark, "MarketState") == MARKET_FEATURES
+    assert jvm_features(spark, "BorrowerState") == BORROWER_FEATURES
 
 
 def test_fraud_state_equals_gold_over_arrived_events(spark, tmp_path):
@@ -437,6 +465,52 @@ def test_market_state_equals_gold_over_arrived_ticks(spark, tmp_path):
         expected = part.toPandas() if expected is None else pd.concat([expected, part.toPandas()])
     assert got.count() == len(ticks)
     assertDataFrameEqual(got, _frame(spark, expected, got.schema), rtol=1e-9, atol=1e-12)
+
+
+def test_borrower_state_equals_gold_over_arrived_events(spark, tmp_path):
+    """Loan PD's state: each application's latest bureau snapshot at or before it, its age and the
+    loan against income, as gold computes them over the applications and snapshots that had
+    arrived by its batch (late and duplicated copies of both included; applications with no
+    snapshot yet get null bureau features)."""
+    rng = random.Random(6)
+    apps, bureau = _loans()
+    apps_b, bureau_b = _arrivals(apps, rng), _arrivals(bureau, rng)
+    got = _run(borrower_features_state(_stream(spark, tmp_path, "apps", APP, apps_b), _stream(spark, tmp_path, "bureau", BUREAU, bureau_b),
+                                       400 * 86_400_000), tmp_path, "parity_borrower")
+    keep = ["event_id", "event_time", "customer_id", "purpose", "kafka_timestamp"]
+    got = got.select(*keep, *BORROWER_FEATURES)
+    apps_first, bureau_first = _first_copies(apps_b), _first_copies(bureau_b)
+    expected = None
+    for i in range(BATCHES):
+        arrived_apps = _silver(spark, [r for b in apps_first[: i + 1] for r in b], APP)
+        arrived_bureau = _silver(spark, [r for b in bureau_first[: i + 1] for r in b], BUREAU)
+        ids = [r[0] for r in apps_first[i]]
+        part = borrower_features(arrived_apps, arrived_bureau).where(F.col("event_id").isin(ids)).select(*keep, *BORROWER_FEATURES)
+        expected = part.toPandas() if expected is None else pd.concat([expected, part.toPandas()])
+    assert got.count() == len(apps)   # each application decided once
+    assertDataFrameEqual(got, _frame(spark, expected, got.schema), rtol=1e-9, atol=1e-12)
+    assert got.where("credit_score IS NULL").count() > 0 and got.where("snapshot_age_s > 0").count() > 50   # both kinds of row
+    assert got.where("event_id = 'la-unknown'").first().loan_amount == 900.0
+
+
+def test_a_new_loan_checkpoint_starts_from_history_as_if_it_had_run_through(spark, tmp_path):
+    rng, k = random.Random(7), 2
+    apps, bureau = _loans()
+    apps_b, bureau_b = _arrivals(apps, rng), _arrivals(bureau, rng)
+    lookback = 400 * 86_400_000
+    through = _run(borrower_features_state(_stream(spark, tmp_path, "apps", APP, apps_b), _stream(spark, tmp_path, "bureau", BUREAU, bureau_b),
+                                           lookback), tmp_path, "through_loans")
+    history = {"loan_applications": spark.createDataFrame([r for b in _first_copies(apps_b)[:k] for r in b], APP),
+               "bureau_updates": spark.createDataFrame([r for b in _first_copies(bureau_b)[:k] for r in b], BUREAU)}
+    later = lambda name: (_stream(spark, tmp_path, f"apps_{name}", APP, apps_b[k:]), _stream(spark, tmp_path, f"bureau_{name}", BUREAU, bureau_b[k:]))
+    started = _run(borrower_features_state(*later("warm"), lookback, history), tmp_path, "warm_loans")
+    cold = _run(borrower_features_state(*later("cold"), lookback), tmp_path, "cold_loans")
+    expected = _by_id(through, _first_copies(apps_b)[k:])
+    assert started.count() == expected.count() == sum(len(b) for b in _first_copies(apps_b)[k:]) > 50
+    assertDataFrameEqual(started, expected, rtol=1e-9, atol=1e-12)
+    # A cold start knows no snapshot from before K: the applications whose latest one lies there
+    # (few: the bureau reports often) have none.
+    assert cold.exceptAll(expected).count() == cold.where("credit_score IS NULL").count() - started.where("credit_score IS NULL").count() > 0
 
 
 def test_valid_events_parse_each_record_once_and_keep_exactly_the_valid_ones(spark, cfg):

@@ -51,8 +51,8 @@ def test_gold_views_use_cases_and_decision_paths_name_real_tables_suites_and_str
             assert set(u.decision.streams) <= set(STREAMS)
             # The decision path reads the streams its gold view is built from.
             assert set(u.decision.streams) <= set(topology.GOLD_VIEWS[u.features].streams)
-    assert list(topology.DECISION_PATHS) == ["fraud", "trading"]
-    assert topology.LAKEHOUSE_SCORED == ("loan_pd",)
+    assert list(topology.DECISION_PATHS) == ["fraud", "trading", "loan_pd"]
+    assert topology.LAKEHOUSE_SCORED == ()
     assert topology.gold_views_for(["market_ticks", "tx_labels"]) == ["gold.market_features"]
 
 
@@ -92,8 +92,9 @@ def test_the_topology_command_prints_it_with_this_environments_topics(tmp_path):
     lines = out.stdout.splitlines()
     assert "  fraud: gold.card_features -> gold.fraud_scores; gate score_fraud; decides from transactions, user_events" \
            " -> topic fraud_decisions, alerts fraud_alerts" in lines
-    assert "  loan_pd: gold.borrower_features -> gold.loan_pd_scores; gate score_loan_pd; scored from gold" in lines
+    assert "  loan_pd: gold.borrower_features -> gold.loan_pd_scores; gate score_loan_pd; decides from loan_applications," \
+           " bureau_updates -> topic loan_decisions" in lines
     assert f"  silver.market_ticks: {tmp_path}/warehouse/silver/market_ticks" in lines
     result = json.loads(next(l for l in lines if l.startswith("FINLAKE_RESULT ")).split(" ", 1)[1])
     assert result["topics"] == {s: f"acme_{s}" for s in STREAMS}
-    assert result["decision_paths"] == ["fraud", "trading"] and result["lakehouse_scored"] == ["loan_pd"]
+    assert result["decision_paths"] == ["fraud", "trading", "loan_pd"] and result["lakehouse_scored"] == []
