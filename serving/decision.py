@@ -504,9 +504,19 @@ def start_decisions(spark: SparkSession, cfg: Config, use_case: str, starting_of
             if first.exception() is not None:
                 raise first.exception()
             run.tally(first)
-    query = start_query(None, processingTime=trigger or str(cfg["decisions.trigger"]))
+    query = start_query(None, processingTime=trigger or path_trigger(cfg, use_case))
     run.watch(query)
     return query, run
+
+
+def path_trigger(cfg: Config, use_case: str) -> str:
+    """A decision query's processing-time trigger: ``decisions.triggers`` for its use case, or
+    ``decisions.trigger``; ConfigError (one line) for a use case without a decision path."""
+    triggers = dict(cfg["decisions.triggers"] or {})
+    unknown = [u for u in triggers if u not in DECISION_PATHS]
+    if unknown:
+        raise ConfigError(f"decisions.triggers: '{unknown[0]}' has no decision path (known: {', '.join(DECISION_PATHS)})")
+    return str(triggers.get(use_case) or cfg["decisions.trigger"])
 
 
 # The per-key state a decision checkpoint holds: Spark's operator and how finlake writes a key's

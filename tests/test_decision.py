@@ -826,3 +826,14 @@ def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, 
 
     assert scored_columns(spark, "fraud", dcfg)[-2:] == tuple(names)
     assert USE_CASES["fraud"].configured(dcfg).groups["declared"] == tuple(names)
+
+
+def test_a_decision_path_takes_its_own_trigger_or_the_default(tmp_path):
+    from lakehouse.config import ConfigError, load_config
+    from serving.decision import path_trigger
+
+    cfg = load_config("local", ["decisions.trigger=2 seconds", "decisions.triggers={loan_pd: 7 seconds}"], home=tmp_path)
+    assert (path_trigger(cfg, "loan_pd"), path_trigger(cfg, "fraud")) == ("7 seconds", "2 seconds")
+    bad = load_config("local", ["decisions.triggers={loans: 7 seconds}"], home=tmp_path)
+    with pytest.raises(ConfigError, match="^decisions.triggers: 'loans' has no decision path \\(known: fraud, trading, loan_pd\\)$"):
+        path_trigger(bad, "fraud")
