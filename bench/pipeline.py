@@ -9,8 +9,13 @@ and rows per second are timed. Latency: a paced producer runs beside the continu
 each silver (and with ``--gold`` each gold) row's delay is the commit time of the Delta version
 that added it minus its Kafka timestamp. Beside each figure: the average CPU (% of the machine) and peak resident memory
 of this job's process tree (Python driver, Spark's JVM, Python workers) and of the broker, and
-the per-batch time breakdown of every query. Results print as JSON; every run uses its own topic
-prefix and state.
+the per-batch time breakdown of every query. Every run uses its own topic prefix and state.
+
+Each run's record goes to ``bench/results/<--out>`` (default ``pipeline_capacity.json`` or
+``pipeline_latency.json``) with the figures #32 asks for at the top: ``rate`` (offered msgs/s;
+null for a backlog), ``silver_capacity_share_of_raw`` (a capacity run: bronze+silver rows/s over
+the raw Spark limit taken in the same run) and ``gold_latency_p50_ms`` / ``gold_latency_p99_ms``
+(a latency run with ``--gold``: Kafka -> committed gold row, over every gold view's rows).
 """
 from __future__ import annotations
 
@@ -20,9 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from jobs import common
-from lakehouse.metrics import latency_stats, machine, process_sampler, sampled
+from lakehouse.metrics import latency_seconds, latency_stats, machine, process_sampler, sampled
 from lakehouse.runtime import StreamingRun
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _produce(cfg, streams, count, rate, duration, seed):
@@ -58,7 +67,8 @@ def run(spark, cfg, args) -> dict:
     catalog = Catalog(bcfg)
     streams = common.pick("stream", args.streams, STREAMS)
     catalog.register(spark, [stream_table(l, s) for l in ("bronze", "silver", "quarantine") for s in streams] + ["ops.dq_results"])
-    result = {"machine": machine(), "streams": streams}
+    result = {"machine": machine(), "streams": streams, "conf": list(args.conf), "rate": None if args.backlog else args.rate,
+              "silver_capacity_share_of_raw": None, "gold_latency_p50_ms": None, "gold_latency_p99_ms": None}
     if args.backlog:
         result["ingest"] = ingest_mode(bcfg)
         batches = []
@@ -112,8 +122,9 @@ def run(spark, cfg, args) -> dict:
         with sampled(bcfg) as usage:
             result["raw_spark_limit"] = raw_spark_rate(spark, bcfg, streams, home)
         result["raw_spark_limit"]["resources"] = usage
-        result["kafka_to_silver_vs_raw_spark_pct"] = round(
-            100 * result["kafka_to_silver_rows_per_s"] / result["raw_spark_limit"]["rows_per_s"], 1)
+        share = result["kafka_to_silver_rows_per_s"] / result["raw_spark_limit"]["rows_per_s"]
+        result["kafka_to_silver_vs_raw_spark_pct"] = round(100 * share, 1)
+        result["silver_capacity_share_of_raw"] = round(share, 3)
     else:
         run = StreamingRun(spark, bcfg, "bench", catalog)
         ctx = mp.get_context("fork")
@@ -150,9 +161,18 @@ def run(spark, cfg, args) -> dict:
             stats["sent"] = per_topic.get(s, 0)
             stats["completeness_pct"] = round(100.0 * stats["rows"] / stats["sent"], 2) if stats["sent"] else None
             result[f"latency_{s}"] = stats
+        pooled = []
         for table in gold:
-            result[f"latency_{table}"] = latency_stats(spark, catalog.spec(table).location) if catalog.register(spark, [table]) else {"rows": 0}
-    print(json.dumps(result, indent=2))
+            delays = latency_seconds(spark, catalog.spec(table).location) if catalog.register(spark, [table]) else np.zeros(0)
+            result[f"latency_{table}"] = latency_stats(spark, "", delays=delays)
+            pooled.append(delays)
+        if gold:
+            every = latency_stats(spark, "", delays=np.concatenate(pooled))
+            result["gold_latency_p50_ms"], result["gold_latency_p99_ms"] = every.get("median_ms"), every.get("p99_ms")
+    out = RESULTS / (args.out or f"pipeline_{'capacity' if args.backlog else 'latency'}.json")
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+    print(f"bench.pipeline: record in {out}")
     return result
 
 
@@ -185,6 +205,7 @@ def main(argv=None):
     p.add_argument("--drain", type=float, default=20.0, help="latency run: seconds to let the pipeline finish after the load")
     p.add_argument("--trigger", default="1 second", help="latency run: processing-time trigger of every query")
     p.add_argument("--gold", action="store_true", help="latency run: also run the gold feature views of the streams and time them")
+    p.add_argument("--out", default=None, help="the record's file name under bench/results")
     result = common.execute(p, argv, run, app_name="finlake-bench")
     common.emit(result)
     return result

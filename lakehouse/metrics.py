@@ -202,16 +202,22 @@ def ingest_batch_summary(history: list[dict]) -> dict:
             "per_stream_mean_ms": {s: {k: round(sum(v) / len(v)) for k, v in ph.items()} for s, ph in phases.items()}}
 
 
-def latency_stats(spark: SparkSession, location: str, where=None) -> dict:
-    """Kafka -> committed latency of a Delta table's rows (``where``: which): each row's Kafka
-    timestamp against the commit time of the version that added its file; median, p99, max."""
+def latency_seconds(spark: SparkSession, location: str, where=None) -> np.ndarray:
+    """Kafka -> committed latency of a Delta table's rows (``where``: which), in seconds: each
+    row's Kafka timestamp against the commit time of the version that added its file."""
     from pyspark.sql import functions as F
 
     commits = commit_times(location)
     df = spark.read.format("delta").load(location)
     rows = (df.where(where) if where is not None else df).select(
         F.col("kafka_timestamp").cast("double").alias("k"), F.col("_metadata.file_name").alias("f")).collect()
-    delays = np.array([commits[r.f] - r.k for r in rows if r.f in commits])
+    return np.array([commits[r.f] - r.k for r in rows if r.f in commits], dtype=float)
+
+
+def latency_stats(spark: SparkSession, location: str, where=None, delays: np.ndarray | None = None) -> dict:
+    """Kafka -> committed latency of a Delta table's rows (``latency_seconds``; or of the given
+    ``delays`` in seconds): median, p99, max."""
+    delays = latency_seconds(spark, location, where) if delays is None else delays
     if len(delays) == 0:
         return {"rows": 0}
     return {"rows": int(len(delays)), "median_ms": round(float(np.median(delays)) * 1000, 1),
