@@ -20,9 +20,8 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import Catalog
 from lakehouse.gold import (BORROWER_FEATURE_GROUPS, CARD_FEATURE_GROUPS, DECLARED_GROUP, DECLARED_SETTING, MARKET_FEATURE_GROUPS,
                             declared_spec)
+from lakehouse.schemas.events import TRADING_CLASSES
 from lakehouse.topology import USE_CASES as FLOWS   # each use case's tables, declared once
-
-TRADING_CLASSES = ("down", "flat", "up")
 
 
 @dataclass(frozen=True)

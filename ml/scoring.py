@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import StructType
 
 from lakehouse import observe, topology
 from lakehouse.catalog import Catalog
@@ -114,18 +114,11 @@ def _booster(name: str, version: str, raw):
     return booster
 
 
-def score_schema(use_case: UseCase, keep: tuple[str, ...], input_schema: StructType) -> StructType:
-    fields = [input_schema["event_id"], input_schema["event_time"], *[input_schema[c] for c in keep],
-              input_schema["kafka_timestamp"], input_schema["silver_time"]]
-    if use_case.kind == "multiclass":
-        fields += [StructField(f"p_{c}", DoubleType()) for c in use_case.classes] + [StructField("signal", StringType())]
-    elif use_case.kind == "binary":
-        fields += [StructField("score", DoubleType()), StructField("decision", StringType()),
-                   StructField("threshold", DoubleType()), StructField("top_features", StringType())]
-    else:
-        fields += [StructField("pd", DoubleType())]
-    fields += [StructField("model_name", StringType()), StructField("model_version", StringType())]
-    return StructType([StructField(f.name, f.dataType, True) for f in fields])
+def score_schema(table: StructType) -> StructType:
+    """What the scorer's ``mapInPandas`` returns: the score table's declared columns
+    (``lakehouse.schemas.tables``) but the two the batch adds after it (``scored_at``,
+    ``decision_latency_ms``)."""
+    return StructType([f for f in table.fields if f.name not in ("scored_at", "decision_latency_ms")])
 
 
 def predict(booster, x, use_case: UseCase, model: LoadedModel) -> dict[str, np.ndarray]:
@@ -330,7 +323,7 @@ class ScoreBatch:
             if missing:
                 raise RuntimeError(f"{model.name} v{model.version} needs features {missing} that {self.source_name} lacks")
             scorer = make_scorer(self.use_case, model, self._raw(spark, model), self.keep)
-            scored = good.mapInPandas(scorer, score_schema(self.use_case, self.keep, batch.schema))
+            scored = good.mapInPandas(scorer, score_schema(self.target.schema))
             scored = scored.withColumn("scored_at", F.lit(dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)))
             # Filled by the decision path's landing (Kafka in -> decision on Kafka); null here.
             scored = scored.withColumn("decision_latency_ms", F.lit(None).cast("double"))

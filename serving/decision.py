@@ -634,20 +634,11 @@ class LandBatch:
         self.landed = 0
 
     def as_score_rows(self, rows: DataFrame) -> DataFrame:
-        """Decision rows in the score table's columns (those ml.scoring's batch scorer writes,
-        silver_time null: the decision path does not pass through silver)."""
-
-        use_case = USE_CASES[self.path.use_case]
-        keep = TOPOLOGY[self.path.use_case].keep
-        if use_case.kind == "binary":
-            outputs = ["score", "decision", "threshold", "top_features"]
-        elif use_case.kind == "multiclass":
-            outputs = [f"p_{c}" for c in use_case.classes] + ["signal"]
-        else:
-            outputs = ["pd"]
-        return rows.select("event_id", "event_time", *keep, F.col("event_kafka_timestamp").alias("kafka_timestamp"),
-                           F.lit(None).cast("timestamp").alias("silver_time"), *outputs, "model_name", "model_version",
-                           F.col("decided_at").alias("scored_at"), "decision_latency_ms")
+        """Decision rows in the score table's declared columns (``lakehouse.schemas.tables``, as
+        ml.scoring's batch scorer writes them): ``silver_time`` null (the decision path does not
+        pass through silver), the event's Kafka time, the decision's time as ``scored_at``."""
+        source = {"kafka_timestamp": F.col("event_kafka_timestamp"), "silver_time": F.lit(None), "scored_at": F.col("decided_at")}
+        return rows.select(*[source.get(f.name, F.col(f.name)).cast(f.dataType).alias(f.name) for f in self.target.schema.fields])
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession

@@ -837,3 +837,29 @@ def test_a_decision_path_takes_its_own_trigger_or_the_default(tmp_path):
     bad = load_config("local", ["decisions.triggers={loans: 7 seconds}"], home=tmp_path)
     with pytest.raises(ConfigError, match="^decisions.triggers: 'loans' has no decision path \\(known: fraud, trading, loan_pd\\)$"):
         path_trigger(bad, "fraud")
+
+
+@pytest.mark.parametrize("use_case", ["fraud", "trading", "loan_pd"])
+def test_landed_decisions_have_their_score_tables_declared_columns(spark, cfg, tmp_path, use_case):
+    """A decision record from Kafka becomes a row of the use case's score table in exactly the
+    columns declared in lakehouse/schemas/tables.py (the lakehouse scorer writes the same ones):
+    the event's Kafka time, no silver time, the decision's time as scored_at."""
+    import json
+
+    from lakehouse.catalog import Catalog
+    from lakehouse.topology import USE_CASES
+    from ml.scoring import score_schema
+    from serving.decision import LandBatch, decision_rows
+
+    record = {"event_id": "e-1", "event_time": "2026-03-01T00:00:00Z", "decision": "refused" if use_case == "loan_pd" else "pass",
+              "model_name": "m", "model_version": "3", "decided_at": "2026-03-01T00:00:02Z", "event_kafka_timestamp": "2026-03-01T00:00:01Z"}
+    kafka = "value string, topic string, partition int, offset long, timestamp timestamp"
+    src = _stream(spark, tmp_path, "records", kafka, [[(json.dumps(record), "some_topic", 0, 7, dt.datetime(2026, 3, 1, 0, 0, 3))]])
+    got = LandBatch(cfg, use_case, str(tmp_path / "checkpoint")).as_score_rows(src.transform(decision_rows(use_case, "1 hour")))
+    declared = Catalog(cfg).spec(USE_CASES[use_case].scores).schema
+    assert [(f.name, f.dataType) for f in got.schema.fields] == [(f.name, f.dataType) for f in declared.fields]
+    row = _run(got, tmp_path, f"landed_{use_case}").first()
+    assert (row.event_id, row.silver_time, row.kafka_timestamp, row.scored_at, row.model_version, row.decision_latency_ms) == (
+        "e-1", None, dt.datetime(2026, 3, 1, 0, 0, 1), dt.datetime(2026, 3, 1, 0, 0, 2), "3", 2000.0)
+    # The lakehouse scorer's rows: the same columns but the two its batch adds after scoring.
+    assert [f.name for f in score_schema(declared).fields] + ["scored_at", "decision_latency_ms"] == declared.fieldNames()

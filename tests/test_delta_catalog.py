@@ -17,13 +17,13 @@ PROVENANCE = ("0 AS kafka_partition", "CAST(0 AS LONG) AS kafka_offset", "curren
 
 def test_catalog_registers_every_declared_table(spark, cfg):
     catalog = Catalog(cfg)
-    registered = {f"{r.namespace}.{r.tableName}" for db in ("bronze", "silver", "quarantine", "ops", "truth")
+    registered = {f"{r.namespace}.{r.tableName}" for db in ("bronze", "silver", "quarantine", "ops", "truth", "gold")
                   for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
     declared_with_schema = {s.name for s in catalog if s.schema is not None}
-    assert registered == declared_with_schema
-    assert {s.name for s in catalog if s.schema is None} == {
-        "gold.card_features", "gold.market_features", "gold.borrower_features",
-        "gold.fraud_scores", "gold.trading_signals", "gold.loan_pd_scores"}
+    assert declared_with_schema <= registered
+    # The gold feature views' columns follow the config (the user's declared features): their
+    # writers define them. Every other table's schema is declared in code.
+    assert {s.name for s in catalog if s.schema is None} == {"gold.card_features", "gold.market_features", "gold.borrower_features"}
     spec = catalog.spec("silver.transactions")
     assert (spec.location, spec.checkpoint) == (f"{cfg['paths.warehouse']}/silver/transactions",
                                                 f"{cfg['paths.checkpoints']}/silver/transactions")

@@ -18,6 +18,8 @@ from pyspark.sql.types import (
 )
 
 AMOUNT = DecimalType(18, 2)
+# The trading signal's classes, in the model's class order (its score table's p_<class> columns).
+TRADING_CLASSES = ("down", "flat", "up")
 
 # Fields a source maps that finlake has no column for: kept, as text, in every silver table's
 # ``extras`` map (a JSON object of strings in the message), never silently dropped.

@@ -115,6 +115,32 @@ TRUTH_LOAN_PD = StructType([
 ])
 
 # Where each silver row came from, and when it became readable in silver.
+def _scores(keep: list[StructField], outputs: list[StructField]) -> StructType:
+    """A score table: the event's id and time, the use case's kept columns, where the row came
+    from (``silver_time`` null for a row the decision path decided), the model's outputs, the
+    version, when it was scored and (decision path) the Kafka -> decision latency."""
+    fields = [StructField("event_id", StringType()), StructField("event_time", TimestampType()), *keep,
+              StructField("kafka_timestamp", TimestampType()), StructField("silver_time", TimestampType()), *outputs,
+              StructField("model_name", StringType()), StructField("model_version", StringType()),
+              StructField("scored_at", TimestampType()), StructField("decision_latency_ms", DoubleType())]
+    return StructType([StructField(f.name, f.dataType, True) for f in fields])
+
+
+# The score tables, written by the lakehouse scorer (ml/scoring.py) and by the decision paths'
+# landing (serving/decision.py) alike. Kept columns are typed as the use case's gold view holds
+# them; top_features is the alert's top contributions as JSON text.
+FRAUD_SCORES = _scores(
+    [StructField("card_token", StringType()), StructField("customer_id", StringType()), StructField("amount", events.AMOUNT)],
+    [StructField("score", DoubleType()), StructField("decision", StringType()), StructField("threshold", DoubleType()),
+     StructField("top_features", StringType())])
+TRADING_SIGNALS = _scores(
+    [StructField("symbol", StringType())],
+    [*(StructField(f"p_{c}", DoubleType()) for c in events.TRADING_CLASSES), StructField("signal", StringType())])
+LOAN_PD_SCORES = _scores(
+    [StructField("customer_id", StringType()), StructField("loan_amount", DoubleType())],
+    [StructField("pd", DoubleType())])
+
+
 PROVENANCE = [
     StructField("kafka_partition", IntegerType(), False),
     StructField("kafka_offset", LongType(), False),
@@ -136,6 +162,9 @@ SCHEMAS: dict[str, StructType] = {
     "dq_results": DQ_RESULTS,
     "stream_metrics": STREAM_METRICS,
     "model_monitor": MODEL_MONITOR,
+    "fraud_scores": FRAUD_SCORES,
+    "trading_signals": TRADING_SIGNALS,
+    "loan_pd_scores": LOAN_PD_SCORES,
     "silver_transactions": with_provenance(events.SILVER_TRANSACTIONS),
     "tx_labels": with_provenance(events.TX_LABEL_MESSAGE),
     "market_ticks": with_provenance(events.MARKET_TICK_MESSAGE),
