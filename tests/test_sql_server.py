@@ -57,9 +57,10 @@ def sql_home(spark, cfg, overrides, job_env, tmp_path_factory):
         .write.format("delta").mode("append").saveAsTable("silver.transactions")          # version 1
     spark.createDataFrame(silver_rows([("t4", "99.99"), ("t5", "1.00")]), schema) \
         .write.format("delta").mode("append").saveAsTable("silver.transactions")          # version 2
-    spark.createDataFrame([("t1", 0.91, "3", True), ("t3", 0.02, "3", False), ("t9", 0.5, "3", False)],
-                          "event_id string, score double, model_version string, alert boolean") \
-        .write.format("delta").save(catalog.spec("gold.fraud_scores").location)
+    scores = catalog.spec("gold.fraud_scores")   # declared: created empty by register, in its columns
+    spark.createDataFrame([{**dict.fromkeys(scores.schema.fieldNames()), "event_id": i, "score": p, "model_version": "3", "decision": d}
+                           for i, p, d in (("t1", 0.91, "alert"), ("t3", 0.02, "pass"), ("t9", 0.5, "pass"))], scores.schema) \
+        .write.format("delta").mode("append").save(scores.location)
     spark.createDataFrame([(T0, "silver.transactions", 1, "finlake.pipeline", "duplicates_dropped", "true", 2, 5, None),
                            (T0, "silver.transactions", 1, "finlake.pipeline", "amount_positive", "false", 1, 5, {"k": "v"})],
                           "run_time timestamp, table string, batch_id long, suite string, expectation string, success string, "
