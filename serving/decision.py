@@ -42,7 +42,7 @@ from lakehouse.bronze import kafka_to_bronze, tokenize_pan
 from lakehouse.catalog import Catalog, read_delta_if_exists
 from lakehouse.config import Config, ConfigError
 from lakehouse.generators.streams import GeneratorConfig, generate
-from lakehouse.gold import RISK_FEATURE_GROUPS, declared_features
+from lakehouse.gold import BORROWER_FEATURE_GROUPS, RISK_FEATURE_GROUPS, declared_features
 from lakehouse.jvm import register_functions
 from lakehouse.kafka.clients import spark_kafka_options, topic_name
 from lakehouse.commits import app_id, idempotent_append
@@ -116,7 +116,7 @@ def _ticks_input(ticks: DataFrame) -> DataFrame:
                         "event_id", "symbol", "bid", "ask", "bid_size", "ask_size", "event_time", "kafka_timestamp")
 
 
-_BUREAU = ["credit_score", "utilisation", "delinquencies", "inquiries_6m", "annual_income", "debt_to_income"]
+_BUREAU = BORROWER_FEATURE_GROUPS["bureau"]   # the snapshot's attributes, as gold reads them
 _APP_PASS = ["event_time", "purpose", "kafka_timestamp"]
 
 

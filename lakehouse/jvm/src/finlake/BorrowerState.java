@@ -13,7 +13,6 @@ import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -151,10 +150,7 @@ public final class BorrowerState {
         public List<Row> add(State st, List<Row> rows, boolean emit) {
             HashSet<String> seen = new HashSet<>(st.appIds);
             for (Snapshot s : st.snapshots) seen.add(s.id);
-            List<Row> batch = new ArrayList<>(rows);
-            // Copies of one id: the first by Kafka position counts, as in silver.
-            batch.sort(Comparator.comparingLong((Row r) -> r.getLong(c[2])).thenComparingInt(r -> r.getInt(c[3]))
-                       .thenComparingLong(r -> r.getLong(c[4])));
+            List<Row> batch = KeyedState.inArrivalOrder(rows, c[2], c[3], c[4]);
             List<Row> apps = new ArrayList<>();
             for (Row r : batch) {
                 String id = r.getString(c[5]);
@@ -218,10 +214,7 @@ public final class BorrowerState {
             }
             f[8] = loan;
             f[9] = term;
-            Object[] values = new Object[pass.length + FEATURES.length];
-            for (int i = 0; i < pass.length; i++) values[i] = r.get(pass[i]);
-            System.arraycopy(f, 0, values, pass.length, FEATURES.length);
-            return RowFactory.create(values);
+            return KeyedState.output(r, pass, f);
         }
     }
 }

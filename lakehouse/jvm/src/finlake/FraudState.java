@@ -14,7 +14,6 @@ import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -214,10 +213,7 @@ public final class FraudState {
             HashSet<String> seen = new HashSet<>();
             for (ArrayList<Tx> l : st.cards.values()) for (Tx t : l) seen.add(t.id);
             for (Ue u : st.user) seen.add(u.id);
-            List<Row> batch = new ArrayList<>(rows);
-            // Copies of one id: the first by Kafka position counts, as in silver.
-            batch.sort(Comparator.comparingLong((Row r) -> r.getLong(c[2])).thenComparingInt(r -> r.getInt(c[14]))
-                       .thenComparingLong(r -> r.getLong(c[15])));
+            List<Row> batch = KeyedState.inArrivalOrder(rows, c[2], c[14], c[15]);
             List<Row> newTx = new ArrayList<>();
             HashSet<String> touched = new HashSet<>();
             for (Row r : batch) {
@@ -369,10 +365,7 @@ public final class FraudState {
                 f[35] = (double) dn;
                 f[36] = (double) (t - first) / 1000.0;
             }
-            Object[] values = new Object[pass.length + FEATURES.length];
-            for (int i = 0; i < pass.length; i++) values[i] = r.get(pass[i]);
-            System.arraycopy(f, 0, values, pass.length, FEATURES.length);
-            return RowFactory.create(values);
+            return KeyedState.output(r, pass, f);
         }
     }
 

@@ -2,6 +2,7 @@ package finlake;
 
 import java.io.Serializable;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 
 import org.apache.spark.api.java.function.FlatMapGroupsWithStateFunction;
@@ -11,6 +12,7 @@ import org.apache.spark.sql.Encoder;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.KeyValueGroupedDataset;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.functions;
 import org.apache.spark.sql.streaming.ExpiredTimerInfo;
 import org.apache.spark.sql.streaming.GroupState;
@@ -64,6 +66,26 @@ public final class KeyedState {
         int[] pass = new int[out.size() - features];
         for (int i = 0; i < pass.length; i++) pass[i] = in.fieldIndex(out.fields()[i].name());
         return new int[][] {idx, pass};
+    }
+
+    /**
+     * A copy of {@code rows} in arrival order: Kafka time, then partition and offset (columns
+     * {@code kts}, {@code partition}, {@code offset}), so of copies of one id the first by Kafka
+     * position counts, as in silver.
+     */
+    public static List<Row> inArrivalOrder(List<Row> rows, int kts, int partition, int offset) {
+        List<Row> batch = new ArrayList<>(rows);
+        batch.sort(Comparator.comparingLong((Row r) -> r.getLong(kts)).thenComparingInt(r -> r.getInt(partition))
+                   .thenComparingLong(r -> r.getLong(offset)));
+        return batch;
+    }
+
+    /** An output row: the input row's {@code pass} columns, then the features. */
+    public static Row output(Row r, int[] pass, Object[] features) {
+        Object[] values = new Object[pass.length + features.length];
+        for (int i = 0; i < pass.length; i++) values[i] = r.get(pass[i]);
+        System.arraycopy(features, 0, values, pass.length, features.length);
+        return RowFactory.create(values);
     }
 
     static List<Row> drain(scala.collection.Iterator<Row> rows) {

@@ -13,7 +13,6 @@ import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -133,9 +132,7 @@ public final class MarketState {
 
         @Override
         public List<Row> add(State st, List<Row> rows, boolean emit) {
-            List<Row> batch = new ArrayList<>(rows);
-            batch.sort(Comparator.comparingLong((Row r) -> r.getLong(c[1])).thenComparingInt(r -> r.getInt(c[2]))
-                       .thenComparingLong(r -> r.getLong(c[3])));
+            List<Row> batch = KeyedState.inArrivalOrder(rows, c[1], c[2], c[3]);
             List<Row> fresh = new ArrayList<>();
             List<Tick> freshTicks = new ArrayList<>();
             for (Row r : batch) {
@@ -203,10 +200,7 @@ public final class MarketState {
                 (ask - bid) / t.mid * 1e4, Double.isNaN(t.imbalance) ? null : t.imbalance,
                 meanImbalance(ticks, at, 5), meanImbalance(ticks, at, 20),
             };
-            Object[] values = new Object[pass.length + FEATURES.length];
-            for (int i = 0; i < pass.length; i++) values[i] = r.get(pass[i]);
-            System.arraycopy(f, 0, values, pass.length, FEATURES.length);
-            return RowFactory.create(values);
+            return KeyedState.output(r, pass, f);
         }
     }
 }
