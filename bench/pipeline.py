@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs import common
-from lakehouse.metrics import latency_seconds, latency_stats, machine, process_sampler, sampled
+from lakehouse.metrics import latency_seconds, latency_stats, latency_summary, machine, process_sampler, sampled
 from lakehouse.runtime import StreamingRun
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -168,13 +168,13 @@ def run(spark, cfg, args) -> dict:
         pooled = []
         for table in gold:
             delays = latency_seconds(spark, catalog.spec(table).location) if catalog.register(spark, [table]) else np.zeros(0)
-            result[f"latency_{table}"] = latency_stats(spark, "", delays=delays)
+            result[f"latency_{table}"] = latency_summary(delays)
             # Completeness: the share of its driving stream's silver rows that reached the view.
             driver = result[f"latency_{GOLD_VIEWS[table].driver}"]["rows"]
             result[f"latency_{table}"]["completeness_pct"] = round(100.0 * len(delays) / driver, 2) if driver else None
             pooled.append(delays)
         if gold:
-            every = latency_stats(spark, "", delays=np.concatenate(pooled))
+            every = latency_summary(np.concatenate(pooled))
             result["gold_latency_p50_ms"], result["gold_latency_p99_ms"] = every.get("median_ms"), every.get("p99_ms")
     out = RESULTS / (args.out or f"pipeline_{'capacity' if args.backlog else 'latency'}.json")
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")

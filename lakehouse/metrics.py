@@ -214,10 +214,13 @@ def latency_seconds(spark: SparkSession, location: str, where=None) -> np.ndarra
     return np.array([commits[r.f] - r.k for r in rows if r.f in commits], dtype=float)
 
 
-def latency_stats(spark: SparkSession, location: str, where=None, delays: np.ndarray | None = None) -> dict:
-    """Kafka -> committed latency of a Delta table's rows (``latency_seconds``; or of the given
-    ``delays`` in seconds): median, p99, max."""
-    delays = latency_seconds(spark, location, where) if delays is None else delays
+def latency_stats(spark: SparkSession, location: str, where=None) -> dict:
+    """Kafka -> committed latency of a Delta table's rows (``latency_seconds``): median, p99, max."""
+    return latency_summary(latency_seconds(spark, location, where))
+
+
+def latency_summary(delays: np.ndarray) -> dict:
+    """Rows, median, p99 and max (ms) of latencies given in seconds."""
     if len(delays) == 0:
         return {"rows": 0}
     return {"rows": int(len(delays)), "median_ms": round(float(np.median(delays)) * 1000, 1),
