@@ -10,15 +10,15 @@ from lakehouse.config import load_config
 from lakehouse.jvm import packages_dir, udf_jar_path
 from lakehouse.session import spark_properties, submit_args
 
-DELTA = f"io.delta:delta-spark_4.1_2.13:{version('delta-spark')}"
+DELTA = f"io.delta:delta-spark_4.2_2.13:{version('delta-spark')}"
 KAFKA = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
 
 
 def test_pins_agree_with_each_other():
     # The Delta jar must match the pip package and the Spark line it is built for.
-    assert pyspark.__version__ == "4.1.1"
+    assert pyspark.__version__ == "4.2.0"
     assert xgboost.__version__ == "3.2.0"   # the xgboost-cpu or the xgboost distribution: the same module
-    assert DELTA == "io.delta:delta-spark_4.1_2.13:4.3.1"
+    assert DELTA == "io.delta:delta-spark_4.2_2.13:4.4.0"
     assert int(version("pandas").split(".")[0]) < 3
 
 
