@@ -142,3 +142,76 @@ def test_scheduler_pools_are_written_from_config_and_bad_ones_refused(tmp_path):
         assert says in str(err.value) and "\n" not in str(err.value)
     off = load_config("local", ["spark.scheduler_pools={}"], home=tmp_path)
     assert "spark.scheduler.mode" not in spark_properties(off) and write_pools(off) is None
+
+
+def _serve_with_ranges(root):
+    """A local HTTP server that answers HEAD and byte-range GETs, as Maven Central does."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _body(self):
+            return (root / self.path.lstrip("/")).read_bytes()
+
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self._body())))
+            self.end_headers()
+
+        def do_GET(self):
+            body = self._body()
+            start, end = (int(x) for x in self.headers["Range"].removeprefix("bytes=").split("-"))
+            part = body[start:end + 1]
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(part)))
+            self.end_headers()
+            self.wfile.write(part)
+            self.requests_served.append((start, end))
+
+        def log_message(self, *args):
+            pass
+
+    Handler.requests_served = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, Handler.requests_served
+
+
+def test_the_rapids_check_reads_a_remote_jars_shims_and_refuses_a_spark_it_lacks(tmp_path, capsys):
+    import zipfile
+
+    import pytest
+
+    from jobs.stack import rapids_support
+    from lakehouse.jars import artifact_url, remote_jar_entries, shim_name
+
+    # A jar shaped like the RAPIDS Accelerator's: shim folders beside shared classes, with a large
+    # incompressible body so that reading its entries must not fetch it whole.
+    jar = tmp_path / "com/nvidia/rapids-4-spark_2.13/26.08.1/rapids-4-spark_2.13-26.08.1.jar"
+    jar.parent.mkdir(parents=True)
+    with zipfile.ZipFile(jar, "w") as z:
+        for name in ("spark411/com/A.class", "spark420/com/A.class", "spark400db173/com/A.class", "com/nvidia/Plugin.class"):
+            z.writestr(name, b"x")
+        z.writestr("spark-shared/blob.bin", __import__("os").urandom(4 << 20))
+    server, served = _serve_with_ranges(tmp_path)
+    try:
+        repo = f"http://127.0.0.1:{server.server_port}"
+        url = artifact_url("com.nvidia:rapids-4-spark_2.13:26.08.1", repo)
+        entries = remote_jar_entries(url)
+        assert sum(end - start + 1 for start, end in served) < 2 << 20   # the directory, not the 4 MB body
+    finally:
+        server.shutdown()
+    assert set(entries) == {"spark411/com/A.class", "spark420/com/A.class", "spark400db173/com/A.class",
+                            "com/nvidia/Plugin.class", "spark-shared/blob.bin"}
+    assert shim_name("4.2.0") == "spark420"
+
+    cfg = load_config("gpu", home=tmp_path)
+    assert rapids_support(cfg, "4.2.0", lambda _url: entries) == {
+        "rapids": "com.nvidia:rapids-4-spark_2.13:26.08.1", "spark": "4.2.0", "shim": "spark420",
+        "shims": ["spark400db173", "spark411", "spark420"]}
+    with pytest.raises(SystemExit) as missing:
+        rapids_support(cfg, "4.3.0", lambda _url: entries)
+    assert missing.value.code == 1
+    assert "has no shim for Spark 4.3.0 (spark430)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rapids_support(load_config("local", home=tmp_path), "4.2.0", lambda _url: entries)
