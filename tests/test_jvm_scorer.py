@@ -75,9 +75,17 @@ def _rows(n: int = 1500, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
-def _frame(spark, rows: pd.DataFrame):
+def _frame(spark, rows: pd.DataFrame, stored=None):
+    """The rows as a DataFrame; with ``stored`` (a folder), read from Parquet files there: a plan
+    that reads its source again at each run, as a streaming plan does each batch (over local
+    rows Spark's optimizer evaluates the whole projection once while it plans, and the plan
+    keeps those answers)."""
+    df = spark.createDataFrame(rows)
+    if stored is not None:
+        df.write.parquet(str(stored))
+        df = spark.read.parquet(str(stored))
     # Half of the missing values as SQL nulls, half as NaN: both are missing to the booster.
-    return spark.createDataFrame(rows).select(
+    return df.select(
         "id", *[F.when(F.col("id") % 2 == 0, F.col(n)).otherwise(F.when(~F.isnan(n), F.col(n))).alias(n) for n in FEATURES],
         F.when(~F.isnan("amount"), F.col("amount")).cast("decimal(18,2)").alias("amount"))
 
@@ -135,7 +143,7 @@ def test_a_served_spec_replaced_on_disk_serves_the_new_version_in_the_same_plan(
     served = str(tmp_path / "serving" / "fraud.json")
     write_served(served, v1)
     register_jvm_scorer(spark, "finlake_test_served", served=served, refresh_s=0.2)
-    plan = _scored(_frame(spark, rows), "finlake_test_served")
+    plan = _scored(_frame(spark, rows, stored=tmp_path / "rows"), "finlake_test_served")
     assertDataFrameEqual(plan, _expected(spark, v1, "binary", rows), checkRowOrder=False, rtol=0, atol=1e-6)
     write_served(served, v2)
     time.sleep(0.5)
@@ -180,7 +188,7 @@ def test_a_moved_champion_alias_is_served_by_the_same_plan(spark, overrides, tmp
     served = ServedChampion(cfg, USE_CASES["fraud"], str(tmp_path / "serving" / "fraud.json"))
     served.refresh()
     register_jvm_scorer(spark, "finlake_test_champion", served=served.path, refresh_s=0.2)
-    plan = _scored(_frame(spark, rows), "finlake_test_champion")
+    plan = _scored(_frame(spark, rows, stored=tmp_path / "rows"), "finlake_test_champion")
 
     def expected(version):
         m = versions[version]
