@@ -53,8 +53,12 @@ def packages_dir(cfg: Config) -> Path:
 
 
 def udf_jar_path(cfg: Config) -> Path:
-    """Where our jar for the current sources lives."""
-    return cfg.path("paths.cache") / f"finlake-udf-{_digest(p.read_bytes() for p in _sources())}.jar"
+    """Where our jar for the current sources, compiled against the installed pyspark's jars,
+    lives: a new Spark (an upgrade in the same FINLAKE_HOME) compiles it again rather than
+    reusing classes built against another Spark's API."""
+    from importlib.metadata import version
+
+    return cfg.path("paths.cache") / f"finlake-udf-{_digest([version('pyspark'), *(p.read_bytes() for p in _sources())])}.jar"
 
 
 def jar_specs(cfg: Config) -> list[str]:

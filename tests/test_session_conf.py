@@ -215,3 +215,14 @@ def test_the_rapids_check_reads_a_remote_jars_shims_and_refuses_a_spark_it_lacks
     assert "has no shim for Spark 4.3.0 (spark430)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         rapids_support(load_config("local", home=tmp_path), "4.2.0", lambda _url: entries)
+
+
+def test_finlakes_jar_is_compiled_again_for_another_spark(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    cfg = load_config("local", home=tmp_path)
+    here = udf_jar_path(cfg)
+    assert udf_jar_path(cfg) == here   # the same sources and Spark: the cached jar
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.9.0" if name == "pyspark" else real(name))
+    assert udf_jar_path(cfg) != here and udf_jar_path(cfg).parent == here.parent
