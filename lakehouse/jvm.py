@@ -56,9 +56,9 @@ def udf_jar_path(cfg: Config) -> Path:
     """Where our jar for the current sources, compiled against the installed pyspark's jars,
     lives: a new Spark (an upgrade in the same FINLAKE_HOME) compiles it again rather than
     reusing classes built against another Spark's API."""
-    from importlib.metadata import version
+    import pyspark   # its version, not its distribution's: a Databricks runtime's pyspark is not pip-installed
 
-    return cfg.path("paths.cache") / f"finlake-udf-{_digest([version('pyspark'), *(p.read_bytes() for p in _sources())])}.jar"
+    return cfg.path("paths.cache") / f"finlake-udf-{_digest([pyspark.__version__, *(p.read_bytes() for p in _sources())])}.jar"
 
 
 def jar_specs(cfg: Config) -> list[str]:

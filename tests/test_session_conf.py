@@ -218,11 +218,8 @@ def test_the_rapids_check_reads_a_remote_jars_shims_and_refuses_a_spark_it_lacks
 
 
 def test_finlakes_jar_is_compiled_again_for_another_spark(tmp_path, monkeypatch):
-    import importlib.metadata
-
     cfg = load_config("local", home=tmp_path)
     here = udf_jar_path(cfg)
     assert udf_jar_path(cfg) == here   # the same sources and Spark: the cached jar
-    real = importlib.metadata.version
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.9.0" if name == "pyspark" else real(name))
+    monkeypatch.setattr(pyspark, "__version__", "4.9.0")
     assert udf_jar_path(cfg) != here and udf_jar_path(cfg).parent == here.parent
