@@ -24,7 +24,7 @@ def rapids_support(cfg, spark_version: str, entries_of=remote_jar_entries) -> di
     """The profile's RAPIDS Accelerator jar against a Spark release: the jar runs only on the
     Spark versions it has a shim folder for, read from its central directory on Maven Central
     (a few megabytes of a jar of about 1 GB)."""
-    coords = [c for c in cfg["spark.packages"] if c.split(":")[1:2] and c.split(":")[1].startswith("rapids-4-spark")]
+    coords = [c for c in cfg["spark.packages"] if c.partition(":")[2].startswith("rapids-4-spark")]
     if not coords:
         common.fail(f"env '{cfg.env}' loads no RAPIDS jar (spark.packages has no com.nvidia:rapids-4-spark_*): the GPU profile is --env gpu")
     shim = shim_name(spark_version)

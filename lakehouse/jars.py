@@ -28,6 +28,14 @@ def ivy_jar() -> Path:
     return Path(found[-1])
 
 
+def coordinate_parts(coordinate: str) -> tuple[str, str, str]:
+    """``group:artifact:version`` -> its three parts; anything else is a JarResolutionError."""
+    parts = coordinate.split(":")
+    if len(parts) != 3:
+        raise JarResolutionError(f"expected group:artifact:version, got '{coordinate}'")
+    return parts[0], parts[1], parts[2]
+
+
 def resolve(coordinates: list[str], dest: Path, ivy_cache: Path, log: Path | None = None) -> list[Path]:
     """Download ``group:artifact:version`` coordinates and their runtime dependencies into ``dest``.
 
@@ -41,10 +49,7 @@ def resolve(coordinates: list[str], dest: Path, ivy_cache: Path, log: Path | Non
     dest.mkdir(parents=True, exist_ok=True)
     deps = []
     for coord in coordinates:
-        try:
-            org, name, rev = coord.split(":")
-        except ValueError:
-            raise JarResolutionError(f"expected group:artifact:version, got '{coord}'") from None
+        org, name, rev = coordinate_parts(coord)
         deps.append(f"<dependency org={quoteattr(org)} name={quoteattr(name)} rev={quoteattr(rev)} conf=\"default->default\"/>")
     ivy_xml = dest / "ivy.xml"
     ivy_xml.write_text(
@@ -74,10 +79,7 @@ MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 
 def artifact_url(coordinate: str, repository: str = MAVEN_CENTRAL) -> str:
     """The jar's address in a Maven repository: ``group:artifact:version`` -> ``.../artifact-version.jar``."""
-    try:
-        org, name, rev = coordinate.split(":")
-    except ValueError:
-        raise JarResolutionError(f"expected group:artifact:version, got '{coordinate}'") from None
+    org, name, rev = coordinate_parts(coordinate)
     return f"{repository}/{org.replace('.', '/')}/{name}/{rev}/{name}-{rev}.jar"
 
 

@@ -178,6 +178,7 @@ def _serve_with_ranges(root):
 
 
 def test_the_rapids_check_reads_a_remote_jars_shims_and_refuses_a_spark_it_lacks(tmp_path, capsys):
+    import os
     import zipfile
 
     import pytest
@@ -192,7 +193,7 @@ def test_the_rapids_check_reads_a_remote_jars_shims_and_refuses_a_spark_it_lacks
     with zipfile.ZipFile(jar, "w") as z:
         for name in ("spark411/com/A.class", "spark420/com/A.class", "spark400db173/com/A.class", "com/nvidia/Plugin.class"):
             z.writestr(name, b"x")
-        z.writestr("spark-shared/blob.bin", __import__("os").urandom(4 << 20))
+        z.writestr("spark-shared/blob.bin", os.urandom(4 << 20))
     server, served = _serve_with_ranges(tmp_path)
     try:
         repo = f"http://127.0.0.1:{server.server_port}"
