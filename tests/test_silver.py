@@ -226,6 +226,28 @@ def test_silver_batch_routes_dedups_and_is_idempotent(spark, fresh_cfg):
     assert app_id(ckpt, "x") == fn.app and app_id(str(fresh_cfg.home / "other"), "x") != fn.app
 
 
+def test_a_batch_reports_every_reason_its_quarantine_holds(spark, fresh_cfg):
+    """The quarantine metrics' reasons (tallied apart from the counts' aggregation) are exactly
+    the reasons in the quarantine rows the batch wrote, repeats included; a clean batch has none."""
+    Catalog(fresh_cfg).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
+    fn = SilverBatch(fresh_cfg, "transactions", str(fresh_cfg.home / "ckpt"))
+    batch = bronze(spark, [*[tx(f"a{i}") for i in range(7)], '{"oops', '{"again', tx("b", amount="n/a", channel="pigeon"), tx("c", channel="pigeon"),
+                           tx("d", mcc="54x1", currency="euro")])
+    staged = fn.stage(batch, 0)
+    try:
+        table, rows, reasons, checked = staged.observed
+    finally:
+        staged.release()
+    quarantined = _read(spark, fresh_cfg, "quarantine.transactions").select(F.explode("reasons").alias("reason"))
+    assertDataFrameEqual(spark.createDataFrame([(r,) for r in reasons], "reason string"), quarantined)
+    assert (table, rows, checked) == ("silver.transactions", 5, 12) and len(reasons) >= 7
+    clean = fn.stage(bronze(spark, [tx("e"), tx("f")]), 1)
+    try:
+        assert clean.observed == ("silver.transactions", 0, [], 2)
+    finally:
+        clean.release()
+
+
 def test_dedup_searches_silver_within_its_horizon_of_event_time(spark, tmp_path, overrides):
     cfg = load_config("local", overrides + ["pipeline.dedup_horizon_s=600"], home=tmp_path)
     Catalog(cfg).register(spark, ["silver.transactions", "quarantine.transactions", "ops.dq_results"])
