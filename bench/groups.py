@@ -10,7 +10,7 @@ training run (none after its split's end).
 
     python -m bench.groups [--groups device,time_of_day] [--seeds 7,11,23] [--out NAME.json]
 
-FINLAKE_HOME names the home (a demo's, or ``bench.outside``'s ``bench_outside/<shape>`` with
+FINLAKE_HOME names the home (a demo's, or ``bench.outside``'s ``bench_outside/<shape>-<seed>`` with
 ``--conf ml.features.fraud.drop_groups=[user_events]`` as that benchmark trains). Writes
 bench/results/groups.json (or ``--out``).
 """

@@ -298,29 +298,40 @@ def _slug(name: str) -> str:
 
 
 def declared_spec(spec) -> dict[str, tuple]:
-    """The declared features of a spec ``{numeric: [extras key, ...], distances: {name: [[lat,
-    lon], [lat, lon]]}}``, checked, by feature name: ``x_<key>`` -> ("numeric", key), the extra
-    as a number (null when absent or not a number); ``km_<name>`` -> ("km", lat1, lon1, lat2,
-    lon2), the great-circle distance between two points, each a pair of extras keys or silver's
-    own ``lat``/``lon``. A malformed spec raises ConfigError (a ValueError) naming the setting."""
+    """The declared features of a spec ``{numeric: [extras key, ...], categorical: {extras key:
+    [value, ...]}, distances: {name: [[lat, lon], [lat, lon]]}}``, checked, by feature name:
+    ``x_<key>`` -> ("numeric", key), the extra as a number (null when absent or not a number);
+    ``x_<key>_is_<value>`` -> ("category", key, value), 1 when the extra is that text, 0 when it
+    is another, null when absent (one indicator per listed value; an unlisted value is 0 in every
+    one); ``km_<name>`` -> ("km", lat1, lon1, lat2, lon2), the great-circle distance between two
+    points, each a pair of extras keys or silver's own ``lat``/``lon``. A malformed spec raises
+    ConfigError (a ValueError) naming the setting."""
     spec = spec or {}
-    if not isinstance(spec, dict) or set(spec) - {"numeric", "distances"}:
-        raise ConfigError(f"{DECLARED_SETTING}: expected numeric and distances, got {spec!r}")
-    numeric, distances = spec.get("numeric") or [], spec.get("distances") or {}
+    if not isinstance(spec, dict) or set(spec) - {"numeric", "categorical", "distances"}:
+        raise ConfigError(f"{DECLARED_SETTING}: expected numeric, categorical and distances, got {spec!r}")
+    numeric, categorical, distances = spec.get("numeric") or [], spec.get("categorical") or {}, spec.get("distances") or {}
     if not isinstance(numeric, list):
         raise ConfigError(f"{DECLARED_SETTING}.numeric: expected a list of extras keys, got {numeric!r}")
+    if not isinstance(categorical, dict):
+        raise ConfigError(f"{DECLARED_SETTING}.categorical: expected extras key: [value, ...], got {categorical!r}")
+    for key, values in categorical.items():
+        # Extras are text: a value YAML read as a number or a boolean (01, yes) would never match.
+        if not (isinstance(values, list) and values and all(isinstance(v, str) for v in values)):
+            raise ConfigError(f"{DECLARED_SETTING}.categorical.{key}: expected a list of values as quoted text, got {values!r}")
     if not isinstance(distances, dict):
         raise ConfigError(f"{DECLARED_SETTING}.distances: expected name: [[lat, lon], [lat, lon]], got {distances!r}")
-    empty = [k for k in [*numeric, *distances] if not _slug(k)]
+    empty = [k for k in [*numeric, *categorical, *distances, *[v for vs in categorical.values() for v in vs]] if not _slug(k)]
     if empty:
         raise ConfigError(f"{DECLARED_SETTING}: '{empty[0]}' gives no feature name (letters or digits needed)")
     out: dict[str, tuple] = {f"x_{_slug(key)}": ("numeric", str(key)) for key in numeric}
+    for key, values in categorical.items():
+        out.update({f"x_{_slug(key)}_is_{_slug(v)}": ("category", str(key), v) for v in values})
     for name, points in distances.items():
         if not (isinstance(points, list) and len(points) == 2 and all(isinstance(p, list) and len(p) == 2 for p in points)):
             raise ConfigError(f"{DECLARED_SETTING}.distances.{name}: expected [[lat, lon], [lat, lon]], got {points!r}")
         out[f"km_{_slug(name)}"] = ("km", *[str(c) for p in points for c in p])
     clash = [n for n in out if n in CARD_FEATURES or n in CARD_KEEP]
-    if clash or len(out) != len(numeric) + len(distances):
+    if clash or len(out) != len(numeric) + sum(len(v) for v in categorical.values()) + len(distances):
         raise ConfigError(f"{DECLARED_SETTING}: feature names clash: {', '.join(clash) or 'two declarations give one name'}")
     return out
 
@@ -331,8 +342,18 @@ def declared_features(spec) -> dict[str, Column]:
     def number(col: str) -> Column:
         return F.col(col).cast("double") if col in _SILVER_COORDINATES else F.col("extras").getItem(col).try_cast("double")
 
-    return {name: number(d[1]) if d[0] == "numeric" else haversine_km(*[number(c) for c in d[1:]])
-            for name, d in declared_spec(spec).items()}
+    def category(key: str, value: str) -> Column:
+        text = F.col("extras").getItem(key)
+        return F.when(text.isNotNull(), (text == F.lit(value)).cast("double"))
+
+    def column(d: tuple) -> Column:
+        if d[0] == "numeric":
+            return number(d[1])
+        if d[0] == "category":
+            return category(d[1], d[2])
+        return haversine_km(*[number(c) for c in d[1:]])
+
+    return {name: column(d) for name, d in declared_spec(spec).items()}
 
 
 MARKET_KEEP = ["event_id", "event_time", "symbol", "kafka_timestamp", "silver_time"]

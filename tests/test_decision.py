@@ -760,9 +760,10 @@ def test_a_moved_champion_serves_in_the_running_plan_and_no_decision_is_lost_or_
 
 def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, cfg, tmp_path):
     """The user's own columns declared as features (``features.transactions``): a number kept in
-    ``extras`` and the distance between a billing address in ``extras`` and the terminal's
-    place. The gold batch function and the decision path's state give every row the same values,
-    equal to the ones computed here by hand; absent or unreadable values are null, never an error."""
+    ``extras``, a text kept there as one indicator per declared value, and the distance between a
+    billing address in ``extras`` and the terminal's place. The gold batch function and the
+    decision path's state give every row the same values, equal to the ones computed here by
+    hand; absent or unreadable values are null, never an error."""
     from lakehouse.catalog import Catalog
     from lakehouse.pipeline import GoldBatch
     from tests.test_scoring import moved
@@ -770,13 +771,17 @@ def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, 
     tx, _ = _events()
     extras = []
     for i, r in enumerate(tx):
-        e = {"RISK_SCORE": f"{i * 0.25:.2f}", "BLAT": "48.8566", "BLON": "2.3522", "OTHER": "kept"}
+        e = {"RISK_SCORE": f"{i * 0.25:.2f}", "BLAT": "48.8566", "BLON": "2.3522", "OTHER": "kept",
+             "TIER": ("gold", "Gold", "basic", "platinum plus")[i % 4]}   # "Gold" is not "gold": 0
         if i % 7 == 1:
             e["RISK_SCORE"] = "n/a"            # not a number: null
         if i % 11 == 2:
             del e["BLAT"]                      # half a point: no distance
+        if i % 5 == 4:
+            del e["TIER"]                      # no tier: null indicators
         extras.append(None if i % 13 == 3 else e)
-    spec = {"numeric": ["RISK_SCORE"], "distances": {"billing to terminal": [["BLAT", "BLON"], ["lat", "lon"]]}}
+    spec = {"numeric": ["RISK_SCORE"], "categorical": {"TIER": ["gold", "platinum plus"]},
+            "distances": {"billing to terminal": [["BLAT", "BLON"], ["lat", "lon"]]}}
     dcfg = moved(cfg, tmp_path, ["silver.transactions", "silver.user_events", "silver.tx_labels", "gold.card_features"])
     dcfg.data["features"] = {"transactions": spec}
 
@@ -797,8 +802,12 @@ def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, 
         score = number(e.get("RISK_SCORE"))
         blat, blon = number(e.get("BLAT")), number(e.get("BLON"))
         dist = None if None in (blat, blon, r[10], r[11]) else km(blat, blon, r[10], r[11])
-        rows.append((r[0], score, dist))
-    expected = spark.createDataFrame(rows, "event_id string, x_risk_score double, km_billing_to_terminal double")
+        tier = e.get("TIER")
+        gold, platinum = (None, None) if tier is None else (float(tier == "gold"), float(tier == "platinum plus"))
+        rows.append((r[0], score, gold, platinum, dist))
+    expected = spark.createDataFrame(rows, "event_id string, x_risk_score double, x_tier_is_gold double, "
+                                           "x_tier_is_platinum_plus double, km_billing_to_terminal double")
+    assert {r[2] for r in rows} == {None, 0.0, 1.0} and {r[3] for r in rows} == {None, 0.0, 1.0}
     assert expected.where("x_risk_score IS NULL").count() > 5 and expected.where("km_billing_to_terminal IS NOT NULL").count() > 50
     assert expected.where("km_billing_to_terminal IS NULL").count() > 20   # ecommerce rows have no place
 
@@ -813,7 +822,7 @@ def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, 
     fn = GoldBatch(dcfg, "gold.card_features", str(tmp_path / "gold_checkpoint"))
     fn(_silver(spark, stamped, schema), 0)
     gold = spark.read.format("delta").load(catalog.spec("gold.card_features").location)
-    names = ["x_risk_score", "km_billing_to_terminal"]
+    names = ["x_risk_score", "x_tier_is_gold", "x_tier_is_platinum_plus", "km_billing_to_terminal"]
     assertDataFrameEqual(gold.select("event_id", *names), expected, rtol=1e-9)
 
     half = len(stamped) // 2
@@ -824,7 +833,7 @@ def test_declared_features_are_the_same_in_gold_and_on_the_decision_path(spark, 
     from ml.datasets import USE_CASES
     from serving.decision import scored_columns
 
-    assert scored_columns(spark, "fraud", dcfg)[-2:] == tuple(names)
+    assert scored_columns(spark, "fraud", dcfg)[-len(names):] == tuple(names)
     assert USE_CASES["fraud"].configured(dcfg).groups["declared"] == tuple(names)
 
 

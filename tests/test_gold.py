@@ -196,8 +196,16 @@ def test_declared_features_are_named_from_the_spec_and_a_bad_spec_is_one_line():
     assert declared_spec({"numeric": ["Risk Score", "AGE"], "distances": {"billing-to-terminal": [["B_LAT", "B_LON"], ["lat", "lon"]]}}) == {
         "x_risk_score": ("numeric", "Risk Score"), "x_age": ("numeric", "AGE"),
         "km_billing_to_terminal": ("km", "B_LAT", "B_LON", "lat", "lon")}
-    assert declared_spec(None) == declared_spec({"numeric": [], "distances": {}}) == {}
-    for bad, said in [({"numeric": "AGE"}, "numeric: expected a list"), ({"categorical": ["X"]}, "expected numeric and distances"),
+    assert declared_spec({"categorical": {"Card Tier": ["gold", "Platinum Plus"]}, "numeric": ["AGE"]}) == {
+        "x_age": ("numeric", "AGE"), "x_card_tier_is_gold": ("category", "Card Tier", "gold"),
+        "x_card_tier_is_platinum_plus": ("category", "Card Tier", "Platinum Plus")}
+    assert declared_spec(None) == declared_spec({"numeric": [], "categorical": {}, "distances": {}}) == {}
+    for bad, said in [({"numeric": "AGE"}, "numeric: expected a list"), ({"labels": ["X"]}, "expected numeric, categorical and distances"),
+                      ({"categorical": ["TIER"]}, "categorical: expected extras key: [value, ...]"),
+                      ({"categorical": {"TIER": []}}, "categorical.TIER: expected a list of values as quoted text"),
+                      ({"categorical": {"ZIP": ["01", 2]}}, "categorical.ZIP: expected a list of values as quoted text"),
+                      ({"categorical": {"TIER": ["a b", "a-b"]}}, "two declarations give one name"),
+                      ({"categorical": {"TIER": ["?"]}}, "'?' gives no feature name"),
                       ({"distances": {"d": [["A", "B"]]}}, "distances.d: expected [[lat, lon], [lat, lon]]"),
                       ({"numeric": ["age", "AGE"]}, "two declarations give one name"), ({"numeric": ["--"]}, "gives no feature name")]:
         with pytest.raises(ValueError, match=re.escape(said)):

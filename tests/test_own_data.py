@@ -32,7 +32,8 @@ def outside_transactions(seed: int = 5, customers: int = 300, terminals: int = 2
     (C000123), CARD_ID (an account id, not a card number), TERMINAL_ID (T0042), TX_AMOUNT,
     TX_CHANNEL (POS / ONLINE / KIOSK, the last one unknown to finlake), BILLING_ZIP, IP_KM (how far
     the payer's IP address places them from the billing address, a column finlake has no field
-    for: far for card testing, noise otherwise), TX_FRAUD."""
+    for: far for card testing, noise otherwise), ENTRY_MODE (how the card was read, CHIP / SWIPE /
+    KEYED, another such column: a copied stripe for most stolen-card payments), TX_FRAUD."""
     rng = np.random.default_rng(seed)
     end = (time.time() // 3600 - 1) * 3600
     start = end - DAYS * 86400
@@ -64,6 +65,12 @@ def outside_transactions(seed: int = 5, customers: int = 300, terminals: int = 2
     tx = pd.concat([tx, pd.DataFrame(bursts, columns=tx.columns)], ignore_index=True)
     testing = np.r_[np.zeros(len(tx) - len(bursts), bool), np.ones(len(bursts), bool)]
     tx["ip_km"] = np.round(np.abs(rng.normal(0, 40, len(tx))) + np.where(testing, rng.uniform(100, 3000, len(tx)), 0), 1)
+    # Card read by chip mostly, keyed in online; a stolen card's copied stripe is swiped (its own
+    # generator, so the other columns are drawn as before).
+    u = np.random.default_rng(seed + 1).uniform(size=len(tx))
+    stolen = (tx["fraud"].to_numpy() == 1) & ~testing
+    tx["entry"] = np.where(tx["channel"].to_numpy() == "ONLINE", "KEYED",
+                           np.where(stolen & (u < 0.7), "SWIPE", np.where(u < 0.92, "CHIP", "SWIPE")))
     tx.loc[tx["amount"] > 220, "fraud"] = 1                              # large amounts
     tx.loc[rng.choice(len(tx), 25, replace=False), "channel"] = "KIOSK"  # a channel finlake does not know
     tx = tx.sort_values("t").reset_index(drop=True)
@@ -77,6 +84,7 @@ def outside_transactions(seed: int = 5, customers: int = 300, terminals: int = 2
         "TX_CHANNEL": tx["channel"],
         "BILLING_ZIP": [f"{75000 + c % 20:05d}" for c in tx["c"]],
         "IP_KM": tx["ip_km"],
+        "ENTRY_MODE": tx["entry"],
         "TX_FRAUD": tx["fraud"].astype(int),
     })
 
@@ -92,11 +100,13 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     import yaml
 
     home = tmp_path_factory.mktemp("own_home")
-    # The user keeps IP_KM and declares it a feature (the example mapping plus one column).
+    # The user keeps IP_KM and ENTRY_MODE and declares them features, a number and a category
+    # (the example mapping plus two columns).
     ocfg = load_config("local", [*overrides, *ML_GRID, "security.pan_hmac_key_missing=generate", "kafka.topic_prefix=own_",
-                                 "ml.features.fraud.drop_groups=[user_events]", "features.transactions.numeric=[IP_KM]"], home=home)
+                                 "ml.features.fraud.drop_groups=[user_events]", "features.transactions.numeric=[IP_KM]",
+                                 "features.transactions.categorical={ENTRY_MODE: [CHIP, SWIPE]}"], home=home)
     mapping = yaml.safe_load(open(MAPPING))
-    mapping["extras"] = [*mapping["extras"], "IP_KM"]
+    mapping["extras"] = [*mapping["extras"], "IP_KM", "ENTRY_MODE"]
     (home / "mapping.yaml").write_text(yaml.safe_dump(mapping))
     source = outside_transactions()
     folder = home / "export"
@@ -118,6 +128,7 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
         client = registry.connect(ocfg)
         version = registry.alias_version(client, "finlake-fraud", registry.CHAMPION)
         run = client.get_run(version.run_id)
+        gains = registry.load_booster("finlake-fraud", str(version.version)).get_score(importance_type="total_gain")
     finally:
         Catalog(cfg).register(spark)
 
@@ -132,7 +143,8 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     assert (one.channel, one.currency, one.merchant_country, one.mcc, one.merchant_id, one.customer_id) == (
         {"POS": "card_present", "ONLINE": "ecommerce"}[first["TX_CHANNEL"]], "EUR", "ZZ", "0000", first["TERMINAL_ID"],
         first["CUSTOMER_ID"])
-    assert one.extras == {"BILLING_ZIP": first["BILLING_ZIP"], "IP_KM": str(first["IP_KM"])} and len(one.card_token) == 64
+    assert one.extras == {"BILLING_ZIP": first["BILLING_ZIP"], "IP_KM": str(first["IP_KM"]), "ENTRY_MODE": first["ENTRY_MODE"]}
+    assert len(one.card_token) == 64
     assert len(one.card_last4) == 4
     assert one.event_time == dt.datetime.strptime(first["TX_DATETIME"], "%Y-%m-%d %H:%M:%S")
     assert "ACCT-" not in silver_text
@@ -150,7 +162,11 @@ def test_outside_data_loads_through_kafka_and_trains_a_model_that_beats_its_base
     assert m["xgboost"]["roc_auc"] > m["baseline"]["roc_auc"], m
     assert m["xgboost"]["roc_auc"] > 0.85, m
     assert result["model"]["calibration"] == "isotonic" and m["xgboost"]["ece"] < m["xgboost_uncalibrated"]["ece"]
-    # The declared column is a feature of the registered version, and the model uses it.
-    assert result["features"][-1] == "x_ip_km" and json.loads(version.tags["features"])[-1] == "x_ip_km"
+    # The declared columns are features of the registered version, and the model uses them: the
+    # group as a whole (gain and ablation) and the stripe's indicator on its own.
+    declared_names = ["x_ip_km", "x_entry_mode_is_chip", "x_entry_mode_is_swipe"]
+    assert result["features"][-3:] == declared_names and json.loads(version.tags["features"])[-3:] == declared_names
     declared = result["feature_groups"]["groups"]["declared"]
-    assert declared["gain_share"] > 0.05 and declared["loss_without"] > 0, result["feature_groups"]
+    assert declared["features"] == 3 and declared["gain_share"] > 0.05 and declared["loss_without"] > 0, result["feature_groups"]
+    swipe = result["features"].index("x_entry_mode_is_swipe")
+    assert gains.get("x_entry_mode_is_swipe", gains.get(f"f{swipe}", 0.0)) > 0, gains
